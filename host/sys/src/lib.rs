@@ -1,0 +1,11 @@
+//! warden-sys: every system call of the supervisor that needs care.
+//!
+//! This crate owns listeners (unix, fifo, inet), the spawn plan and the code
+//! between fork and exec, privileges (user, groups, privileged gid, chroot),
+//! `RLIMIT_AS`/`RLIMIT_DATA`, descriptor passing and reaping. It is the only
+//! crate in warden allowed to contain `unsafe`, and each `unsafe` block here
+//! carries a `// SAFETY:` comment naming the invariants it relies on.
+//!
+//! It must never make a decision: what to spawn, when, and for whom comes
+//! from the master and its policies. Nothing it runs in a forked child may
+//! allocate, lock or log before exec.

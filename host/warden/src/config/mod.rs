@@ -1,0 +1,396 @@
+//! The configuration: Dovecot's service settings, read from one TOML file.
+//!
+//! [`Config::parse`] turns the text of a file into the *effective*
+//! configuration: every setting of every service filled in, each with its
+//! [`Origin`] (the file, a global default, or warden's built-in default), all
+//! relative paths resolved against `base_dir`, and every mistake in the file
+//! reported at once as [`Problems`].
+//!
+//! This module is pure: it reads no files but the text it is given, makes no
+//! system calls and looks up no users or groups. Whether `dovenull` exists or
+//! a port can be bound is decided later, by the code that acts on the
+//! configuration.
+//!
+//! The reader walks toml's spanned document tree itself instead of deriving
+//! `serde::Deserialize`, because serde stops at the first error and the
+//! operator must see every problem, each with its line and column.
+
+mod load;
+mod problem;
+mod show;
+mod validate;
+pub mod value;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::ops::Range;
+use std::path::PathBuf;
+
+pub use problem::{Problem, Problems};
+pub use show::render;
+use value::{Duration, ListenAddress, Mode, ServiceName, Size};
+
+/// Where a setting's value came from, shown by `warden config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Written in the configuration file.
+    File {
+        /// Where the value is in the file.
+        span: Range<usize>,
+        /// How the file's spelling was read, when that is worth saying
+        /// (an alias, a variable, a magic number).
+        note: Option<String>,
+    },
+    /// Taken from a global setting such as `default_client_limit`.
+    Global {
+        /// The global setting's name.
+        key: &'static str,
+        /// Why the global applies, when the file asked for it explicitly
+        /// (`idle_kill = 0`).
+        note: Option<String>,
+    },
+    /// warden's own default for the setting.
+    Builtin {
+        /// Why this default, when it depends on other settings.
+        note: Option<&'static str>,
+    },
+}
+
+impl Origin {
+    /// A value written in the file, read as written.
+    pub(crate) fn file(span: Range<usize>) -> Self {
+        Origin::File { span, note: None }
+    }
+
+    /// warden's unconditional default.
+    pub(crate) const BUILTIN: Origin = Origin::Builtin { note: None };
+
+    /// Where the value is in the file, if it is in the file.
+    pub fn span(&self) -> Option<Range<usize>> {
+        match self {
+            Origin::File { span, .. } => Some(span.clone()),
+            Origin::Global { .. } | Origin::Builtin { .. } => None,
+        }
+    }
+}
+
+/// A setting's effective value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    /// The value in force.
+    pub value: T,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl<T> Setting<T> {
+    /// A setting with the given value and origin.
+    pub(crate) fn new(value: T, origin: Origin) -> Self {
+        Setting { value, origin }
+    }
+
+    /// Whether the file set this value.
+    pub fn is_from_file(&self) -> bool {
+        matches!(self.origin, Origin::File { .. })
+    }
+}
+
+/// The effective configuration of one warden.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Settings that apply to the whole supervisor.
+    pub globals: Globals,
+    /// The services, in the order the file declares them.
+    pub services: Vec<Service>,
+}
+
+/// Settings that apply to the whole supervisor, and the defaults services
+/// fall back on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Globals {
+    /// The directory of runtime files; relative paths elsewhere are resolved
+    /// against it.
+    pub base_dir: Setting<PathBuf>,
+    /// The protocols to serve; a service with a `protocol` not listed here
+    /// does not run.
+    pub protocols: Setting<Vec<String>>,
+    /// Addresses of inet listeners that give none of their own.
+    pub listen: Setting<Vec<ListenAddress>>,
+    /// Whether TLS listeners exist at all.
+    pub ssl: Setting<Ssl>,
+    /// `client_limit` of services that leave it unset or 0.
+    pub default_client_limit: Setting<u32>,
+    /// `process_limit` of services that leave it unset or 0.
+    pub default_process_limit: Setting<u32>,
+    /// `idle_kill` of services that leave it unset or 0.
+    pub default_idle_kill: Setting<Duration>,
+    /// `vsz_limit` of services that leave it unset.
+    pub default_vsz_limit: Setting<VszLimit>,
+    /// The user of login services, `$default_login_user`.
+    pub default_login_user: Setting<String>,
+    /// The user of unprivileged internal services, `$default_internal_user`.
+    pub default_internal_user: Setting<String>,
+    /// The group of internal services, `$default_internal_group`.
+    pub default_internal_group: Setting<String>,
+    /// The directory operators drop policy plugins (`.wasm`) into.
+    pub plugins_dir: Setting<PathBuf>,
+    /// Whether reload and stop close the clients of old processes.
+    pub shutdown_clients: Setting<bool>,
+    /// The unix socket `warden status`, `warden reload` and friends talk to.
+    pub control_socket: Setting<PathBuf>,
+    /// Where the OpenMetrics endpoint listens, if anywhere.
+    pub metrics_listen: Setting<Option<MetricsListen>>,
+}
+
+/// The global `ssl` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ssl {
+    /// No TLS: every `ssl = yes` listener is left out.
+    No,
+    /// TLS listeners exist; plaintext ones too.
+    Yes,
+    /// TLS listeners exist, and services should refuse plaintext logins.
+    Required,
+}
+
+/// Where the OpenMetrics endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsListen {
+    /// A TCP address, like `127.0.0.1:9100`.
+    Inet(SocketAddr),
+    /// A unix socket path, resolved against `base_dir`.
+    Unix(PathBuf),
+}
+
+/// A service's `vsz_limit`: the address space a process may map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VszLimit {
+    /// No limit is set (`0` or `unlimited`).
+    Unlimited,
+    /// `RLIMIT_AS` and `RLIMIT_DATA` are set to this size.
+    Bytes(Size),
+}
+
+/// A service's `service_count`: connections a process serves before it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceCount {
+    /// Processes serve connections until they are idle-killed or stopped.
+    Unlimited,
+    /// A process exits after this many connections.
+    Limited(NonZeroU32),
+}
+
+/// A service's `idle_kill`: how long a process may do nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleKill {
+    /// Idle processes are never asked to exit.
+    Infinite,
+    /// Idle processes are asked to exit after this long.
+    After(Duration),
+}
+
+/// A service's `type`: what the supervisor does specially for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceType {
+    /// `""`: an ordinary service.
+    Default,
+    /// One process is started at startup, without waiting for a connection.
+    Startup,
+    /// A login service: it is told when every process is full, and the
+    /// oldest connections that have not logged in can be evicted.
+    Login,
+    /// The log service: first up, last down.
+    Log,
+    /// The config service: started before the others.
+    Config,
+    /// The anvil service: survives reload.
+    Anvil,
+    /// A worker pool fed by another service.
+    Worker,
+}
+
+impl ServiceType {
+    /// The name as written in the file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::Default => "",
+            ServiceType::Startup => "startup",
+            ServiceType::Login => "login",
+            ServiceType::Log => "log",
+            ServiceType::Config => "config",
+            ServiceType::Anvil => "anvil",
+            ServiceType::Worker => "worker",
+        }
+    }
+
+    const ALL: [ServiceType; 7] = [
+        ServiceType::Default,
+        ServiceType::Startup,
+        ServiceType::Login,
+        ServiceType::Log,
+        ServiceType::Config,
+        ServiceType::Anvil,
+        ServiceType::Worker,
+    ];
+}
+
+/// How a service's processes receive connections and report their load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// Socket activation: listeners from fd 3, `LISTEN_FDS`, `NOTIFY_SOCKET`.
+    Systemd,
+    /// warden's native interface: the host accepts and passes each connection.
+    Warden,
+    /// One process per connection, the socket on stdin and stdout.
+    Inetd,
+    /// Dovecot 2.3's master-service layout, for Dovecot's own binaries.
+    Dovecot,
+}
+
+impl Interface {
+    /// The name as written in the file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Interface::Systemd => "systemd",
+            Interface::Warden => "warden",
+            Interface::Inetd => "inetd",
+            Interface::Dovecot => "dovecot",
+        }
+    }
+
+    const ALL: [Interface; 4] = [
+        Interface::Systemd,
+        Interface::Warden,
+        Interface::Inetd,
+        Interface::Dovecot,
+    ];
+}
+
+/// A service's program and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executable {
+    /// The program (resolved against `base_dir`) followed by its arguments.
+    pub argv: Vec<String>,
+}
+
+/// One `[service.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The service's name.
+    pub name: ServiceName,
+    /// Where the service's table starts in the file.
+    pub span: Range<usize>,
+    /// The program to run, and its arguments.
+    pub executable: Setting<Executable>,
+    /// What the supervisor does specially for the service.
+    pub kind: Setting<ServiceType>,
+    /// The protocol that must be in `protocols` for the service to run.
+    pub protocol: Setting<String>,
+    /// How processes receive connections and report their load.
+    pub interface: Setting<Interface>,
+    /// The user processes run as; empty keeps the supervisor's own.
+    pub user: Setting<String>,
+    /// The primary group; empty means the user's.
+    pub group: Setting<String>,
+    /// Supplementary groups.
+    pub extra_groups: Setting<Vec<String>>,
+    /// A group the process may switch to and back (kept as its saved gid).
+    pub privileged_group: Setting<String>,
+    /// The directory processes are chrooted into, if any.
+    pub chroot: Setting<Option<PathBuf>>,
+    /// Whether the host drops privileges before exec rather than the binary after.
+    pub drop_priv_before_exec: Setting<bool>,
+    /// Connections one process serves at once.
+    pub client_limit: Setting<u32>,
+    /// Connections one process serves in its life.
+    pub service_count: Setting<ServiceCount>,
+    /// Processes the service may have at once.
+    pub process_limit: Setting<u32>,
+    /// Processes kept ready for connections.
+    pub process_min_avail: Setting<u32>,
+    /// How long an idle process lives.
+    pub idle_kill: Setting<IdleKill>,
+    /// The address space limit of each process.
+    pub vsz_limit: Setting<VszLimit>,
+    /// Policy plugins asked first for this service's decisions.
+    pub policies: Setting<Vec<String>>,
+    /// `[[service.NAME.unix_listener]]` tables.
+    pub unix_listeners: Vec<FileListener>,
+    /// `[[service.NAME.fifo_listener]]` tables.
+    pub fifo_listeners: Vec<FileListener>,
+    /// `[[service.NAME.inet_listener]]` tables.
+    pub inet_listeners: Vec<InetListener>,
+}
+
+impl Service {
+    /// The service's connection capacity, `process_limit × client_limit`
+    /// (saturating), which the listen backlog follows.
+    pub fn max_connections(&self) -> u64 {
+        u64::from(self.process_limit.value) * u64::from(self.client_limit.value)
+    }
+}
+
+/// A unix socket or fifo listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileListener {
+    /// Where the listener's table starts in the file.
+    pub span: Range<usize>,
+    /// The socket or fifo path, resolved against `base_dir`.
+    pub path: Setting<PathBuf>,
+    /// The owner of the file; empty keeps root.
+    pub user: Setting<String>,
+    /// The group of the file; empty keeps root's.
+    pub group: Setting<String>,
+    /// The file's mode; 0 disables the listener.
+    pub mode: Setting<Mode>,
+    /// The client type the listener serves (auth's `userdb`, `login`…); empty
+    /// means the service decides.
+    pub kind: Setting<String>,
+}
+
+/// A TCP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InetListener {
+    /// Where the listener's table starts in the file.
+    pub span: Range<usize>,
+    /// The listener's name, as services and policies see it (`imap`, `imaps`).
+    pub name: Setting<String>,
+    /// Addresses to bind, one socket each.
+    pub address: Setting<Vec<ListenAddress>>,
+    /// The port; 0 disables the listener.
+    pub port: Setting<u16>,
+    /// Whether connections speak TLS from the start.
+    pub ssl: Setting<bool>,
+    /// Whether a PROXY protocol header comes first.
+    pub haproxy: Setting<bool>,
+    /// The client type the listener serves; empty means the service decides.
+    pub kind: Setting<String>,
+}
+
+impl Config {
+    /// Reads the configuration in `source`, the text of the file named
+    /// `file` (used only in messages), and returns the effective
+    /// configuration or every problem in it.
+    pub fn parse(file: &str, source: &str) -> Result<Config, Problems> {
+        let mut problems = Vec::new();
+        let config = load::load(source, &mut problems);
+        if let Some(config) = &config {
+            validate::validate(config, &mut problems);
+        }
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(Problems::locate(file, source, problems)),
+        }
+    }
+
+    /// The service named `name`.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// Whether `service` runs: its `protocol` is empty or listed in `protocols`.
+    pub fn runs(&self, service: &Service) -> bool {
+        let protocol = &service.protocol.value;
+        protocol.is_empty() || self.globals.protocols.value.iter().any(|p| p == protocol)
+    }
+}

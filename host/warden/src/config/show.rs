@@ -1,0 +1,238 @@
+//! The effective configuration as TOML, each setting with its origin.
+//!
+//! `warden config` prints this. The output is itself a valid configuration
+//! that reads back to the same effective values, so an operator can start
+//! from it; the comment after each setting says whether the file, a global
+//! default or warden's built-in default supplied it.
+
+use std::fmt::Write as _;
+
+use toml_writer::{ToTomlKey, ToTomlValue};
+
+use super::value::ListenAddress;
+use super::{
+    Config, FileListener, IdleKill, InetListener, MetricsListen, Origin, Service, ServiceCount,
+    Setting, Ssl, VszLimit,
+};
+
+/// Renders `config`: the globals and every service, or only the service
+/// named `only`. Returns `None` if there is no such service.
+pub fn render(config: &Config, only: Option<&str>) -> Option<String> {
+    let mut out = String::new();
+    match only {
+        Some(name) => render_service(&mut out, config, config.service(name)?),
+        None => {
+            render_globals(&mut out, config);
+            for service in &config.services {
+                out.push('\n');
+                render_service(&mut out, config, service);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Lines of one table, written with their comments aligned.
+#[derive(Default)]
+struct Section {
+    lines: Vec<(String, String)>,
+}
+
+impl Section {
+    fn add<T>(&mut self, key: &str, setting: &Setting<T>, show: impl FnOnce(&T) -> String) {
+        self.lines.push((
+            format!("{key} = {}", show(&setting.value)),
+            describe(&setting.origin),
+        ));
+    }
+
+    fn write(self, out: &mut String) {
+        let width = self
+            .lines
+            .iter()
+            .map(|(line, _)| line.len())
+            .max()
+            .unwrap_or(0);
+        for (line, comment) in self.lines {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "{line:width$}  # {comment}");
+        }
+    }
+}
+
+fn describe(origin: &Origin) -> String {
+    match origin {
+        Origin::File { note: None, .. } => "file".to_owned(),
+        Origin::File {
+            note: Some(note), ..
+        } => format!("file, {note}"),
+        Origin::Global { key, note: None } => format!("from {key}"),
+        Origin::Global {
+            key,
+            note: Some(note),
+        } => format!("from {key} ({note})"),
+        Origin::Builtin { note: None } => "built-in default".to_owned(),
+        Origin::Builtin { note: Some(note) } => format!("built-in default; {note}"),
+    }
+}
+
+fn string(text: &str) -> String {
+    text.to_toml_value()
+}
+
+fn strings(words: &[String]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| string(w)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn addresses(list: &[ListenAddress]) -> String {
+    let words: Vec<String> = list.iter().map(ToString::to_string).collect();
+    string(&words.join(" "))
+}
+
+fn path(path: &std::path::Path) -> String {
+    string(&path.to_string_lossy())
+}
+
+fn vsz(limit: &VszLimit) -> String {
+    match limit {
+        VszLimit::Unlimited => string("unlimited"),
+        VszLimit::Bytes(size) => string(&size.to_string()),
+    }
+}
+
+fn render_globals(out: &mut String, config: &Config) {
+    let g = &config.globals;
+    let mut s = Section::default();
+    s.add("base_dir", &g.base_dir, |p| path(p));
+    s.add("protocols", &g.protocols, |p| strings(p));
+    s.add("listen", &g.listen, |l| addresses(l));
+    s.add("ssl", &g.ssl, |ssl| {
+        string(match ssl {
+            Ssl::No => "no",
+            Ssl::Yes => "yes",
+            Ssl::Required => "required",
+        })
+    });
+    s.add(
+        "default_client_limit",
+        &g.default_client_limit,
+        u32::to_string,
+    );
+    s.add(
+        "default_process_limit",
+        &g.default_process_limit,
+        u32::to_string,
+    );
+    s.add("default_idle_kill", &g.default_idle_kill, |d| {
+        string(&d.to_string())
+    });
+    s.add("default_vsz_limit", &g.default_vsz_limit, vsz);
+    s.add("default_login_user", &g.default_login_user, |u| string(u));
+    s.add("default_internal_user", &g.default_internal_user, |u| {
+        string(u)
+    });
+    s.add("default_internal_group", &g.default_internal_group, |u| {
+        string(u)
+    });
+    s.add("plugins_dir", &g.plugins_dir, |p| path(p));
+    s.add("shutdown_clients", &g.shutdown_clients, bool::to_string);
+    s.add("control_socket", &g.control_socket, |p| path(p));
+    s.add("metrics_listen", &g.metrics_listen, |m| match m {
+        None => string(""),
+        Some(MetricsListen::Inet(address)) => string(&address.to_string()),
+        Some(MetricsListen::Unix(p)) => path(p),
+    });
+    s.write(out);
+}
+
+fn render_service(out: &mut String, config: &Config, service: &Service) {
+    let table = format!("service.{}", service.name.as_str().to_toml_key());
+    let _ = writeln!(out, "[{table}]");
+    if !config.runs(service) {
+        let _ = writeln!(
+            out,
+            "# not started: protocol {} is not listed in protocols",
+            string(&service.protocol.value)
+        );
+    }
+    let mut s = Section::default();
+    s.add("executable", &service.executable, |e| {
+        string(&shlex::try_join(e.argv.iter().map(String::as_str)).unwrap_or_default())
+    });
+    s.add("type", &service.kind, |k| string(k.as_str()));
+    s.add("protocol", &service.protocol, |p| string(p));
+    s.add("interface", &service.interface, |i| string(i.as_str()));
+    s.add("user", &service.user, |u| string(u));
+    s.add("group", &service.group, |g| string(g));
+    s.add("extra_groups", &service.extra_groups, |g| strings(g));
+    s.add("privileged_group", &service.privileged_group, |g| string(g));
+    s.add("chroot", &service.chroot, |c| match c {
+        None => string(""),
+        Some(p) => path(p),
+    });
+    s.add(
+        "drop_priv_before_exec",
+        &service.drop_priv_before_exec,
+        bool::to_string,
+    );
+    s.add("client_limit", &service.client_limit, u32::to_string);
+    s.add("service_count", &service.service_count, |c| match c {
+        ServiceCount::Unlimited => string("unlimited"),
+        ServiceCount::Limited(n) => n.to_string(),
+    });
+    s.add("process_limit", &service.process_limit, u32::to_string);
+    s.add(
+        "process_min_avail",
+        &service.process_min_avail,
+        u32::to_string,
+    );
+    s.add("idle_kill", &service.idle_kill, |i| match i {
+        IdleKill::Infinite => string("infinite"),
+        IdleKill::After(d) => string(&d.to_string()),
+    });
+    s.add("vsz_limit", &service.vsz_limit, vsz);
+    s.add("policies", &service.policies, |p| strings(p));
+    s.write(out);
+    for listener in &service.unix_listeners {
+        render_file_listener(out, &table, "unix_listener", listener);
+    }
+    for listener in &service.fifo_listeners {
+        render_file_listener(out, &table, "fifo_listener", listener);
+    }
+    let ssl_off = config.globals.ssl.value == Ssl::No;
+    for listener in &service.inet_listeners {
+        render_inet_listener(out, &table, listener, ssl_off);
+    }
+}
+
+fn render_file_listener(out: &mut String, table: &str, kind: &str, listener: &FileListener) {
+    let _ = writeln!(out, "\n[[{table}.{kind}]]");
+    if listener.mode.value.disables() {
+        let _ = writeln!(out, "# not created: mode 0 disables the listener");
+    }
+    let mut s = Section::default();
+    s.add("path", &listener.path, |p| path(p));
+    s.add("user", &listener.user, |u| string(u));
+    s.add("group", &listener.group, |g| string(g));
+    s.add("mode", &listener.mode, |m| string(&m.to_string()));
+    s.add("type", &listener.kind, |t| string(t));
+    s.write(out);
+}
+
+fn render_inet_listener(out: &mut String, table: &str, listener: &InetListener, ssl_off: bool) {
+    let _ = writeln!(out, "\n[[{table}.inet_listener]]");
+    if listener.port.value == 0 {
+        let _ = writeln!(out, "# not created: port 0 disables the listener");
+    } else if listener.ssl.value && ssl_off {
+        let _ = writeln!(out, "# not created: ssl = \"no\" removes TLS listeners");
+    }
+    let mut s = Section::default();
+    s.add("name", &listener.name, |n| string(n));
+    s.add("address", &listener.address, |a| addresses(a));
+    s.add("port", &listener.port, u16::to_string);
+    s.add("ssl", &listener.ssl, bool::to_string);
+    s.add("haproxy", &listener.haproxy, bool::to_string);
+    s.add("type", &listener.kind, |t| string(t));
+    s.write(out);
+}
