@@ -1,0 +1,136 @@
+//! The command line's surface: subcommands, exit codes, the default file.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on what it cannot set up"
+)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn conf() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/warden.toml")
+}
+
+fn warden(args: &[&str]) -> Output {
+    Command::new(warden_tests::warden())
+        .args(args)
+        .env_remove("WARDEN_CONFIG")
+        .output()
+        .expect("run warden")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_annotated_configuration_checks_clean() {
+    let output = warden(&["check", "-c", conf().to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("ok; 24 services"));
+}
+
+#[test]
+fn config_shows_one_service_with_the_origin_of_each_setting() {
+    let conf = conf();
+    let output = warden(&[
+        "config",
+        "-c",
+        conf.to_str().expect("utf-8 path"),
+        "--service",
+        "imap-login",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let shown = text(&output.stdout);
+    assert!(shown.contains("[service.imap-login]"), "{shown}");
+    assert!(!shown.contains("[service.imap]"), "{shown}");
+    assert!(
+        shown.contains(r#"user = "dovenull""#)
+            && shown.contains("# file, written as $default_login_user"),
+        "{shown}"
+    );
+    assert!(shown.contains("# from default_client_limit"), "{shown}");
+    assert!(shown.contains("# built-in default"), "{shown}");
+}
+
+#[test]
+fn an_unknown_service_is_a_usage_error_that_lists_the_services() {
+    let conf = conf();
+    let output = warden(&[
+        "config",
+        "-c",
+        conf.to_str().expect("utf-8 path"),
+        "--service",
+        "imapd",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("there is no service \"imapd\""));
+    assert!(text(&output.stderr).contains("imap-login"));
+}
+
+#[test]
+fn the_configuration_file_comes_from_warden_config_when_not_given() {
+    let output = Command::new(warden_tests::warden())
+        .arg("check")
+        .env("WARDEN_CONFIG", conf())
+        .output()
+        .expect("run warden");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
+#[test]
+fn a_missing_configuration_file_exits_66_and_says_how_to_name_another() {
+    let output = warden(&["check", "-c", "/nonexistent/warden.toml"]);
+    assert_eq!(output.status.code(), Some(66));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("/nonexistent/warden.toml"), "{stderr}");
+    assert!(stderr.contains("-c FILE or WARDEN_CONFIG"), "{stderr}");
+}
+
+#[test]
+fn commands_that_need_the_master_say_so_and_exit_69() {
+    for args in [
+        &["run"][..],
+        &["status"],
+        &["ps"],
+        &["reload"],
+        &["stop"],
+        &["kick", "1234"],
+        &["who"],
+        &["stats"],
+        &["plugins"],
+        &["policy", "test", "p.wasm", "s.toml"],
+    ] {
+        let output = warden(args);
+        assert_eq!(output.status.code(), Some(69), "warden {args:?}");
+        assert!(output.stdout.is_empty(), "warden {args:?} printed output");
+        assert!(
+            text(&output.stderr).contains("not available in this version"),
+            "warden {args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn help_lists_every_subcommand_and_the_exit_codes() {
+    let output = warden(&["--help"]);
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    for command in [
+        "run", "check", "config", "status", "ps", "reload", "stop", "kick", "who", "stats",
+        "plugins", "policy",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "--help lacks {command}:\n{help}"
+        );
+    }
+    for code in ["66", "69", "78"] {
+        assert!(
+            help.contains(&format!("  {code}  ")),
+            "--help lacks exit code {code}"
+        );
+    }
+}
