@@ -9,3 +9,18 @@
 //! It must never make a decision: what to spawn, when, and for whom comes
 //! from the master and its policies. Nothing it runs in a forked child may
 //! allocate, lock or log before exec.
+
+#![allow(
+    unsafe_code,
+    reason = "warden's unsafe lives here, one system call per block, each with its SAFETY comment"
+)]
+
+pub mod fdpass;
+pub mod ids;
+pub mod listener;
+pub mod process;
+pub mod spawn;
+
+pub use listener::{Endpoint, FileAccess, ListenError, Listener};
+pub use process::{Child, Exit};
+pub use spawn::{Identity, SpawnError, SpawnPlan, Step};

@@ -1,0 +1,925 @@
+//! Starting a service process: a plan made in the parent, applied in the
+//! child in one fixed order.
+//!
+//! A [`SpawnPlan`] is plain data — argv, environment, the descriptor table,
+//! the address-space limit, the chroot, the identity — and
+//! [`SpawnPlan::spawn`] turns every part of it into what the child needs
+//! (C strings, pointer arrays, descriptors moved out of the way) *before*
+//! the child exists. The child then runs [`Step`]s in this order and nothing
+//! else: it does not allocate, lock or log, and it makes raw system calls
+//! only, because it shares the parent's memory:
+//!
+//! 1. signal dispositions back to default, signal mask emptied;
+//! 2. descriptors into place (`dup3` onto their target numbers);
+//! 3. every other descriptor closed;
+//! 4. `RLIMIT_DATA` and `RLIMIT_AS` (soft and hard) set, if asked;
+//! 5. `chroot` and `chdir("/")`, if asked;
+//! 6. `setgroups` (the extra groups, then the primary group);
+//! 7. `setresgid`: the primary group as the effective and saved gid, and
+//!    the privileged group, if any, as the real gid, so the process can
+//!    switch its effective gid to it and back (see [`Identity::privileged_gid`]);
+//! 8. `setresuid`, last;
+//! 9. a check that `setuid(0)` (and `setgid(0)`, when a group was asked
+//!    for) now fails;
+//! 10. `PR_SET_NO_NEW_PRIVS`, unless the plan allows new privileges;
+//! 11. exec.
+//!
+//! A failing step writes its number and errno to a close-on-exec pipe and
+//! exits 127; the parent turns that into a [`SpawnError`] that names the
+//! service, the step and the setting to fix. End of file on the pipe means
+//! the exec happened.
+//!
+//! **Why `clone(CLONE_VM | CLONE_VFORK)`**: the master is a large
+//! multi-threaded process. `fork` would copy its page tables for every
+//! child, so spawning would slow down as the master grows; a child that
+//! shares the parent's memory until exec costs the same whatever the
+//! parent's size. The price is the discipline above: the child runs on its
+//! own small stack, must not touch the allocator or any lock, and must not
+//! use libc wrappers that coordinate threads (glibc's `setuid` and
+//! `setgroups` signal every thread of the *parent*), so identity changes
+//! are raw system calls. All signals are blocked in the parent around the
+//! `clone`, so no handler of the parent can run in the child.
+//!
+//! **The executable is opened before the chroot** and executed through its
+//! descriptor (`execveat` with `AT_EMPTY_PATH`), so a program kept outside
+//! the chroot runs inside it. A *statically* linked program needs nothing
+//! in the chroot. A *dynamically* linked one needs its loader (the ELF
+//! interpreter, e.g. `/lib64/ld-linux-x86-64.so.2`) and its libraries at
+//! the same paths inside the chroot, because the loader opens them by path
+//! after the chroot. A script (`#!`) is executed by path, so the script and
+//! its interpreter must both be inside the chroot.
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, pthread_sigmask};
+use nix::unistd::{Gid, Pid, Uid};
+
+use crate::process::Child;
+
+/// Bytes of stack for the child between clone and exec; it runs a few
+/// dozen frames of straight-line code.
+const CHILD_STACK_SIZE: usize = 64 * 1024;
+
+/// The exit status of a child whose setup failed before exec.
+const SETUP_FAILED: libc::c_int = 127;
+
+/// The identity a process takes before exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user (`user`).
+    pub uid: Uid,
+    /// The primary group (`group`, or the user's).
+    pub gid: Gid,
+    /// Supplementary groups (`extra_groups`); the primary group is added.
+    pub extra_groups: Vec<Gid>,
+    /// A group the process may switch its effective gid to and back
+    /// (`privileged_group`): off at start, on with `setegid(privileged)`,
+    /// off again with `setegid(primary)`.
+    ///
+    /// It is kept as the *real* gid. Dovecot keeps it as the saved gid, but
+    /// its binaries set that after exec; when the supervisor drops
+    /// privileges before exec, exec copies the effective gid over the saved
+    /// one, and the real gid is the only slot that survives. Access checks
+    /// and new files use the effective gid, so the real gid grants nothing
+    /// until the process switches.
+    pub privileged_gid: Option<Gid>,
+    /// The user's name, for Dovecot's `RESTRICT_USER`.
+    pub user_name: Option<String>,
+}
+
+impl Identity {
+    /// The supplementary groups the process gets: the extra groups, then the
+    /// primary group (so it stays usable while the effective gid is
+    /// switched to the privileged one), without repeats.
+    pub fn groups(&self) -> Vec<Gid> {
+        let mut groups = Vec::with_capacity(self.extra_groups.len() + 1);
+        for gid in self.extra_groups.iter().chain([&self.gid]) {
+            if !groups.contains(gid) {
+                groups.push(*gid);
+            }
+        }
+        groups
+    }
+
+    /// The environment Dovecot's binaries read to drop privileges
+    /// themselves after their privileged setup (`drop_priv_before_exec =
+    /// no`): `RESTRICT_SETUID`, `RESTRICT_SETGID`, `RESTRICT_SETGID_PRIV`,
+    /// `RESTRICT_SETEXTRAGROUPS`, `RESTRICT_USER` and `RESTRICT_CHROOT`.
+    pub fn dovecot_restrict_env(&self, chroot: Option<&Path>) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = vec![
+            ("RESTRICT_SETUID".into(), self.uid.to_string().into()),
+            ("RESTRICT_SETGID".into(), self.gid.to_string().into()),
+        ];
+        if let Some(privileged) = self.privileged_gid {
+            env.push(("RESTRICT_SETGID_PRIV".into(), privileged.to_string().into()));
+        }
+        if !self.extra_groups.is_empty() {
+            let list: Vec<String> = self.extra_groups.iter().map(Gid::to_string).collect();
+            env.push(("RESTRICT_SETEXTRAGROUPS".into(), list.join(",").into()));
+        }
+        if let Some(name) = &self.user_name {
+            env.push(("RESTRICT_USER".into(), name.into()));
+        }
+        if let Some(chroot) = chroot {
+            env.push(("RESTRICT_CHROOT".into(), chroot.as_os_str().to_owned()));
+        }
+        env
+    }
+}
+
+/// One step of the child's setup, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Step {
+    /// Signal dispositions and mask reset.
+    Signals = 1,
+    /// Descriptors moved onto their target numbers.
+    Descriptors,
+    /// Every other descriptor closed.
+    CloseOthers,
+    /// `RLIMIT_DATA` and `RLIMIT_AS` set.
+    Rlimits,
+    /// `chroot` to the service's directory.
+    Chroot,
+    /// `chdir("/")` inside the new root.
+    Chdir,
+    /// Supplementary groups set.
+    SetGroups,
+    /// Real, effective and saved gid set.
+    SetGid,
+    /// Real, effective and saved uid set.
+    SetUid,
+    /// Checking that root cannot be regained.
+    Verify,
+    /// `PR_SET_NO_NEW_PRIVS` set.
+    NoNewPrivs,
+    /// The program executed.
+    Exec,
+}
+
+impl Step {
+    const ALL: [Step; 12] = [
+        Step::Signals,
+        Step::Descriptors,
+        Step::CloseOthers,
+        Step::Rlimits,
+        Step::Chroot,
+        Step::Chdir,
+        Step::SetGroups,
+        Step::SetGid,
+        Step::SetUid,
+        Step::Verify,
+        Step::NoNewPrivs,
+        Step::Exec,
+    ];
+
+    fn from_code(code: u32) -> Option<Step> {
+        Step::ALL.into_iter().find(|step| *step as u32 == code)
+    }
+
+    /// What to change when this step fails: the setting behind it.
+    fn fix(self) -> &'static str {
+        match self {
+            Step::Rlimits => "check vsz_limit",
+            Step::Chroot | Step::Chdir => "check that chroot names an existing directory",
+            Step::SetGroups => "check extra_groups",
+            Step::SetGid => "check group and privileged_group",
+            Step::SetUid | Step::Verify => "check user",
+            Step::Exec => "check executable",
+            Step::Signals | Step::Descriptors | Step::CloseOthers | Step::NoNewPrivs => {
+                "this is a fault in warden's process setup; please report it"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Signals => "resetting signals",
+            Step::Descriptors => "placing descriptors",
+            Step::CloseOthers => "closing inherited descriptors",
+            Step::Rlimits => "setting RLIMIT_AS and RLIMIT_DATA",
+            Step::Chroot => "chroot",
+            Step::Chdir => "chdir to the new root",
+            Step::SetGroups => "setgroups",
+            Step::SetGid => "setresgid",
+            Step::SetUid => "setresuid",
+            Step::Verify => "checking that root privileges are gone",
+            Step::NoNewPrivs => "setting no_new_privs",
+            Step::Exec => "exec",
+        })
+    }
+}
+
+/// Why a process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The plan itself cannot be carried out.
+    #[error("service {service}: {problem}")]
+    Plan {
+        /// The service being started.
+        service: String,
+        /// What is wrong with the plan.
+        problem: String,
+    },
+    /// The executable cannot be opened.
+    #[error("service {service}: cannot open the executable {}; check executable", path.display())]
+    Open {
+        /// The service being started.
+        service: String,
+        /// The program's path.
+        path: PathBuf,
+        /// Why it cannot be opened.
+        #[source]
+        source: io::Error,
+    },
+    /// Preparing the child failed in the parent.
+    #[error("service {service}: {operation} failed before the process started")]
+    Parent {
+        /// The service being started.
+        service: String,
+        /// What was being done.
+        operation: &'static str,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
+    /// A step failed in the child, which then exited.
+    #[error("service {service}: {step} failed in the new process ({source}); {}{hint}", step.fix())]
+    Child {
+        /// The service being started.
+        service: String,
+        /// The step that failed.
+        step: Step,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+        /// More advice where the errno allows it.
+        hint: &'static str,
+    },
+}
+
+/// Everything needed to start one process of a service.
+#[derive(Debug)]
+pub struct SpawnPlan {
+    service: String,
+    argv: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    fds: Vec<(OwnedFd, RawFd)>,
+    vsz_limit: Option<u64>,
+    chroot: Option<PathBuf>,
+    identity: Option<Identity>,
+    no_new_privs: bool,
+}
+
+impl SpawnPlan {
+    /// A plan to run `argv` (program first) for `service`, with an empty
+    /// environment, no descriptors, no limits, the parent's identity, and
+    /// `no_new_privs` set.
+    pub fn new<S: AsRef<OsStr>>(service: &str, argv: impl IntoIterator<Item = S>) -> Self {
+        SpawnPlan {
+            service: service.to_owned(),
+            argv: argv.into_iter().map(|a| a.as_ref().to_owned()).collect(),
+            env: Vec::new(),
+            fds: Vec::new(),
+            vsz_limit: None,
+            chroot: None,
+            identity: None,
+            no_new_privs: true,
+        }
+    }
+
+    /// Adds an environment variable.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Places `fd` at descriptor number `target` in the child. The parent's
+    /// copy is closed once the child has started.
+    pub fn fd(&mut self, fd: OwnedFd, target: RawFd) -> &mut Self {
+        self.fds.push((fd, target));
+        self
+    }
+
+    /// Sets `RLIMIT_AS` and `RLIMIT_DATA` (soft and hard) to `bytes`;
+    /// `None` leaves them as they are.
+    pub fn vsz_limit(&mut self, bytes: Option<u64>) -> &mut Self {
+        self.vsz_limit = bytes;
+        self
+    }
+
+    /// Chroots the child into `dir` before it drops privileges.
+    pub fn chroot(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.chroot = Some(dir.into());
+        self
+    }
+
+    /// Switches the child to `identity` before exec.
+    pub fn identity(&mut self, identity: Identity) -> &mut Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Leaves `no_new_privs` unset, for services that must run setuid
+    /// programs.
+    pub fn allow_new_privileges(&mut self) -> &mut Self {
+        self.no_new_privs = false;
+        self
+    }
+
+    fn plan_error(&self, problem: impl Into<String>) -> SpawnError {
+        SpawnError::Plan {
+            service: self.service.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    fn parent_error(&self, operation: &'static str) -> impl FnOnce(io::Error) -> SpawnError {
+        let service = self.service.clone();
+        move |source| SpawnError::Parent {
+            service,
+            operation,
+            source,
+        }
+    }
+
+    /// Starts the process. Returns once it has executed its program, or
+    /// with the step that failed.
+    pub fn spawn(self) -> Result<Child, SpawnError> {
+        let argv = c_strings(self.argv.iter().map(OsString::as_os_str))
+            .ok_or_else(|| self.plan_error("an argument contains a NUL byte"))?;
+        let Some(program) = argv.first() else {
+            return Err(self.plan_error("the executable is empty"));
+        };
+        let env = c_strings(self.env.iter().map(|(key, value)| {
+            let mut entry = key.clone();
+            entry.push("=");
+            entry.push(value);
+            entry
+        }))
+        .ok_or_else(|| self.plan_error("an environment variable contains a NUL byte"))?;
+        if self
+            .env
+            .iter()
+            .any(|(key, _)| key.is_empty() || key.as_bytes().contains(&b'='))
+        {
+            return Err(self.plan_error("an environment variable name is empty or contains '='"));
+        }
+        let chroot = match &self.chroot {
+            Some(dir) => Some(
+                CString::new(dir.as_os_str().as_bytes())
+                    .map_err(|_| self.plan_error("the chroot path contains a NUL byte"))?,
+            ),
+            None => None,
+        };
+        if self.fds.iter().any(|(_, target)| *target < 0) {
+            return Err(self.plan_error("a descriptor target is negative"));
+        }
+        let mut targets: Vec<RawFd> = self.fds.iter().map(|(_, t)| *t).collect();
+        targets.sort_unstable();
+        if targets.windows(2).any(|pair| pair.first() == pair.get(1)) {
+            return Err(self.plan_error("two descriptors are placed at the same number"));
+        }
+        let max_target = targets.last().copied().unwrap_or(-1);
+        let above = max_target + 1;
+
+        let executable = Executable::open(program).map_err(|source| SpawnError::Open {
+            service: self.service.clone(),
+            path: PathBuf::from(OsStr::from_bytes(program.as_bytes())),
+            source,
+        })?;
+        let exec_fd = dup_above(executable.fd.as_fd(), above)
+            .map_err(self.parent_error("duplicating the executable's descriptor"))?;
+
+        // The descriptors the child moves into place are first duplicated
+        // above every target, so no move can overwrite one not yet moved.
+        let mut moved = Vec::with_capacity(self.fds.len());
+        for (fd, target) in &self.fds {
+            let high = dup_above(fd.as_fd(), above)
+                .map_err(self.parent_error("duplicating a descriptor for the child"))?;
+            moved.push((high, *target));
+        }
+        let moves: Vec<(RawFd, RawFd)> = moved
+            .iter()
+            .map(|(high, target)| (high.as_raw_fd(), *target))
+            .collect();
+
+        let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| self.parent_error("creating the report pipe")(e.into()))?;
+        let report_fd = dup_above(report_write.as_fd(), above)
+            .map_err(self.parent_error("duplicating the report pipe"))?;
+        drop(report_write);
+
+        let argv_ptrs = pointers(&argv);
+        let env_ptrs = pointers(&env);
+        let groups: Vec<libc::gid_t> = self
+            .identity
+            .as_ref()
+            .map(|id| id.groups().into_iter().map(Gid::as_raw).collect())
+            .unwrap_or_default();
+        let mut keep = [report_fd.as_raw_fd(), exec_fd.as_raw_fd()];
+        keep.sort_unstable();
+
+        let plan = ChildPlan {
+            moves: &moves,
+            max_target,
+            keep,
+            vsz_limit: self.vsz_limit,
+            chroot: chroot.as_deref(),
+            identity: self.identity.as_ref().map(|id| ChildIdentity {
+                uid: id.uid.as_raw(),
+                real_gid: id.privileged_gid.unwrap_or(id.gid).as_raw(),
+                gid: id.gid.as_raw(),
+                groups: &groups,
+            }),
+            no_new_privs: self.no_new_privs,
+            exec: if executable.script {
+                Exec::Path(program)
+            } else {
+                Exec::Fd(exec_fd.as_raw_fd())
+            },
+            argv: argv_ptrs.as_ptr(),
+            envp: env_ptrs.as_ptr(),
+            report_fd: report_fd.as_raw_fd(),
+            default_action: SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty())
+                .into(),
+            empty_mask: *SigSet::empty().as_ref(),
+        };
+
+        let (pid, pidfd) = clone_child(&plan).map_err(self.parent_error("clone"))?;
+        drop(report_fd);
+        drop(exec_fd);
+        drop(moved);
+        let child = Child::new(pid, pidfd);
+
+        match read_report(report_read.as_fd()) {
+            Ok(None) => Ok(child),
+            Ok(Some((step, errno))) => {
+                // The child has exited; collect it so it leaves no zombie.
+                let _ = child.wait();
+                Err(SpawnError::Child {
+                    hint: hint(step, errno, self.chroot.is_some()),
+                    service: self.service,
+                    step,
+                    source: io::Error::from_raw_os_error(errno),
+                })
+            }
+            Err(source) => {
+                let _ = child.kill_and_wait();
+                Err(SpawnError::Parent {
+                    service: self.service,
+                    operation: "reading the child's setup report",
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// More advice for a failed step, where its errno is telling.
+fn hint(step: Step, errno: i32, chrooted: bool) -> &'static str {
+    match (step, errno) {
+        (Step::Exec, libc::ENOENT) if chrooted => {
+            " (a dynamically linked program needs its loader and libraries inside the chroot; a static one needs nothing there)"
+        }
+        (Step::Verify, 0) => " (the process could become root again)",
+        (Step::Rlimits, libc::EPERM) => " (only root can raise a hard limit)",
+        (Step::SetUid | Step::SetGid | Step::SetGroups, libc::EPERM) => {
+            " (changing identity needs root)"
+        }
+        _ => "",
+    }
+}
+
+/// The executable, opened before any chroot.
+struct Executable {
+    fd: OwnedFd,
+    /// Whether it starts with `#!`, and so must be executed by path.
+    script: bool,
+}
+
+impl Executable {
+    fn open(path: &CStr) -> io::Result<Executable> {
+        let path = Path::new(OsStr::from_bytes(path.to_bytes()));
+        let file = std::fs::File::open(path)?;
+        let mut magic = [0u8; 2];
+        let read = std::os::unix::fs::FileExt::read_at(&file, &mut magic, 0)?;
+        Ok(Executable {
+            script: read == 2 && magic == *b"#!",
+            fd: file.into(),
+        })
+    }
+}
+
+fn c_strings<'a>(items: impl IntoIterator<Item = impl AsRef<OsStr> + 'a>) -> Option<Vec<CString>> {
+    items
+        .into_iter()
+        .map(|item| CString::new(item.as_ref().as_bytes()).ok())
+        .collect()
+}
+
+/// A NULL-terminated array of pointers into `strings`.
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain([std::ptr::null()])
+        .collect()
+}
+
+/// Duplicates `fd` to the lowest free number at or above `min`, close-on-exec.
+fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else
+    // owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads the child's setup report: `None` if the pipe closed without one
+/// (the exec happened), or the failed step and its errno.
+fn read_report(pipe: BorrowedFd<'_>) -> io::Result<Option<(Step, i32)>> {
+    let mut report = [0u8; 8];
+    let mut filled = 0;
+    while filled < report.len() {
+        let rest = report.get_mut(filled..).unwrap_or_default();
+        match nix::unistd::read(pipe, rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    match filled {
+        0 => Ok(None),
+        8 => {
+            let (code, errno) = report.split_at(4);
+            let code = u32::from_ne_bytes(code.try_into().unwrap_or_default());
+            let errno = i32::from_ne_bytes(errno.try_into().unwrap_or_default());
+            let step = Step::from_code(code).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unknown setup step {code}"),
+                )
+            })?;
+            Ok(Some((step, errno)))
+        }
+        n => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("a setup report of {n} bytes instead of 8"),
+        )),
+    }
+}
+
+/// How the child executes its program.
+enum Exec<'a> {
+    /// Through the descriptor opened before the chroot.
+    Fd(RawFd),
+    /// By path (scripts, whose interpreter needs the path).
+    Path(&'a CStr),
+}
+
+/// The identity switch, as raw ids.
+struct ChildIdentity<'a> {
+    uid: libc::uid_t,
+    /// The privileged gid, or the primary one.
+    real_gid: libc::gid_t,
+    /// The primary gid: effective and saved.
+    gid: libc::gid_t,
+    groups: &'a [libc::gid_t],
+}
+
+/// Everything the child reads, prepared in the parent. The child only reads
+/// it; the parent keeps it alive until the child has executed or exited.
+struct ChildPlan<'a> {
+    /// `(from, to)`: descriptor numbers to `dup3` in the child.
+    moves: &'a [(RawFd, RawFd)],
+    /// The highest target number, or -1.
+    max_target: RawFd,
+    /// Descriptors above `max_target` to keep open through setup (the
+    /// report pipe and the executable), sorted.
+    keep: [RawFd; 2],
+    vsz_limit: Option<u64>,
+    chroot: Option<&'a CStr>,
+    identity: Option<ChildIdentity<'a>>,
+    no_new_privs: bool,
+    exec: Exec<'a>,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    report_fd: RawFd,
+    /// SIG_DFL with no flags, for every signal.
+    default_action: libc::sigaction,
+    /// The child's signal mask: empty.
+    empty_mask: libc::sigset_t,
+}
+
+/// Starts the child with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`.
+/// Returns when the child has executed its program or exited.
+fn clone_child(plan: &ChildPlan<'_>) -> io::Result<(Pid, OwnedFd)> {
+    let mut stack = vec![0u8; CHILD_STACK_SIZE];
+    // The stack grows down on every architecture Linux runs warden on; the
+    // top is aligned to 16 bytes as the ABI wants.
+    let top = stack.as_mut_ptr().wrapping_add(CHILD_STACK_SIZE);
+    let top = top.wrapping_sub(top as usize % 16);
+
+    // Block every signal so none of the parent's handlers runs in the child
+    // before it resets them; the child empties its mask itself.
+    let mut old_mask = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old_mask),
+    )?;
+
+    let mut pidfd: libc::c_int = -1;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: `child_entry` is an `extern "C"` function that only reads
+    // `plan`, which outlives the call because CLONE_VFORK suspends this
+    // thread until the child has executed or exited. `top` is the aligned
+    // end of `stack`, which also lives until then and is used by nothing
+    // else. With CLONE_PIDFD the kernel stores the pidfd in `pidfd`, passed
+    // as the parent_tid argument.
+    let pid = unsafe {
+        libc::clone(
+            child_entry,
+            top.cast(),
+            flags,
+            std::ptr::from_ref(plan).cast_mut().cast(),
+            &raw mut pidfd,
+        )
+    };
+    let clone_error = io::Error::last_os_error();
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None)?;
+    drop(stack);
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    // SAFETY: CLONE_PIDFD made the kernel open a new pidfd for the child and
+    // store it in `pidfd`; nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok((Pid::from_raw(pid), pidfd))
+}
+
+/// The child's whole life before exec. Runs on its own stack, sharing the
+/// parent's memory: it must not allocate, lock, log or panic.
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `&ChildPlan` passed by `clone_child`, alive and
+    // unchanged until this process executes or exits.
+    let plan = unsafe { &*arg.cast_const().cast::<ChildPlan<'_>>() };
+    let (step, errno) = match run_child(plan) {
+        Ok(never) => match never {},
+        Err(failure) => failure,
+    };
+    let mut report = [0u8; 8];
+    let (code, number) = report.split_at_mut(4);
+    code.copy_from_slice(&(step as u32).to_ne_bytes());
+    number.copy_from_slice(&errno.to_ne_bytes());
+    // SAFETY: `report` is a live 8-byte buffer; the pipe is ours. A failed
+    // write leaves the parent with end of file and a non-zero exit, which it
+    // still reports.
+    unsafe {
+        libc::write(plan.report_fd, report.as_ptr().cast(), report.len());
+    }
+    // SAFETY: `_exit` ends the process without running the parent's atexit
+    // handlers or flushing its stdio buffers, which this process shares.
+    unsafe { libc::_exit(SETUP_FAILED) }
+}
+
+/// A failure: the step and its errno.
+type Failed = (Step, i32);
+
+/// The errno of the last failed call.
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Runs a raw system call's result check: `-1` means failure with errno.
+fn check(step: Step, result: libc::c_long) -> Result<libc::c_long, Failed> {
+    if result == -1 {
+        Err((step, errno()))
+    } else {
+        Ok(result)
+    }
+}
+
+/// The child's setup, in the documented order. Returns only on failure.
+fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
+    // 1. Signals: default dispositions (a service must not inherit the
+    //    master's handlers or its ignored SIGPIPE), then an empty mask.
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: `default_action` is a valid SIG_DFL sigaction prepared by
+        // the parent; signals the kernel or libc refuse simply fail.
+        unsafe {
+            libc::sigaction(signal, &raw const plan.default_action, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: `empty_mask` is a valid empty signal set prepared by the parent.
+    let emptied = unsafe {
+        libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &raw const plan.empty_mask,
+            std::ptr::null_mut(),
+        )
+    };
+    check(Step::Signals, emptied.into())?;
+
+    // 2. Descriptors into place. Every source is above every target, so
+    //    no move overwrites a source still to be moved. dup3 without
+    //    O_CLOEXEC leaves the target open across exec.
+    for &(from, to) in plan.moves {
+        // SAFETY: `from` is open (duplicated by the parent for this child)
+        // and `to` is a plain descriptor number.
+        check(Step::Descriptors, unsafe {
+            libc::syscall(libc::SYS_dup3, from, to, 0)
+        })?;
+    }
+
+    // 3. Close everything else: the unused numbers up to the highest
+    //    target, then everything above it except the report pipe and the
+    //    executable (both close-on-exec, so exec closes them).
+    for fd in 0..=plan.max_target {
+        if !plan.moves.iter().any(|&(_, to)| to == fd) {
+            // SAFETY: closing a number that may or may not be open; EBADF
+            // is expected and harmless.
+            unsafe {
+                libc::close(fd);
+            }
+        }
+    }
+    let [low_keep, high_keep] = plan.keep;
+    close_range(plan.max_target + 1, low_keep - 1)?;
+    close_range(low_keep + 1, high_keep - 1)?;
+    close_range(high_keep + 1, RawFd::MAX)?;
+
+    // 4. Address-space limits, soft and hard, so the service cannot raise
+    //    them again. RLIMIT_DATA first, as Dovecot does.
+    if let Some(bytes) = plan.vsz_limit {
+        let limit = libc::rlimit64 {
+            rlim_cur: bytes,
+            rlim_max: bytes,
+        };
+        for resource in [libc::RLIMIT_DATA, libc::RLIMIT_AS] {
+            // SAFETY: `limit` is a valid rlimit64; pid 0 is this process.
+            check(Step::Rlimits, unsafe {
+                libc::syscall(
+                    libc::SYS_prlimit64,
+                    0,
+                    resource,
+                    &raw const limit,
+                    std::ptr::null_mut::<libc::rlimit64>(),
+                )
+            })?;
+        }
+    }
+
+    // 5. The new root, entered while still privileged.
+    if let Some(dir) = plan.chroot {
+        // SAFETY: `dir` is a NUL-terminated path owned by the parent.
+        check(Step::Chroot, unsafe {
+            libc::syscall(libc::SYS_chroot, dir.as_ptr())
+        })?;
+        // SAFETY: a static NUL-terminated path.
+        check(Step::Chdir, unsafe {
+            libc::syscall(libc::SYS_chdir, c"/".as_ptr())
+        })?;
+    }
+
+    // 6-9. Identity: groups, then gid, then uid last, then proof.
+    if let Some(id) = &plan.identity {
+        // SAFETY: `groups` points at `len` gids owned by the parent. This
+        // is the raw call: glibc's setgroups would try to signal the
+        // parent's threads.
+        check(Step::SetGroups, unsafe {
+            libc::syscall(libc::SYS_setgroups, id.groups.len(), id.groups.as_ptr())
+        })?;
+        // SAFETY: plain integer arguments; raw for the same reason.
+        check(Step::SetGid, unsafe {
+            libc::syscall(libc::SYS_setresgid, id.real_gid, id.gid, id.gid)
+        })?;
+        // SAFETY: plain integer arguments; raw for the same reason.
+        check(Step::SetUid, unsafe {
+            libc::syscall(libc::SYS_setresuid, id.uid, id.uid, id.uid)
+        })?;
+        // SAFETY: plain integer argument; this call is expected to fail.
+        if id.uid != 0 && unsafe { libc::syscall(libc::SYS_setuid, 0) } != -1 {
+            return Err((Step::Verify, 0));
+        }
+        // SAFETY: plain integer argument; this call is expected to fail.
+        if id.uid != 0 && id.gid != 0 && unsafe { libc::syscall(libc::SYS_setgid, 0) } != -1 {
+            return Err((Step::Verify, 0));
+        }
+    }
+
+    // 10. No setuid program can raise this process's privileges again.
+    if plan.no_new_privs {
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes 1 and four zero arguments.
+        check(Step::NoNewPrivs, unsafe {
+            libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        })?;
+    }
+
+    // 11. Exec. It returns only on failure.
+    match plan.exec {
+        // SAFETY: `fd` is the open executable; the empty path with
+        // AT_EMPTY_PATH names it; argv and envp are NULL-terminated arrays
+        // of NUL-terminated strings owned by the parent.
+        Exec::Fd(fd) => unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                fd,
+                c"".as_ptr(),
+                plan.argv,
+                plan.envp,
+                libc::AT_EMPTY_PATH,
+            );
+        },
+        // SAFETY: as above, with a NUL-terminated path.
+        Exec::Path(path) => unsafe {
+            libc::syscall(libc::SYS_execve, path.as_ptr(), plan.argv, plan.envp);
+        },
+    }
+    Err((Step::Exec, errno()))
+}
+
+/// Closes every descriptor from `low` to `high` inclusive; nothing if the
+/// range is empty.
+fn close_range(low: RawFd, high: RawFd) -> Result<(), Failed> {
+    if low > high || high < 0 {
+        return Ok(());
+    }
+    let low = low.max(0);
+    // SAFETY: close_range takes two descriptor numbers and flags; closing
+    // numbers that are not open is not an error.
+    check(Step::CloseOthers, unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            low as libc::c_uint,
+            high as libc::c_uint,
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_add_the_primary_once() {
+        let identity = Identity {
+            uid: Uid::from_raw(1000),
+            gid: Gid::from_raw(100),
+            extra_groups: vec![Gid::from_raw(8), Gid::from_raw(100), Gid::from_raw(12)],
+            privileged_gid: None,
+            user_name: None,
+        };
+        assert_eq!(identity.groups(), [8, 100, 12].map(Gid::from_raw).to_vec());
+    }
+
+    #[test]
+    fn every_step_has_a_code_that_reads_back() {
+        for step in Step::ALL {
+            assert_eq!(Step::from_code(step as u32), Some(step));
+        }
+        assert_eq!(Step::from_code(0), None);
+    }
+
+    #[test]
+    fn dovecot_restrict_env_names_every_part_of_the_identity() {
+        let identity = Identity {
+            uid: Uid::from_raw(97),
+            gid: Gid::from_raw(97),
+            extra_groups: vec![Gid::from_raw(8), Gid::from_raw(12)],
+            privileged_gid: Some(Gid::from_raw(8)),
+            user_name: Some("dovecot".into()),
+        };
+        let env = identity.dovecot_restrict_env(Some(Path::new("/run/dovecot/empty")));
+        let pairs: Vec<(String, String)> = env
+            .into_iter()
+            .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("RESTRICT_SETUID", "97"),
+                ("RESTRICT_SETGID", "97"),
+                ("RESTRICT_SETGID_PRIV", "8"),
+                ("RESTRICT_SETEXTRAGROUPS", "8,12"),
+                ("RESTRICT_USER", "dovecot"),
+                ("RESTRICT_CHROOT", "/run/dovecot/empty"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+    }
+}
