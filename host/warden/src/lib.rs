@@ -9,3 +9,4 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod listen;

@@ -1,0 +1,183 @@
+//! Opening a service's listeners from its effective configuration.
+//!
+//! This is where the configuration's rules about listeners become sockets:
+//! `mode = 0` and `port = 0` create nothing, `ssl` listeners are left out
+//! when the global `ssl` is off, an inet listener gets one socket per
+//! address (its own, or the global `listen`), and the backlog follows the
+//! service's capacity. User and group names are looked up here, not while
+//! the configuration is read. The system calls themselves are
+//! `warden-sys`'s.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use warden_sys::listener::backlog;
+use warden_sys::{FileAccess, ListenError, Listener};
+
+use crate::config::value::ListenAddress;
+use crate::config::{Config, FileListener, Service, Ssl};
+
+/// A listener that is open, with what services and policies are told of it.
+#[derive(Debug)]
+pub struct OpenListener {
+    /// Its name: the inet listener's `name`, or the file name of the path.
+    pub name: String,
+    /// Its client type (`type`), empty when the configuration gives none.
+    pub kind: String,
+    /// Whether connections speak TLS from the start.
+    pub ssl: bool,
+    /// Whether a PROXY protocol header comes first.
+    pub haproxy: bool,
+    /// The socket or fifo.
+    pub listener: Listener,
+}
+
+/// Why a service's listeners could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// A listener's owner does not exist on this system.
+    #[error(
+        "service {service}: the {what} {name:?} of listener {path} does not exist; create it, or change service.{service}'s listener {what}"
+    )]
+    UnknownOwner {
+        /// The service.
+        service: String,
+        /// `user` or `group`.
+        what: &'static str,
+        /// The name that was not found.
+        name: String,
+        /// The listener's path.
+        path: String,
+    },
+    /// Looking up an owner failed.
+    #[error("service {service}: looking up {what} {name:?} failed")]
+    Lookup {
+        /// The service.
+        service: String,
+        /// `user` or `group`.
+        what: &'static str,
+        /// The name being looked up.
+        name: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Creating the socket or fifo failed.
+    #[error("service {service}: cannot create a listener")]
+    Listen {
+        /// The service.
+        service: String,
+        /// Why.
+        #[source]
+        source: ListenError,
+    },
+}
+
+/// Opens every listener of `service` that its configuration enables.
+pub fn open(config: &Config, service: &Service) -> Result<Vec<OpenListener>, OpenError> {
+    let name = service.name.to_string();
+    let listen_error = |source| OpenError::Listen {
+        service: name.clone(),
+        source,
+    };
+    let backlog = backlog(service.process_limit.value, service.client_limit.value);
+    let mut open = Vec::new();
+
+    for (listener, fifo) in service
+        .unix_listeners
+        .iter()
+        .map(|l| (l, false))
+        .chain(service.fifo_listeners.iter().map(|l| (l, true)))
+    {
+        if listener.mode.value.disables() {
+            continue;
+        }
+        let path = &listener.path.value;
+        let access = file_access(&name, listener)?;
+        let created = if fifo {
+            Listener::fifo(path, access)
+        } else {
+            Listener::unix(path, access, backlog)
+        }
+        .map_err(listen_error)?;
+        open.push(OpenListener {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            kind: listener.kind.value.clone(),
+            ssl: false,
+            haproxy: false,
+            listener: created,
+        });
+    }
+
+    let ssl_off = config.globals.ssl.value == Ssl::No;
+    for listener in &service.inet_listeners {
+        let port = listener.port.value;
+        if port == 0 || (listener.ssl.value && ssl_off) {
+            continue;
+        }
+        for &address in &listener.address.value {
+            let created =
+                Listener::inet(socket_address(address, port), backlog).map_err(listen_error)?;
+            open.push(OpenListener {
+                name: listener.name.value.clone(),
+                kind: listener.kind.value.clone(),
+                ssl: listener.ssl.value,
+                haproxy: listener.haproxy.value,
+                listener: created,
+            });
+        }
+    }
+    Ok(open)
+}
+
+fn socket_address(address: ListenAddress, port: u16) -> SocketAddr {
+    let ip = match address {
+        ListenAddress::AnyV4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        ListenAddress::AnyV6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ListenAddress::Ip(ip) => ip,
+    };
+    SocketAddr::new(ip, port)
+}
+
+fn file_access(service: &str, listener: &FileListener) -> Result<FileAccess, OpenError> {
+    let path = listener.path.value.display().to_string();
+    let lookup_error = |what: &'static str, name: &str| {
+        let (service, name) = (service.to_owned(), name.to_owned());
+        move |source| OpenError::Lookup {
+            service,
+            what,
+            name,
+            source,
+        }
+    };
+    let unknown = |what: &'static str, name: &str| OpenError::UnknownOwner {
+        service: service.to_owned(),
+        what,
+        name: name.to_owned(),
+        path: path.clone(),
+    };
+    let user = match listener.user.value.as_str() {
+        "" => None,
+        name => Some(
+            warden_sys::ids::user(name)
+                .map_err(lookup_error("user", name))?
+                .ok_or_else(|| unknown("user", name))?
+                .uid,
+        ),
+    };
+    let group = match listener.group.value.as_str() {
+        "" => None,
+        name => Some(
+            warden_sys::ids::group(name)
+                .map_err(lookup_error("group", name))?
+                .ok_or_else(|| unknown("group", name))?,
+        ),
+    };
+    Ok(FileAccess {
+        user,
+        group,
+        mode: listener.mode.value.bits(),
+    })
+}
