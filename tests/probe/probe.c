@@ -1,0 +1,167 @@
+/*
+ * probe: reports, one "key=value" line each on stdout, everything warden's
+ * spawn is supposed to have set up in a new process, then exits 0.
+ *
+ *   probe            report and exit
+ *   probe exit N     exit with status N at once
+ *   probe sleep      report, then wait for a signal
+ *   probe alloc N    try to allocate and touch N bytes; exit 0 if that
+ *                    worked, 83 (Dovecot's out-of-memory status) if not
+ *   probe setegid N  switch the effective gid to N and back, reporting
+ *                    each attempt, then report as usual
+ *
+ * It is linked statically, so it runs inside an empty chroot. It is written
+ * against libc alone so that what it reports is exactly what the kernel
+ * says, with no runtime of its own in between.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static void print_limit(const char *name, int resource)
+{
+	struct rlimit limit;
+	if (getrlimit(resource, &limit) != 0) {
+		printf("%s=error\n", name);
+		return;
+	}
+	if (limit.rlim_cur == RLIM_INFINITY)
+		printf("%s=unlimited", name);
+	else
+		printf("%s=%llu", name, (unsigned long long)limit.rlim_cur);
+	if (limit.rlim_max == RLIM_INFINITY)
+		printf(" unlimited\n");
+	else
+		printf(" %llu\n", (unsigned long long)limit.rlim_max);
+}
+
+static void print_fd(int fd)
+{
+	struct stat st;
+	if (fcntl(fd, F_GETFD) == -1 || fstat(fd, &st) != 0)
+		return;
+	printf("fd.%d=", fd);
+	if (S_ISSOCK(st.st_mode)) {
+		struct sockaddr_storage address;
+		socklen_t length = sizeof(address);
+		int type = 0, listening = 0;
+		socklen_t size = sizeof(int);
+		getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size);
+		size = sizeof(int);
+		getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size);
+		getsockname(fd, (struct sockaddr *)&address, &length);
+		printf("socket %s %s%s\n",
+		       address.ss_family == AF_UNIX ? "unix" :
+		       address.ss_family == AF_INET ? "inet" :
+		       address.ss_family == AF_INET6 ? "inet6" : "other",
+		       type == SOCK_STREAM ? "stream" :
+		       type == SOCK_DGRAM ? "dgram" :
+		       type == SOCK_SEQPACKET ? "seqpacket" : "other",
+		       listening ? " listening" : "");
+	} else if (S_ISFIFO(st.st_mode)) {
+		printf("fifo\n");
+	} else if (S_ISCHR(st.st_mode)) {
+		printf("chr\n");
+	} else if (S_ISDIR(st.st_mode)) {
+		printf("dir\n");
+	} else if (S_ISREG(st.st_mode)) {
+		printf("file\n");
+	} else {
+		printf("other\n");
+	}
+}
+
+static void report(void)
+{
+	uid_t ruid, euid, suid;
+	gid_t rgid, egid, sgid;
+	gid_t groups[NGROUPS_MAX];
+	char cwd[PATH_MAX];
+	struct dirent **entries;
+	sigset_t mask;
+	struct sigaction pipe_action;
+	int count, i;
+
+	getresuid(&ruid, &euid, &suid);
+	getresgid(&rgid, &egid, &sgid);
+	printf("uid=%u %u %u\n", ruid, euid, suid);
+	printf("gid=%u %u %u\n", rgid, egid, sgid);
+
+	count = getgroups(NGROUPS_MAX, groups);
+	printf("groups=");
+	for (i = 0; i < count; i++)
+		printf(i ? " %u" : "%u", groups[i]);
+	printf("\n");
+
+	printf("cwd=%s\n", getcwd(cwd, sizeof(cwd)) ? cwd : "?");
+	count = scandir("/", &entries, NULL, alphasort);
+	printf("root=");
+	for (i = 0; i < count; i++) {
+		if (strcmp(entries[i]->d_name, ".") && strcmp(entries[i]->d_name, ".."))
+			printf("%s,", entries[i]->d_name);
+		free(entries[i]);
+	}
+	if (count >= 0)
+		free(entries);
+	printf("\n");
+
+	print_limit("rlimit_as", RLIMIT_AS);
+	print_limit("rlimit_data", RLIMIT_DATA);
+	printf("no_new_privs=%d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
+
+	sigprocmask(SIG_SETMASK, NULL, &mask);
+	count = 0;
+	for (i = 1; i < NSIG; i++)
+		if (sigismember(&mask, i) == 1)
+			count++;
+	printf("blocked_signals=%d\n", count);
+	sigaction(SIGPIPE, NULL, &pipe_action);
+	printf("sigpipe=%s\n", pipe_action.sa_handler == SIG_IGN ? "ignored" :
+	       pipe_action.sa_handler == SIG_DFL ? "default" : "handled");
+
+	for (i = 0; i < 1024; i++)
+		print_fd(i);
+	for (i = 0; environ[i] != NULL; i++)
+		printf("env.%s\n", environ[i]);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "exit") == 0)
+		_exit(atoi(argv[2]));
+	if (argc == 3 && strcmp(argv[1], "alloc") == 0) {
+		size_t size = strtoull(argv[2], NULL, 10);
+		char *memory = malloc(size);
+		if (memory == NULL)
+			_exit(83);
+		memset(memory, 1, size);
+		_exit(0);
+	}
+	if (argc == 3 && strcmp(argv[1], "setegid") == 0) {
+		gid_t primary = getegid();
+		gid_t wanted = (gid_t)strtoul(argv[2], NULL, 10);
+		printf("setegid=%s\n", setegid(wanted) == 0 ? "ok" : strerror(errno));
+		printf("egid_switched=%u\n", getegid());
+		printf("setegid_back=%s\n", setegid(primary) == 0 ? "ok" : strerror(errno));
+	}
+	report();
+	if (argc == 2 && strcmp(argv[1], "sleep") == 0)
+		for (;;)
+			pause();
+	return 0;
+}

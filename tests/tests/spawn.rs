@@ -1,0 +1,325 @@
+//! Spawning through `warden-sys`, proven by the probe: each setting of a
+//! plan is applied and the probe reports exactly what the new process got.
+//! Tests that change identity or root need root and say so when skipped.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on what it cannot set up"
+)]
+
+use std::fs;
+use std::os::fd::OwnedFd;
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Uid};
+use warden_sys::{Exit, Identity, SpawnError, Step};
+use warden_tests::{probe_plan, root_or_skip, run_probe};
+
+const NOBODY: u32 = 65534;
+const NOGROUP: u32 = 65534;
+
+fn nobody() -> Identity {
+    Identity {
+        uid: Uid::from_raw(NOBODY),
+        gid: Gid::from_raw(NOGROUP),
+        extra_groups: Vec::new(),
+        privileged_gid: None,
+        user_name: Some("nobody".into()),
+    }
+}
+
+#[test]
+fn the_environment_is_exactly_what_the_plan_sets() {
+    let mut plan = probe_plan(&[]);
+    plan.env("WARDEN_SERVICE", "probe").env("TZ", "UTC");
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.exit, Some(Exit::Code(0)));
+    let env: Vec<(&str, &str)> = report.with_prefix("env.").collect();
+    assert_eq!(env, [("env.TZ", "UTC"), ("env.WARDEN_SERVICE", "probe")]);
+}
+
+#[test]
+fn only_the_planned_descriptors_reach_the_process() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stray = fs::File::open("/dev/null").expect("open /dev/null");
+    let mut plan = probe_plan(&[]);
+    plan.fd(OwnedFd::from(listener), 3);
+    let report = run_probe(plan).expect("spawn the probe");
+    let fds: Vec<(&str, &str)> = report.with_prefix("fd.").collect();
+    assert_eq!(
+        fds,
+        [("fd.1", "fifo"), ("fd.3", "socket inet stream listening")],
+        "the stray descriptor {stray:?} or others leaked"
+    );
+}
+
+#[test]
+fn descriptors_may_be_placed_over_each_others_numbers() {
+    // Two descriptors whose targets are each other's current numbers: the
+    // plan must move both without one overwriting the other.
+    let (first, second): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+    let first_number = std::os::fd::AsRawFd::as_raw_fd(&first);
+    let second_number = std::os::fd::AsRawFd::as_raw_fd(&second);
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut plan = probe_plan(&[]);
+    plan.fd(OwnedFd::from(socket), first_number)
+        .fd(first, second_number)
+        .fd(second, 20);
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(
+        report.value(&format!("fd.{first_number}")),
+        "socket inet stream listening"
+    );
+    assert_eq!(report.value(&format!("fd.{second_number}")), "fifo");
+    assert_eq!(report.value("fd.20"), "fifo");
+}
+
+#[test]
+fn signals_start_clean_and_no_new_privileges_is_the_default() {
+    // The test harness ignores SIGPIPE, as every Rust program does; a
+    // service must start with the default.
+    let report = run_probe(probe_plan(&[])).expect("spawn the probe");
+    assert_eq!(report.value("sigpipe"), "default");
+    assert_eq!(report.value("blocked_signals"), "0");
+    assert_eq!(report.value("no_new_privs"), "1");
+
+    let mut plan = probe_plan(&[]);
+    plan.allow_new_privileges();
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.value("no_new_privs"), "0");
+}
+
+// seed: limits.vsz_limit
+#[test]
+fn vsz_limit_sets_address_space_and_data_limits_that_allocations_meet() {
+    let limit: u64 = 64 << 20;
+    let mut plan = probe_plan(&[]);
+    plan.vsz_limit(Some(limit));
+    let report = run_probe(plan).expect("spawn the probe");
+    let both = format!("{limit} {limit}");
+    assert_eq!(report.value("rlimit_as"), both);
+    assert_eq!(report.value("rlimit_data"), both);
+
+    let mut over = probe_plan(&["alloc", &(128u64 << 20).to_string()]);
+    over.vsz_limit(Some(limit));
+    assert_eq!(run_probe(over).expect("spawn").exit, Some(Exit::Code(83)));
+
+    let mut under = probe_plan(&["alloc", &(16u64 << 20).to_string()]);
+    under.vsz_limit(Some(limit));
+    assert_eq!(run_probe(under).expect("spawn").exit, Some(Exit::Code(0)));
+
+    // No limit in the plan (vsz_limit = 0): the process keeps the
+    // supervisor's own limits.
+    let own =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS).expect("getrlimit");
+    let report = run_probe(probe_plan(&[])).expect("spawn the probe");
+    let expected = if own.0 == libc::RLIM_INFINITY {
+        "unlimited".to_owned()
+    } else {
+        own.0.to_string()
+    };
+    assert!(
+        report.value("rlimit_as").starts_with(&expected),
+        "{}",
+        report.value("rlimit_as")
+    );
+}
+
+#[test]
+fn a_failed_step_names_the_service_the_step_and_the_setting() {
+    let mut plan = probe_plan(&[]);
+    plan.chroot("/nonexistent/warden-chroot");
+    let error = run_probe(plan).expect_err("a missing chroot cannot be entered");
+    match &error {
+        SpawnError::Child { step, source, .. } => {
+            assert_eq!(*step, Step::Chroot);
+            // Not root: EPERM; root: ENOENT.
+            assert!(matches!(
+                source.raw_os_error(),
+                Some(libc::ENOENT | libc::EPERM)
+            ));
+        }
+        other => panic!("expected a child step failure, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.starts_with("service probe: chroot failed"),
+        "{message}"
+    );
+    assert!(message.contains("chroot"), "{message}");
+
+    let missing = warden_sys::SpawnPlan::new("ghost", ["/nonexistent/program"])
+        .spawn()
+        .expect_err("a missing program cannot be run");
+    assert!(
+        missing
+            .to_string()
+            .contains("cannot open the executable /nonexistent/program; check executable"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn signals_reach_the_process_through_its_pidfd_and_its_end_is_reported() {
+    let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+    let mut plan = probe_plan(&["sleep"]);
+    plan.fd(write, 1);
+    let child = plan.spawn().expect("spawn the probe");
+    // Wait for the report, so the probe is running.
+    let mut first = [0u8; 4];
+    nix::unistd::read(&read, &mut first).expect("read");
+    assert_eq!(child.try_wait().expect("try_wait"), None);
+    child.signal(Signal::SIGTERM).expect("signal");
+    assert_eq!(
+        child.wait().expect("wait"),
+        Exit::Signal {
+            signal: libc::SIGTERM,
+            core_dumped: false
+        }
+    );
+}
+
+// seed: priv.chroot
+#[test]
+fn chroot_puts_the_process_in_its_directory_even_with_the_program_outside() {
+    if !root_or_skip("chroot_puts_the_process_in_its_directory") {
+        return;
+    }
+    let jail = tempfile::tempdir().expect("tempdir");
+    fs::write(jail.path().join("inside-the-chroot"), "").expect("marker");
+    let mut plan = probe_plan(&[]);
+    plan.chroot(jail.path());
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.value("root"), "inside-the-chroot,");
+    assert_eq!(report.value("cwd"), "/");
+}
+
+#[test]
+fn a_dynamic_program_in_an_empty_chroot_fails_with_advice() {
+    if !root_or_skip("a_dynamic_program_in_an_empty_chroot_fails_with_advice") {
+        return;
+    }
+    let jail = tempfile::tempdir().expect("tempdir");
+    let mut plan = warden_sys::SpawnPlan::new("dynamic", ["/bin/true"]);
+    plan.chroot(jail.path());
+    let error = plan.spawn().expect_err("/bin/true needs its loader");
+    assert!(
+        matches!(
+            &error,
+            SpawnError::Child {
+                step: Step::Exec,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("needs its loader and libraries inside the chroot"),
+        "{error}"
+    );
+}
+
+// seed: priv.user
+#[test]
+fn user_sets_real_effective_and_saved_uid_for_good() {
+    if !root_or_skip("user_sets_real_effective_and_saved_uid_for_good") {
+        return;
+    }
+    let mut plan = probe_plan(&[]);
+    plan.identity(nobody());
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.value("uid"), "65534 65534 65534");
+}
+
+// seed: priv.group
+#[test]
+fn group_sets_real_effective_and_saved_gid() {
+    if !root_or_skip("group_sets_real_effective_and_saved_gid") {
+        return;
+    }
+    let mut plan = probe_plan(&[]);
+    plan.identity(Identity {
+        gid: Gid::from_raw(8),
+        ..nobody()
+    });
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.value("gid"), "8 8 8");
+    assert_eq!(report.value("groups"), "8");
+}
+
+// seed: priv.extra_groups
+#[test]
+fn extra_groups_become_the_supplementary_groups_with_the_primary() {
+    if !root_or_skip("extra_groups_become_the_supplementary_groups") {
+        return;
+    }
+    let mut plan = probe_plan(&[]);
+    plan.identity(Identity {
+        extra_groups: vec![Gid::from_raw(8), Gid::from_raw(12)],
+        ..nobody()
+    });
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.value("groups"), "8 12 65534");
+    assert_eq!(report.value("gid"), "65534 65534 65534");
+}
+
+// seed: priv.privileged_group
+#[test]
+fn privileged_group_is_off_at_start_and_can_be_switched_on_and_off() {
+    if !root_or_skip("privileged_group_is_off_at_start_and_can_be_switched_on_and_off") {
+        return;
+    }
+    let privileged = || Identity {
+        privileged_gid: Some(Gid::from_raw(8)),
+        ..nobody()
+    };
+    let mut plan = probe_plan(&["setegid", "8"]);
+    plan.identity(privileged());
+    let report = run_probe(plan).expect("spawn the probe");
+    // Effective gid and supplementary groups do not include it...
+    assert_eq!(report.value("gid"), "8 65534 65534");
+    assert_eq!(report.value("groups"), "65534");
+    // ...but the process can switch to it and back.
+    assert_eq!(report.value("setegid"), "ok");
+    assert_eq!(report.value("egid_switched"), "8");
+    assert_eq!(report.value("setegid_back"), "ok");
+
+    // Without it, the same switch is refused.
+    let mut plan = probe_plan(&["setegid", "8"]);
+    plan.identity(nobody());
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.value("setegid"), "Operation not permitted");
+}
+
+// seed: priv.drop_priv_before_exec
+#[test]
+fn dovecot_binaries_drop_privileges_themselves_unless_asked_to_before_exec() {
+    if !root_or_skip("dovecot_binaries_drop_privileges_themselves") {
+        return;
+    }
+    let identity = Identity {
+        extra_groups: vec![Gid::from_raw(8)],
+        ..nobody()
+    };
+    // drop_priv_before_exec = no: the binary starts as root and learns its
+    // identity from RESTRICT_* to drop it after its privileged setup.
+    let mut after_exec = probe_plan(&[]);
+    for (key, value) in identity.dovecot_restrict_env(None) {
+        after_exec.env(key, value);
+    }
+    let report = run_probe(after_exec).expect("spawn the probe");
+    assert_eq!(report.value("uid"), "0 0 0");
+    assert_eq!(report.value("env.RESTRICT_SETUID"), "65534");
+    assert_eq!(report.value("env.RESTRICT_SETGID"), "65534");
+    assert_eq!(report.value("env.RESTRICT_SETEXTRAGROUPS"), "8");
+    assert_eq!(report.value("env.RESTRICT_USER"), "nobody");
+
+    // drop_priv_before_exec = yes: the host drops them before exec.
+    let mut before_exec = probe_plan(&[]);
+    before_exec.identity(identity);
+    let report = run_probe(before_exec).expect("spawn the probe");
+    assert_eq!(report.value("uid"), "65534 65534 65534");
+    assert_eq!(report.value("groups"), "8 65534");
+}
