@@ -96,6 +96,7 @@ static void report(void)
 	struct sigaction pipe_action;
 	int count, i;
 
+	printf("pid=%d\n", (int)getpid());
 	getresuid(&ruid, &euid, &suid);
 	getresgid(&rgid, &egid, &sgid);
 	printf("uid=%u %u %u\n", ruid, euid, suid);

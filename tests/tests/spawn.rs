@@ -39,6 +39,15 @@ fn the_environment_is_exactly_what_the_plan_sets() {
 }
 
 #[test]
+fn a_variable_can_carry_the_process_own_pid() {
+    let mut plan = probe_plan(&[]);
+    plan.env("LISTEN_FDS", "0").env_own_pid("LISTEN_PID");
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.value("env.LISTEN_PID"), report.value("pid"));
+    assert_eq!(report.value("env.LISTEN_FDS"), "0");
+}
+
+#[test]
 fn only_the_planned_descriptors_reach_the_process() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let stray = fs::File::open("/dev/null").expect("open /dev/null");

@@ -8,12 +8,10 @@
 //! leak descriptors or act on half a message. Message boundaries hold on
 //! `SOCK_SEQPACKET` and `SOCK_DGRAM` sockets; that is what the callers use.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr, getsockopt, recvmsg, sendmsg, sockopt,
-};
+use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, getsockopt, sendmsg, sockopt};
 use nix::unistd::{Gid, Pid, Uid};
 
 /// The most descriptors one message carries.
@@ -21,12 +19,6 @@ pub const MAX_FDS: usize = 8;
 
 /// The largest message body, in bytes.
 pub const MAX_MESSAGE: usize = 4096;
-
-/// The most descriptors the kernel passes in one message (`SCM_MAX_FD`).
-/// Control space for this many is reserved, so a peer that sends more than
-/// [`MAX_FDS`] cannot make the control data be cut, which would leave the
-/// descriptors that did arrive impossible to find and close.
-const KERNEL_MAX_FDS: usize = 253;
 
 /// Why a message could not be received.
 #[derive(Debug, thiserror::Error)]
@@ -94,35 +86,136 @@ pub fn send(socket: BorrowedFd<'_>, message: &[u8], fds: &[BorrowedFd<'_>]) -> i
 pub fn recv(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> Result<Received, RecvError> {
     let limit = buffer.len().min(MAX_MESSAGE);
     let body = buffer.get_mut(..limit).unwrap_or_default();
-    let mut iov = [IoSliceMut::new(body)];
-    let mut space = nix::cmsg_space!([RawFd; KERNEL_MAX_FDS]);
-    let message = recvmsg::<UnixAddr>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(io::Error::from)?;
-    let mut fds = Vec::new();
-    for cmsg in message.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(received) = cmsg {
-            for fd in received {
-                // SAFETY: the kernel installed this descriptor in our table
-                // for this message; nothing else owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    // Dropping `fds` closes whatever arrived with a bad message.
-    if message.flags.contains(MsgFlags::MSG_CTRUNC) || fds.len() > MAX_FDS {
+    let message = receive(socket, body, 0)?;
+    // Returning drops `message.fds`, closing whatever came with a bad message.
+    if message.control_truncated || message.fds.len() > MAX_FDS {
         return Err(RecvError::TooManyFds);
     }
-    if message.flags.contains(MsgFlags::MSG_TRUNC) {
+    if message.truncated {
         return Err(RecvError::TooLong { limit });
     }
     Ok(Received {
-        len: message.bytes,
-        fds,
+        len: message.len,
+        fds: message.fds,
+    })
+}
+
+/// What one `recvmsg` brought, with every descriptor it installed owned,
+/// so none can leak whatever the caller decides.
+struct Message {
+    len: usize,
+    truncated: bool,
+    control_truncated: bool,
+    fds: Vec<OwnedFd>,
+    credentials: Option<Credentials>,
+}
+
+/// Control space for credentials and the most descriptors the kernel
+/// passes, in 8-byte words so the buffer is aligned for `cmsghdr`.
+const CONTROL_WORDS: usize = 160;
+
+/// Receives one message with `recvmsg`, walking the control headers itself:
+/// unlike a library walk, it still finds and takes ownership of every
+/// descriptor the kernel installed when the control data was cut.
+fn receive(socket: BorrowedFd<'_>, buffer: &mut [u8], flags: libc::c_int) -> io::Result<Message> {
+    let mut control = [0u64; CONTROL_WORDS];
+    let mut iov = libc::iovec {
+        iov_base: buffer.as_mut_ptr().cast(),
+        iov_len: buffer.len(),
+    };
+    // SAFETY: an all-zero msghdr is a valid empty header.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &raw mut iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = size_of_val(&control);
+    // SAFETY: `header` points at `iov` (which points at `buffer`) and at
+    // `control`, all alive and writable for the call.
+    let received = unsafe {
+        libc::recvmsg(
+            socket.as_raw_fd(),
+            &raw mut header,
+            flags | libc::MSG_CMSG_CLOEXEC,
+        )
+    };
+    let Ok(len) = usize::try_from(received) else {
+        return Err(io::Error::last_os_error());
+    };
+    let mut message = Message {
+        len,
+        truncated: header.msg_flags & libc::MSG_TRUNC != 0,
+        control_truncated: header.msg_flags & libc::MSG_CTRUNC != 0,
+        fds: Vec::new(),
+        credentials: None,
+    };
+    // SAFETY: recvmsg filled `header`; its control fields describe `control`.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&raw const header) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR lies whole
+        // inside `control`, as the kernel wrote it.
+        let head = unsafe { cmsg.read_unaligned() };
+        // SAFETY: as above; CMSG_DATA only computes an address past it.
+        let data = unsafe { libc::CMSG_DATA(cmsg) };
+        // SAFETY: CMSG_LEN is arithmetic on its argument.
+        let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
+        let data_len = head.cmsg_len.saturating_sub(header_len);
+        match (head.cmsg_level, head.cmsg_type) {
+            (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                let count = data_len / size_of::<libc::c_int>();
+                for index in 0..count {
+                    let slot = data.cast::<libc::c_int>().wrapping_add(index);
+                    // SAFETY: the kernel wrote `count` descriptors after the
+                    // header, inside `control`.
+                    let fd = unsafe { slot.read_unaligned() };
+                    // SAFETY: the kernel installed `fd` for this message;
+                    // nothing else owns it.
+                    message.fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+            (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) if data_len >= size_of::<libc::ucred>() => {
+                // SAFETY: the kernel wrote a whole ucred after the header.
+                let credentials = unsafe { data.cast::<libc::ucred>().read_unaligned() };
+                message.credentials = Some(Credentials {
+                    pid: Pid::from_raw(credentials.pid),
+                    uid: Uid::from_raw(credentials.uid),
+                    gid: Gid::from_raw(credentials.gid),
+                });
+            }
+            _ => {}
+        }
+        // SAFETY: `cmsg` is a header inside `header`'s control data.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&raw const header, cmsg) };
+    }
+    Ok(message)
+}
+
+/// Makes every message received on the unix socket `socket` carry its
+/// sender's credentials, as the kernel knows them (`SO_PASSCRED`).
+pub fn pass_credentials(socket: impl AsFd) -> io::Result<()> {
+    nix::sys::socket::setsockopt(&socket, sockopt::PassCred, &true)?;
+    Ok(())
+}
+
+/// A datagram and who sent it.
+#[derive(Debug)]
+pub struct Datagram {
+    /// How many bytes of the buffer it filled.
+    pub len: usize,
+    /// Whether it was longer than the buffer and was cut.
+    pub truncated: bool,
+    /// The sender, as the kernel attests it; `None` if the socket does not
+    /// pass credentials.
+    pub sender: Option<Credentials>,
+}
+
+/// Receives one datagram on a socket set up with [`pass_credentials`],
+/// without waiting. Descriptors a sender attached are closed unread.
+pub fn recv_with_credentials(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> io::Result<Datagram> {
+    let message = receive(socket, buffer, libc::MSG_DONTWAIT)?;
+    Ok(Datagram {
+        len: message.len,
+        truncated: message.truncated || message.control_truncated,
+        sender: message.credentials,
     })
 }
 
@@ -227,6 +320,47 @@ mod tests {
             recv(b.as_fd(), &mut buffer),
             Err(RecvError::TooManyFds)
         ));
+    }
+
+    #[test]
+    fn descriptors_of_a_cut_message_are_closed_not_leaked() {
+        let (a, b) = pair();
+        pass_credentials(&b).unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let raw: Vec<RawFd> = vec![null.as_raw_fd(); 253];
+        let before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        sendmsg::<UnixAddr>(
+            a.as_raw_fd(),
+            &[IoSlice::new(b"x")],
+            &[ControlMessage::ScmRights(&raw)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        let mut buffer = [0u8; 16];
+        assert!(recv(b.as_fd(), &mut buffer).is_err());
+        let after = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        assert_eq!(after, before);
+    }
+
+    #[test]
+    fn datagrams_carry_their_sender() {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        pass_credentials(&b).unwrap();
+        nix::sys::socket::send(a.as_raw_fd(), b"READY=1", MsgFlags::empty()).unwrap();
+        let mut buffer = [0u8; 64];
+        let datagram = recv_with_credentials(b.as_fd(), &mut buffer).unwrap();
+        assert_eq!(buffer.get(..datagram.len), Some(&b"READY=1"[..]));
+        assert!(!datagram.truncated);
+        let sender = datagram.sender.unwrap();
+        assert_eq!(sender.pid, nix::unistd::getpid());
+        assert_eq!(sender.uid, nix::unistd::getuid());
     }
 
     #[test]

@@ -15,6 +15,12 @@
     reason = "warden's unsafe lives here, one system call per block, each with its SAFETY comment"
 )]
 
+// The child's identity changes are raw system calls, whose 16-bit-id
+// variants on 32-bit targets would silently truncate uids and gids.
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+compile_error!("warden-sys supports 64-bit Linux only");
+
+pub mod daemon;
 pub mod fdpass;
 pub mod ids;
 pub mod listener;

@@ -26,13 +26,14 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, AtFlags};
 use nix::fcntl::{OFlag, open};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr, bind, connect,
     listen, setsockopt, socket, sockopt,
 };
-use nix::sys::stat::{Mode, fchmod};
-use nix::unistd::{Gid, Uid, chown, mkfifo};
+use nix::sys::stat::{FchmodatFlags, Mode, fchmod, fchmodat};
+use nix::unistd::{Gid, Uid, fchownat, mkfifo};
 
 /// The smallest listen backlog, as in Dovecot.
 const MIN_BACKLOG: i32 = 4;
@@ -273,15 +274,24 @@ impl From<Listener> for OwnedFd {
 }
 
 /// Gives the file at `path` its owner and group, then its exact mode (after
-/// the owner, so the mode is never paired with a wrong owner).
+/// the owner, so the mode is never paired with a wrong owner). Neither
+/// follows a symlink, so a file swapped in by someone who can write to the
+/// directory is refused instead of changed.
 fn set_owner_and_mode(path: &Path, access: FileAccess) -> Result<(), ListenError> {
     let target = path.display().to_string();
-    chown(path, access.user, access.group).map_err(sys(&target, "chown"))?;
-    nix::sys::stat::fchmodat(
-        nix::fcntl::AT_FDCWD,
+    fchownat(
+        AT_FDCWD,
+        path,
+        access.user,
+        access.group,
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(sys(&target, "chown"))?;
+    fchmodat(
+        AT_FDCWD,
         path,
         Mode::from_bits_truncate(access.mode),
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
+        FchmodatFlags::NoFollowSymlink,
     )
     .map_err(sys(target, "chmod"))
 }
@@ -319,15 +329,17 @@ fn remove_stale_socket(path: &Path, address: &UnixAddr) -> Result<(), ListenErro
             });
         }
     }
+    // Non-blocking, so a live owner with a full queue cannot hold us here:
+    // a queue that is full is as live as one that accepts.
     let probe = socket(
         AddressFamily::Unix,
         SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )
     .map_err(sys(&target, "socket"))?;
     match connect(probe.as_raw_fd(), address) {
-        Ok(()) => Err(ListenError::InUse {
+        Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS) => Err(ListenError::InUse {
             path: path.to_path_buf(),
         }),
         Err(Errno::ECONNREFUSED | Errno::ENOENT) => match std::fs::remove_file(path) {

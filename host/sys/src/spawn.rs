@@ -65,6 +65,12 @@ use crate::process::Child;
 /// dozen frames of straight-line code.
 const CHILD_STACK_SIZE: usize = 64 * 1024;
 
+/// Descriptor numbers a plan may place descriptors at are below this.
+const MAX_TARGET: RawFd = 1 << 16;
+
+/// Decimal digits of the largest pid (`i32::MAX`).
+const PID_DIGITS: usize = 10;
+
 /// The exit status of a child whose setup failed before exec.
 const SETUP_FAILED: libc::c_int = 127;
 
@@ -271,6 +277,7 @@ pub struct SpawnPlan {
     service: String,
     argv: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    own_pid_env: Option<OsString>,
     fds: Vec<(OwnedFd, RawFd)>,
     vsz_limit: Option<u64>,
     chroot: Option<PathBuf>,
@@ -287,6 +294,7 @@ impl SpawnPlan {
             service: service.to_owned(),
             argv: argv.into_iter().map(|a| a.as_ref().to_owned()).collect(),
             env: Vec::new(),
+            own_pid_env: None,
             fds: Vec::new(),
             vsz_limit: None,
             chroot: None,
@@ -299,6 +307,13 @@ impl SpawnPlan {
     pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
         self.env
             .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets the environment variable `key` to the child's own process id,
+    /// which only the child knows (systemd's `LISTEN_PID`).
+    pub fn env_own_pid(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
+        self.own_pid_env = Some(key.as_ref().to_owned());
         self
     }
 
@@ -369,7 +384,9 @@ impl SpawnPlan {
         if self
             .env
             .iter()
-            .any(|(key, _)| key.is_empty() || key.as_bytes().contains(&b'='))
+            .map(|(key, _)| key)
+            .chain(&self.own_pid_env)
+            .any(|key| key.is_empty() || key.as_bytes().contains(&b'='))
         {
             return Err(self.plan_error("an environment variable name is empty or contains '='"));
         }
@@ -380,8 +397,20 @@ impl SpawnPlan {
             ),
             None => None,
         };
-        if self.fds.iter().any(|(_, target)| *target < 0) {
-            return Err(self.plan_error("a descriptor target is negative"));
+        if self
+            .fds
+            .iter()
+            .any(|(_, target)| !(0..MAX_TARGET).contains(target))
+        {
+            return Err(self.plan_error(format!("a descriptor is placed outside 0..{MAX_TARGET}")));
+        }
+        if let Some(own) = &self.own_pid_env
+            && self.env.iter().any(|(key, _)| key == own)
+        {
+            return Err(self.plan_error(format!(
+                "{} is set both to a value and to the process's pid",
+                own.to_string_lossy()
+            )));
         }
         let mut targets: Vec<RawFd> = self.fds.iter().map(|(_, t)| *t).collect();
         targets.sort_unstable();
@@ -418,8 +447,23 @@ impl SpawnPlan {
             .map_err(self.parent_error("duplicating the report pipe"))?;
         drop(report_write);
 
+        // `KEY=` and room for the digits of any pid and a NUL, which the
+        // child fills in.
+        let mut own_pid_entry: Option<Vec<u8>> = self.own_pid_env.as_ref().map(|key| {
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend([0u8; PID_DIGITS + 1]);
+            entry
+        });
+        let own_pid = own_pid_entry.as_mut().map(|entry| {
+            let digits_at = entry.len() - (PID_DIGITS + 1);
+            entry.as_mut_ptr().wrapping_add(digits_at)
+        });
         let argv_ptrs = pointers(&argv);
-        let env_ptrs = pointers(&env);
+        let mut env_ptrs = pointers(&env);
+        if let Some(entry) = &own_pid_entry {
+            env_ptrs.insert(env_ptrs.len() - 1, entry.as_ptr().cast());
+        }
         let groups: Vec<libc::gid_t> = self
             .identity
             .as_ref()
@@ -449,6 +493,7 @@ impl SpawnPlan {
             argv: argv_ptrs.as_ptr(),
             envp: env_ptrs.as_ptr(),
             report_fd: report_fd.as_raw_fd(),
+            own_pid,
             default_action: SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty())
                 .into(),
             empty_mask: *SigSet::empty().as_ref(),
@@ -507,15 +552,21 @@ struct Executable {
 }
 
 impl Executable {
+    /// Opens `path` for execution only (`O_PATH`), so a program its owner
+    /// may run but not read still runs; reading its first bytes, where
+    /// allowed, tells a script.
     fn open(path: &CStr) -> io::Result<Executable> {
         let path = Path::new(OsStr::from_bytes(path.to_bytes()));
-        let file = std::fs::File::open(path)?;
+        let fd = nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
         let mut magic = [0u8; 2];
-        let read = std::os::unix::fs::FileExt::read_at(&file, &mut magic, 0)?;
-        Ok(Executable {
-            script: read == 2 && magic == *b"#!",
-            fd: file.into(),
-        })
+        let script = std::fs::File::open(path)
+            .and_then(|file| std::os::unix::fs::FileExt::read_at(&file, &mut magic, 0))
+            .is_ok_and(|read| read == 2 && magic == *b"#!");
+        Ok(Executable { fd, script })
     }
 }
 
@@ -614,6 +665,9 @@ struct ChildPlan<'a> {
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     report_fd: RawFd,
+    /// Where to write the child's pid in decimal, NUL-terminated, in the
+    /// environment entry the parent reserved ([`PID_DIGITS`] + 1 bytes).
+    own_pid: Option<*mut u8>,
     /// SIG_DFL with no flags, for every signal.
     default_action: libc::sigaction,
     /// The child's signal mask: empty.
@@ -681,11 +735,16 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     let (code, number) = report.split_at_mut(4);
     code.copy_from_slice(&(step as u32).to_ne_bytes());
     number.copy_from_slice(&errno.to_ne_bytes());
-    // SAFETY: `report` is a live 8-byte buffer; the pipe is ours. A failed
-    // write leaves the parent with end of file and a non-zero exit, which it
-    // still reports.
+    // SAFETY: `report` is a live 8-byte buffer and the pipe is ours. Should
+    // the write fail, the parent sees end of file, takes the process for
+    // started, and learns of the failure from its exit status 127.
     unsafe {
-        libc::write(plan.report_fd, report.as_ptr().cast(), report.len());
+        libc::syscall(
+            libc::SYS_write,
+            plan.report_fd,
+            report.as_ptr(),
+            report.len(),
+        );
     }
     // SAFETY: `_exit` ends the process without running the parent's atexit
     // handlers or flushing its stdio buffers, which this process shares.
@@ -752,7 +811,7 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
             // SAFETY: closing a number that may or may not be open; EBADF
             // is expected and harmless.
             unsafe {
-                libc::close(fd);
+                libc::syscall(libc::SYS_close, fd);
             }
         }
     }
@@ -822,10 +881,26 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
 
     // 10. No setuid program can raise this process's privileges again.
     if plan.no_new_privs {
-        // SAFETY: PR_SET_NO_NEW_PRIVS takes 1 and four zero arguments.
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes 1 and three unused arguments,
+        // all unsigned longs.
         check(Step::NoNewPrivs, unsafe {
-            libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            libc::syscall(
+                libc::SYS_prctl,
+                libc::PR_SET_NO_NEW_PRIVS,
+                on,
+                unused,
+                unused,
+                unused,
+            )
         })?;
+    }
+
+    // The child's own pid, for the one environment entry that needs it.
+    if let Some(digits) = plan.own_pid {
+        // SAFETY: getpid takes no arguments and cannot fail.
+        let pid = unsafe { libc::syscall(libc::SYS_getpid) };
+        write_decimal(digits, pid.unsigned_abs());
     }
 
     // 11. Exec. It returns only on failure.
@@ -849,6 +924,32 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
         },
     }
     Err((Step::Exec, errno()))
+}
+
+/// Writes `value` in decimal at `at`, then a NUL: at most [`PID_DIGITS`] + 1
+/// bytes, which the caller reserved. Arithmetic only, for the child.
+fn write_decimal(at: *mut u8, value: u64) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut count = 0;
+    let mut rest = value;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        count += 1;
+        if rest == 0 {
+            break;
+        }
+    }
+    let first = PID_DIGITS - count;
+    for (offset, digit) in digits.iter().skip(first).enumerate() {
+        let slot = at.wrapping_add(offset);
+        // SAFETY: `offset` < `count` <= PID_DIGITS, so `slot` is inside the
+        // reserved buffer, which the parent keeps alive until exec.
+        unsafe { slot.write(*digit) };
+    }
+    let end = at.wrapping_add(count);
+    // SAFETY: `count` <= PID_DIGITS, so the NUL is inside the buffer too.
+    unsafe { end.write(0) };
 }
 
 /// Closes every descriptor from `low` to `high` inclusive; nothing if the
