@@ -1,14 +1,21 @@
-//! warden-policy: the WebAssembly runtime that makes the master's decisions.
+//! warden-policy: the decisions the master makes, and who makes them.
 //!
-//! This crate will own the `wasmtime` engine, the loading, linking and
-//! caching of policy components built against `wit/`, their budgets (an
-//! epoch deadline per call, a memory cap per instance), the checking of
-//! every answer, the fallback to the built-in decision and the quarantine
-//! of plugins that keep failing, and the built-in plugins for every
-//! documented Dovecot service.
+//! [`decide`] defines the questions the master asks at each decision point
+//! — how many processes to start, which idle ones to retire, what to do
+//! after an exit — as the [`Policy`] trait, and answers them as Dovecot's
+//! master does ([`Dovecot`]). The WebAssembly runtime that lets plugins
+//! built against `wit/` answer instead will live here too, with their
+//! budgets, the checking of every answer and the fallback to the built-in
+//! decision.
 //!
-//! It must never act: it answers questions the master asks and returns
-//! checked decisions; it binds no socket, starts no process and holds no
-//! privilege. A broken plugin must never stop a service or the master.
+//! It must never act: it answers questions and returns decisions; it binds
+//! no socket, starts no process and holds no privilege. A broken plugin
+//! must never stop a service or the master.
 
 #![forbid(unsafe_code)]
+
+pub mod decide;
+
+pub use decide::{
+    Dovecot, ExitCause, ExitView, IdleAction, Lifecycle, Millis, Policy, ProcessView, ServiceView,
+};
