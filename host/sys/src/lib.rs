@@ -20,12 +20,14 @@
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 compile_error!("warden-sys supports 64-bit Linux only");
 
+pub mod activation;
 pub mod daemon;
 pub mod fdpass;
 pub mod ids;
 pub mod listener;
 pub mod process;
 pub mod spawn;
+pub mod watch;
 
 pub use listener::{Endpoint, FileAccess, ListenError, Listener};
 pub use process::{Child, Exit};

@@ -1,0 +1,17 @@
+//! Watching descriptors from the master's event loop.
+//!
+//! tokio's `AsyncFd::register` is `unsafe` because a borrowed raw
+//! descriptor could be closed under it; an [`OwnedFd`] cannot be, which is
+//! the invariant this wrapper provides so the rest of warden stays safe.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use tokio::io::unix::AsyncFd;
+
+/// Registers `fd` with the running tokio reactor for readiness events.
+pub fn async_fd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd is a valid open descriptor that stays open, and
+    // keeps the same number, until the AsyncFd that owns it is dropped.
+    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+}
