@@ -89,15 +89,9 @@ fn a_missing_configuration_file_exits_66_and_says_how_to_name_another() {
 }
 
 #[test]
-fn commands_that_need_the_master_say_so_and_exit_69() {
+fn commands_not_built_yet_say_so_and_exit_69() {
     for args in [
-        &["run"][..],
-        &["status"],
-        &["ps"],
-        &["reload"],
-        &["stop"],
-        &["kick", "1234"],
-        &["who"],
+        &["who"][..],
         &["stats"],
         &["plugins"],
         &["policy", "test", "p.wasm", "s.toml"],
@@ -107,6 +101,33 @@ fn commands_that_need_the_master_say_so_and_exit_69() {
         assert!(output.stdout.is_empty(), "warden {args:?} printed output");
         assert!(
             text(&output.stderr).contains("not available in this version"),
+            "warden {args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn control_commands_without_a_running_master_say_so_and_exit_69() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let config = base.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!("base_dir = {:?}\n", base.path().display().to_string()),
+    )
+    .expect("write the configuration");
+    let config = config.to_str().expect("utf-8 path");
+    for args in [
+        &["status", "-c", config][..],
+        &["ps", "-c", config],
+        &["reload", "-c", config],
+        &["stop", "-c", config],
+        &["kick", "-c", config, "1234"],
+    ] {
+        let output = warden(args);
+        assert_eq!(output.status.code(), Some(69), "warden {args:?}");
+        assert!(
+            text(&output.stderr).contains("cannot reach the master"),
             "warden {args:?}: {}",
             text(&output.stderr)
         );

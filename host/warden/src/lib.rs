@@ -9,4 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod listen;
+pub mod logging;
+pub mod master;

@@ -9,9 +9,10 @@
 //! `warden-sys`'s.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
 use warden_sys::listener::backlog;
-use warden_sys::{FileAccess, ListenError, Listener};
+use warden_sys::{Endpoint, FileAccess, ListenError, Listener};
 
 use crate::config::value::ListenAddress;
 use crate::config::{Config, FileListener, Service, Ssl};
@@ -72,16 +73,86 @@ pub enum OpenError {
     },
 }
 
-/// Opens every listener of `service` that its configuration enables.
-pub fn open(config: &Config, service: &Service) -> Result<Vec<OpenListener>, OpenError> {
-    let name = service.name.to_string();
-    let listen_error = |source| OpenError::Listen {
-        service: name.clone(),
-        source,
-    };
-    let backlog = backlog(service.process_limit.value, service.client_limit.value);
-    let mut open = Vec::new();
+/// What a wanted listener is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spec {
+    /// A unix socket at a path, with its owner and mode.
+    Unix {
+        /// The path.
+        path: PathBuf,
+        /// Owner, group and mode.
+        access: FileAccess,
+    },
+    /// A fifo at a path, with its owner and mode.
+    Fifo {
+        /// The path.
+        path: PathBuf,
+        /// Owner, group and mode.
+        access: FileAccess,
+    },
+    /// A TCP socket on an address.
+    Inet {
+        /// The address and port.
+        address: SocketAddr,
+    },
+}
 
+impl Spec {
+    /// What the listener listens on.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Spec::Unix { path, .. } => Endpoint::Unix(path.clone()),
+            Spec::Fifo { path, .. } => Endpoint::Fifo(path.clone()),
+            Spec::Inet { address } => Endpoint::Inet(*address),
+        }
+    }
+}
+
+/// A listener the configuration asks for, not yet open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// What it is.
+    pub spec: Spec,
+    /// Its name, as [`OpenListener::name`].
+    pub name: String,
+    /// Its client type.
+    pub kind: String,
+    /// Whether it is a TLS listener.
+    pub ssl: bool,
+    /// Whether it expects a PROXY header.
+    pub haproxy: bool,
+    /// Its listen backlog.
+    pub backlog: i32,
+}
+
+impl Wanted {
+    /// Creates the socket or fifo.
+    pub fn open(&self) -> Result<Listener, ListenError> {
+        match &self.spec {
+            Spec::Unix { path, access } => Listener::unix(path, *access, self.backlog),
+            Spec::Fifo { path, access } => Listener::fifo(path, *access),
+            Spec::Inet { address } => Listener::inet(*address, self.backlog),
+        }
+    }
+
+    /// The open listener, described as this one is.
+    pub fn with(&self, listener: Listener) -> OpenListener {
+        OpenListener {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            ssl: self.ssl,
+            haproxy: self.haproxy,
+            listener,
+        }
+    }
+}
+
+/// Every listener of `service` that its configuration enables, with owners
+/// looked up.
+pub fn wanted(config: &Config, service: &Service) -> Result<Vec<Wanted>, OpenError> {
+    let name = service.name.to_string();
+    let backlog = backlog(service.process_limit.value, service.client_limit.value);
+    let mut wanted = Vec::new();
     for (listener, fifo) in service
         .unix_listeners
         .iter()
@@ -91,26 +162,29 @@ pub fn open(config: &Config, service: &Service) -> Result<Vec<OpenListener>, Ope
         if listener.mode.value.disables() {
             continue;
         }
-        let path = &listener.path.value;
-        let access = file_access(&name, listener)?;
-        let created = if fifo {
-            Listener::fifo(path, access)
-        } else {
-            Listener::unix(path, access, backlog)
-        }
-        .map_err(listen_error)?;
-        open.push(OpenListener {
+        let path = listener.path.value.clone();
+        wanted.push(Wanted {
             name: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            spec: if fifo {
+                Spec::Fifo {
+                    path,
+                    access: file_access(&name, listener)?,
+                }
+            } else {
+                Spec::Unix {
+                    path,
+                    access: file_access(&name, listener)?,
+                }
+            },
             kind: listener.kind.value.clone(),
             ssl: false,
             haproxy: false,
-            listener: created,
+            backlog,
         });
     }
-
     let ssl_off = config.globals.ssl.value == Ssl::No;
     for listener in &service.inet_listeners {
         let port = listener.port.value;
@@ -118,18 +192,35 @@ pub fn open(config: &Config, service: &Service) -> Result<Vec<OpenListener>, Ope
             continue;
         }
         for &address in &listener.address.value {
-            let created =
-                Listener::inet(socket_address(address, port), backlog).map_err(listen_error)?;
-            open.push(OpenListener {
+            wanted.push(Wanted {
+                spec: Spec::Inet {
+                    address: socket_address(address, port),
+                },
                 name: listener.name.value.clone(),
                 kind: listener.kind.value.clone(),
                 ssl: listener.ssl.value,
                 haproxy: listener.haproxy.value,
-                listener: created,
+                backlog,
             });
         }
     }
-    Ok(open)
+    Ok(wanted)
+}
+
+/// Opens every listener of `service` that its configuration enables.
+pub fn open(config: &Config, service: &Service) -> Result<Vec<OpenListener>, OpenError> {
+    wanted(config, service)?
+        .iter()
+        .map(|wanted| {
+            wanted
+                .open()
+                .map(|listener| wanted.with(listener))
+                .map_err(|source| OpenError::Listen {
+                    service: service.name.to_string(),
+                    source,
+                })
+        })
+        .collect()
 }
 
 fn socket_address(address: ListenAddress, port: u16) -> SocketAddr {

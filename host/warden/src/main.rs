@@ -2,8 +2,9 @@
 //!
 //! `main` parses the arguments, runs one subcommand and maps its outcome to
 //! an exit code from the table in `--help`. It owns no logic of its own: the
-//! configuration lives in [`warden::config`], and each subcommand that needs
-//! the running master says plainly that this version does not have it yet.
+//! configuration lives in [`warden::config`], the master in
+//! [`warden::master`], the control protocol in [`warden::control`]; each
+//! subcommand that needs a part not built yet says so plainly.
 
 #![forbid(unsafe_code)]
 
@@ -12,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use warden::config::{self, Config};
+use warden::config::{self, Config, LoadError};
+use warden::control::{self, Request, Response};
+use warden::master;
 
 /// Exit codes, shown after `--help` and listed in the README.
 const EXIT_CODES: &str = "\
@@ -21,7 +24,8 @@ Exit codes:
   1   the command failed while running
   2   the command line is wrong (unknown option, unknown service)
   66  the configuration file cannot be read
-  69  the command is not available in this version of warden
+  69  the command is not available in this version of warden, or the
+      running master cannot be reached
   78  the configuration has problems (all of them are printed)";
 
 /// The default configuration file, unless `-c` or `WARDEN_CONFIG` names another.
@@ -51,12 +55,15 @@ struct Cli {
 enum Command {
     /// Run the supervisor in the foreground.
     Run {
-        /// Detach from the terminal and run in the background.
-        #[arg(long)]
+        /// Detach from the terminal and run in the background (needs --log-file).
+        #[arg(long, requires = "log_file")]
         daemonize: bool,
         /// Write the master's pid to this file.
         #[arg(long, value_name = "FILE")]
         pid_file: Option<PathBuf>,
+        /// Log to this file instead of stderr; SIGUSR1 reopens it.
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
     },
     /// Check the configuration and report every problem in it; start nothing.
     Check,
@@ -77,10 +84,10 @@ enum Command {
     Reload,
     /// Stop the running supervisor and every service.
     Stop,
-    /// Close a connection by id or peer address, or end a process by pid.
+    /// Ask a process to stop (SIGTERM), by pid.
     Kick {
-        /// A connection id, a peer address, or a process id.
-        target: String,
+        /// The process id, as `warden ps` shows it.
+        pid: i32,
     },
     /// List the connections the supervisor sees.
     Who {
@@ -126,20 +133,147 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Check => check(&cli.config),
         Command::Config { service } => show(&cli.config, service.as_deref()),
-        Command::Run { .. } => unavailable("run", "the master"),
-        Command::Status => unavailable("status", "the master's control socket"),
-        Command::Ps { .. } => unavailable("ps", "the master's control socket"),
-        Command::Reload => unavailable("reload", "the master's control socket"),
-        Command::Stop => unavailable("stop", "the master's control socket"),
-        Command::Kick { .. } => unavailable("kick", "the master's control socket"),
+        Command::Run {
+            daemonize,
+            pid_file,
+            log_file,
+        } => run(&master::Options {
+            config: cli.config.clone(),
+            daemonize: *daemonize,
+            pid_file: pid_file.clone(),
+            log_file: log_file.clone(),
+        }),
+        Command::Status => ask(&cli.config, &Request::Status),
+        Command::Ps { service } => ask(
+            &cli.config,
+            &Request::Ps {
+                service: service.clone(),
+            },
+        ),
+        Command::Reload => ask(&cli.config, &Request::Reload),
+        Command::Stop => ask(&cli.config, &Request::Stop),
+        Command::Kick { pid } => ask(&cli.config, &Request::Kick { pid: *pid }),
         Command::Who { .. } => unavailable("who", "the native interface"),
-        Command::Stats => unavailable("stats", "the master's control socket"),
+        Command::Stats => unavailable("stats", "the policy runtime's stats plugins"),
         Command::Plugins => unavailable("plugins", "the policy runtime"),
         Command::Policy {
             command: PolicyCommand::Test { .. },
         } => unavailable("policy test", "the policy runtime"),
     };
     ExitCode::from(outcome as u8)
+}
+
+/// Runs the master in the foreground until it is stopped.
+fn run(options: &master::Options) -> Outcome {
+    match master::run(options) {
+        Ok(()) => Outcome::Success,
+        Err(master::RunError::Config(problems)) => {
+            eprintln!("{problems}");
+            Outcome::BadConfig
+        }
+        Err(error) => {
+            eprintln!("warden run: {}", error_chain(&error));
+            Outcome::Failed
+        }
+    }
+}
+
+/// An error and its causes, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Sends `request` to the running master named by the configuration's
+/// control socket, and prints its answer.
+fn ask(path: &Path, request: &Request) -> Outcome {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(outcome) => return outcome,
+    };
+    let socket = &config.globals.control_socket.value;
+    match control::request(socket, request) {
+        Ok(Response::Failed { message }) => {
+            eprintln!("warden: {message}");
+            Outcome::Failed
+        }
+        Ok(response) => {
+            print!("{}", show_response(&response));
+            Outcome::Success
+        }
+        Err(error) => {
+            eprintln!("warden: {}", error_chain(&error));
+            Outcome::Unavailable
+        }
+    }
+}
+
+/// A person's view of the master's answer.
+fn show_response(response: &Response) -> String {
+    let mut out = String::new();
+    match response {
+        Response::Status { services } => {
+            out.push_str(&format!(
+                "{:<20} {:>9} {:>9} {:>7} {:>9} {:>7} {:>7}  {}\n",
+                "SERVICE",
+                "PROCESSES",
+                "AVAILABLE",
+                "CLIENTS",
+                "LISTENING",
+                "SPAWNS",
+                "DROPPED",
+                "STATE"
+            ));
+            for s in services {
+                let state = match (&s.given_up, s.throttled_ms, s.runs) {
+                    (_, _, false) => "not started (protocol not enabled)".to_owned(),
+                    (Some(why), _, true) => format!("given up: {why}"),
+                    (None, Some(ms), true) => format!("throttled for {ms} ms"),
+                    (None, None, true) => "running".to_owned(),
+                };
+                out.push_str(&format!(
+                    "{:<20} {:>4}/{:<4} {:>9} {:>7} {:>9} {:>7} {:>7}  {state}\n",
+                    s.name,
+                    s.processes,
+                    s.process_limit,
+                    s.available,
+                    s.clients,
+                    if s.listening { "yes" } else { "no" },
+                    s.spawns,
+                    s.dropped
+                ));
+            }
+        }
+        Response::Ps { processes } => {
+            out.push_str(&format!(
+                "{:<20} {:>8} {:<14} {:>7} {:>8}  {}\n",
+                "SERVICE", "PID", "STATE", "CLIENTS", "AGE", "STATUS"
+            ));
+            for p in processes {
+                let clients = p.clients.map_or("-".to_owned(), |c| c.to_string());
+                out.push_str(&format!(
+                    "{:<20} {:>8} {:<14} {:>7} {:>7}s  {}\n",
+                    p.service,
+                    p.pid,
+                    p.state,
+                    clients,
+                    p.age_secs,
+                    p.status.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        Response::Done { message } | Response::Failed { message } => {
+            out.push_str(message);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Says that `command` needs a part of warden this version does not have.
@@ -153,16 +287,12 @@ fn unavailable(command: &str, needs: &str) -> Outcome {
 
 /// Reads and parses the configuration, printing why when it cannot.
 fn load(path: &Path) -> Result<Config, Outcome> {
-    let source = std::fs::read_to_string(path).map_err(|error| {
-        eprintln!(
-            "warden: cannot read the configuration {}: {error}; name another file with -c FILE or WARDEN_CONFIG",
-            path.display()
-        );
-        Outcome::NoInput
-    })?;
-    Config::parse(&path.to_string_lossy(), &source).map_err(|problems| {
-        eprintln!("{problems}");
-        Outcome::BadConfig
+    Config::load(path).map_err(|error| {
+        eprintln!("{error}");
+        match error {
+            LoadError::Read { .. } => Outcome::NoInput,
+            LoadError::Problems(_) => Outcome::BadConfig,
+        }
     })
 }
 

@@ -28,7 +28,11 @@ use super::{
 /// Reads `source`. Returns `None` only when the text is not TOML at all;
 /// otherwise a configuration in which each bad value was replaced by its
 /// default, with a problem pushed for it.
-pub(super) fn load(source: &str, problems: &mut Vec<Problem>) -> Option<Config> {
+pub(super) fn load(
+    source: &str,
+    file_dir: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Option<Config> {
     let document = match DeTable::parse(source) {
         Ok(document) => document,
         Err(error) => {
@@ -42,7 +46,7 @@ pub(super) fn load(source: &str, problems: &mut Vec<Problem>) -> Option<Config> 
         }
     };
     let mut root = Table::new(String::new(), document.span(), document.get_ref());
-    let globals = read_globals(&mut root, problems);
+    let globals = read_globals(&mut root, file_dir, problems);
     let mut services = Vec::new();
     if let Some(item) = root.get("service") {
         for (name, table) in item.tables(problems) {
@@ -357,11 +361,24 @@ fn resolve_under(base: &Path, path: &str) -> Result<PathBuf, String> {
     Ok(resolved)
 }
 
-fn read_globals(root: &mut Table<'_, '_>, problems: &mut Vec<Problem>) -> Globals {
+fn read_globals(
+    root: &mut Table<'_, '_>,
+    file_dir: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Globals {
     let base_dir = setting(
         root.get("base_dir"),
         problems,
-        |item, problems| read_absolute(item, problems, "/run/warden"),
+        |item, problems| {
+            let text = item.string(problems)?;
+            match file_dir {
+                // Relative to the file's own directory, so a configuration
+                // kept with a project finds its runtime files wherever the
+                // project is checked out.
+                Some(dir) if !Path::new(text).is_absolute() => Some(normalize(&dir.join(text))),
+                _ => read_absolute(item, problems, "/run/warden"),
+            }
+        },
         builtin(PathBuf::from("/run/warden")),
     );
     let protocols = setting(
@@ -516,6 +533,18 @@ fn read_globals(root: &mut Table<'_, '_>, problems: &mut Vec<Problem>) -> Global
         },
         builtin(None),
     );
+    let process_limit_wait = setting(
+        root.get("process_limit_wait"),
+        problems,
+        |item, problems| item.parsed(problems, read_duration),
+        builtin(Duration::from_secs(10)),
+    );
+    let shutdown_grace = setting(
+        root.get("shutdown_grace"),
+        problems,
+        |item, problems| item.parsed(problems, read_duration),
+        builtin(Duration::from_secs(6)),
+    );
     Globals {
         base_dir,
         protocols,
@@ -532,7 +561,26 @@ fn read_globals(root: &mut Table<'_, '_>, problems: &mut Vec<Problem>) -> Global
         shutdown_clients,
         control_socket,
         metrics_listen,
+        process_limit_wait,
+        shutdown_grace,
     }
+}
+
+/// `path` with `.` and `..` components resolved by name.
+fn normalize(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            Component::Normal(_) | Component::RootDir | Component::Prefix(_) => {
+                normal.push(component);
+            }
+        }
+    }
+    normal
 }
 
 /// A directory that must be given as an absolute path, since it is what
@@ -979,7 +1027,9 @@ fn read_executable(base: &Path, text: &str) -> Result<Vec<String>, String> {
         );
     };
     if !Path::new(program.as_str()).is_absolute() {
-        *program = base.join(program.as_str()).to_string_lossy().into_owned();
+        *program = normalize(&base.join(program.as_str()))
+            .to_string_lossy()
+            .into_owned();
     }
     Ok(argv)
 }

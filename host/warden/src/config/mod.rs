@@ -24,7 +24,7 @@ pub mod value;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use problem::{Problem, Problems};
 pub use show::render;
@@ -109,7 +109,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Globals {
     /// The directory of runtime files; relative paths elsewhere are resolved
-    /// against it.
+    /// against it. Written relative, it is relative to the directory of the
+    /// configuration file.
     pub base_dir: Setting<PathBuf>,
     /// The protocols to serve; a service with a `protocol` not listed here
     /// does not run.
@@ -140,6 +141,12 @@ pub struct Globals {
     pub control_socket: Setting<PathBuf>,
     /// Where the OpenMetrics endpoint listens, if anywhere.
     pub metrics_listen: Setting<Option<MetricsListen>>,
+    /// How long a connection waits when its service is at `process_limit`
+    /// before it is dropped.
+    pub process_limit_wait: Setting<Duration>,
+    /// How long old processes may finish after a reload or stop before
+    /// SIGTERM, and after SIGTERM before SIGKILL.
+    pub shutdown_grace: Setting<Duration>,
 }
 
 /// The global `ssl` setting.
@@ -367,13 +374,52 @@ pub struct InetListener {
     pub kind: Setting<String>,
 }
 
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error(
+        "cannot read the configuration {path}: {source}; name another file with -c FILE or WARDEN_CONFIG"
+    )]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file has problems.
+    #[error("{0}")]
+    Problems(Problems),
+}
+
 impl Config {
+    /// Reads and checks the configuration file at `path`. This is the one
+    /// place that touches the file system: parsing itself stays pure.
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let name = path.to_string_lossy();
+        let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: name.to_string(),
+            source,
+        })?;
+        let dir = std::path::absolute(path)
+            .ok()
+            .and_then(|file| file.parent().map(Path::to_path_buf));
+        Config::parse_in(&name, dir.as_deref(), &source).map_err(LoadError::Problems)
+    }
+
     /// Reads the configuration in `source`, the text of the file named
     /// `file` (used only in messages), and returns the effective
     /// configuration or every problem in it.
     pub fn parse(file: &str, source: &str) -> Result<Config, Problems> {
+        Config::parse_in(file, None, source)
+    }
+
+    /// Like [`Config::parse`], for a file that lives in the directory
+    /// `dir` (an absolute path): a relative `base_dir` is resolved against
+    /// it.
+    pub fn parse_in(file: &str, dir: Option<&Path>, source: &str) -> Result<Config, Problems> {
         let mut problems = Vec::new();
-        let config = load::load(source, &mut problems);
+        let config = load::load(source, dir, &mut problems);
         if let Some(config) = &config {
             validate::validate(config, &mut problems);
         }

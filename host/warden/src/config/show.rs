@@ -143,6 +143,12 @@ fn render_globals(out: &mut String, config: &Config) {
         Some(MetricsListen::Inet(address)) => string(&address.to_string()),
         Some(MetricsListen::Unix(p)) => path(p),
     });
+    s.add("process_limit_wait", &g.process_limit_wait, |d| {
+        string(&d.to_string())
+    });
+    s.add("shutdown_grace", &g.shutdown_grace, |d| {
+        string(&d.to_string())
+    });
     s.write(out);
 }
 

@@ -106,6 +106,11 @@ impl Duration {
         }
     }
 
+    /// A duration of whole milliseconds.
+    pub const fn from_millis(millis: u64) -> Self {
+        Duration { millis }
+    }
+
     /// The duration in milliseconds.
     pub const fn as_millis(self) -> u64 {
         self.millis

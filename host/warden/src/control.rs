@@ -1,0 +1,187 @@
+//! The control socket: how `warden status`, `ps`, `reload`, `stop` and
+//! `kick` talk to a running master.
+//!
+//! The socket is a unix stream socket in `base_dir` (`control_socket`),
+//! mode 0600, and the master also checks each peer's credentials: only
+//! root and the user the master runs as are served. A request is one line
+//! of JSON, at most [`MAX_REQUEST`] bytes; the answer is one line of JSON.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest request line the master reads.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// How long a client waits for the master's answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A command for the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    /// The state of every service.
+    Status,
+    /// The processes of every service, or of one.
+    Ps {
+        /// Only this service's.
+        service: Option<String>,
+    },
+    /// Reload the configuration file.
+    Reload,
+    /// Stop every service, then the master.
+    Stop,
+    /// Ask one process to stop (SIGTERM).
+    Kick {
+        /// Its pid.
+        pid: i32,
+    },
+}
+
+/// The master's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "kebab-case")]
+pub enum Response {
+    /// The state of every service.
+    Status {
+        /// One entry per service, in configuration order.
+        services: Vec<ServiceStatus>,
+    },
+    /// Processes.
+    Ps {
+        /// One entry per process.
+        processes: Vec<ProcessStatus>,
+    },
+    /// The command was carried out.
+    Done {
+        /// What happened.
+        message: String,
+    },
+    /// The command could not be carried out.
+    Failed {
+        /// Why, and what to do.
+        message: String,
+    },
+}
+
+/// One service, as `warden status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// Whether it runs (its protocol is enabled).
+    pub runs: bool,
+    /// Processes now.
+    pub processes: u32,
+    /// `process_limit`.
+    pub process_limit: u32,
+    /// Processes that can take a connection now.
+    pub available: u32,
+    /// Clients its processes report.
+    pub clients: u32,
+    /// Whether the master is watching its listeners for a connection no
+    /// process can take.
+    pub listening: bool,
+    /// Milliseconds of throttling left, if throttled.
+    pub throttled_ms: Option<u64>,
+    /// Why the service was given up, if it was.
+    pub given_up: Option<String>,
+    /// Processes started since the master started.
+    pub spawns: u64,
+    /// Connections dropped at `process_limit`.
+    pub dropped: u64,
+}
+
+/// One process, as `warden ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    /// Its service.
+    pub service: String,
+    /// Its pid.
+    pub pid: i32,
+    /// `starting`, `ready`, `idle`, `busy`, `retired`, `asked-to-exit` or
+    /// `draining` (left from before a reload).
+    pub state: String,
+    /// Clients it reports, if it reports them.
+    pub clients: Option<u32>,
+    /// Seconds since it started.
+    pub age_secs: u64,
+    /// Its last `STATUS=` line.
+    pub status: Option<String>,
+}
+
+/// Why a client could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket is not there or refuses connections.
+    #[error("cannot reach the master at {path}; is `warden run` running with this configuration?")]
+    Connect {
+        /// The socket's path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange failed.
+    #[error("talking to the master at {path} failed")]
+    Io {
+        /// The socket's path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The master answered something unreadable.
+    #[error("the master at {path} answered something unreadable")]
+    Protocol {
+        /// The socket's path.
+        path: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Sends `request` to the master listening on `socket` and returns its
+/// answer.
+pub fn request(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+    let path = socket.display().to_string();
+    let io = |source| ClientError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: path.clone(),
+        source,
+    })?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(io)?;
+    let mut line = serde_json::to_string(request).map_err(|source| ClientError::Protocol {
+        path: path.clone(),
+        source,
+    })?;
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    serde_json::from_str(&answer).map_err(|source| ClientError::Protocol {
+        path: path.clone(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_one_line_of_tagged_json() {
+        let line = serde_json::to_string(&Request::Kick { pid: 42 }).unwrap();
+        assert_eq!(line, r#"{"command":"kick","pid":42}"#);
+        let back: Request = serde_json::from_str(r#"{"command":"ps","service":null}"#).unwrap();
+        assert_eq!(back, Request::Ps { service: None });
+        assert!(serde_json::from_str::<Request>(r#"{"command":"format-disk"}"#).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The master's log: structured lines on stderr, or in a file that SIGUSR1
+//! reopens (so `logrotate` can move it away).
+//!
+//! Every line carries its fields (`service`, `pid`…) after the message, as
+//! `tracing`'s formatter writes them. `RUST_LOG`-style filters come from
+//! `WARDEN_LOG`; the default is `info`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The log file, when logging to one.
+static LOG_FILE: OnceLock<Arc<LogFile>> = OnceLock::new();
+
+/// A log file that can be reopened at its path.
+#[derive(Debug)]
+struct LogFile {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> io::Result<File> {
+        OpenOptions::new().create(true).append(true).open(path)
+    }
+}
+
+/// A writer for one log line, into the current file.
+struct FileWriter(Arc<LogFile>);
+
+impl Write for FileWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut file = self
+            .0
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("the log file lock was poisoned"))?;
+        file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct FileMaker(Arc<LogFile>);
+
+impl<'a> MakeWriter<'a> for FileMaker {
+    type Writer = FileWriter;
+
+    fn make_writer(&'a self) -> FileWriter {
+        FileWriter(Arc::clone(&self.0))
+    }
+}
+
+/// Sends the log to `file`, or to stderr when `None`. Call once.
+pub fn init(file: Option<&Path>) -> io::Result<()> {
+    let filter = EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match file {
+        Some(path) => {
+            let log = Arc::new(LogFile {
+                path: path.to_path_buf(),
+                file: Mutex::new(LogFile::open(path)?),
+            });
+            let _ = LOG_FILE.set(Arc::clone(&log));
+            builder.with_ansi(false).with_writer(FileMaker(log)).init();
+        }
+        None => builder.with_writer(io::stderr).init(),
+    }
+    Ok(())
+}
+
+/// Reopens the log file at its path (SIGUSR1); nothing when logging to stderr.
+pub fn reopen() -> io::Result<()> {
+    let Some(log) = LOG_FILE.get() else {
+        return Ok(());
+    };
+    let fresh = LogFile::open(&log.path)?;
+    let mut file = log
+        .file
+        .lock()
+        .map_err(|_| io::Error::other("the log file lock was poisoned"))?;
+    *file = fresh;
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Turning a service's configuration into a spawn plan, per interface.
+//!
+//! - `systemd`: listeners from fd 3 with `LISTEN_FDS`, `LISTEN_PID` and
+//!   `LISTEN_FDNAMES`; `NOTIFY_SOCKET`; `WARDEN_SERVICE`,
+//!   `WARDEN_CLIENT_LIMIT` and `WARDEN_SERVICE_COUNT` (when limited).
+//! - `inetd`: the accepted connection on stdin and stdout, and the UCSPI
+//!   variables describing both ends.
+//!
+//! Every process gets `/dev/null` on stdin unless the interface says
+//! otherwise, its stdout and stderr on pipes the master reads, a clean
+//! environment, and the identity, chroot and address-space limit of its
+//! service, which the host applies itself before exec.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+use warden_sys::{Identity, SpawnPlan};
+
+use crate::config::{Service, ServiceCount, VszLimit};
+use crate::listen::OpenListener;
+
+/// The search path every service process gets.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The first descriptor of the systemd listener range.
+pub(super) const LISTEN_FDS_START: i32 = 3;
+
+/// Why a plan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LaunchError {
+    /// The service's user or group does not exist.
+    #[error(
+        "service {service}: {what} {name:?} does not exist; create it or change service.{service}.{what}"
+    )]
+    Unknown {
+        /// The service.
+        service: String,
+        /// The setting (`user`, `group`, `extra_groups`, `privileged_group`).
+        what: &'static str,
+        /// The name that was not found.
+        name: String,
+    },
+    /// Changing identity needs root.
+    #[error(
+        "service {service}: user = {user:?} needs warden to run as root; run warden as root or remove the setting"
+    )]
+    NotRoot {
+        /// The service.
+        service: String,
+        /// The user asked for.
+        user: String,
+    },
+    /// The system could not give what the plan needs.
+    #[error("service {service}: {what}")]
+    Io {
+        /// The service.
+        service: String,
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The pipes a process writes its output to; the master keeps the read ends.
+#[derive(Debug)]
+pub(super) struct Output {
+    /// The read end of the process's stdout, if it has one of its own.
+    pub stdout: Option<OwnedFd>,
+    /// The read end of the process's stderr.
+    pub stderr: OwnedFd,
+}
+
+/// A connection an inetd-interface process is started for.
+#[derive(Debug)]
+pub(super) struct Connection {
+    /// The socket.
+    pub socket: OwnedFd,
+    /// What the UCSPI variables say about the two ends.
+    pub ends: Ends,
+}
+
+/// The two ends of an accepted connection.
+#[derive(Debug, Clone)]
+pub(super) enum Ends {
+    /// A TCP connection.
+    Tcp {
+        /// The client's address.
+        remote: SocketAddr,
+        /// The address it connected to.
+        local: SocketAddr,
+    },
+    /// A unix socket connection and the peer's credentials.
+    Unix {
+        /// The peer's uid.
+        uid: u32,
+        /// The peer's gid.
+        gid: u32,
+        /// The peer's pid.
+        pid: i32,
+    },
+}
+
+/// Resolves the identity a service's processes take; `None` when the
+/// service names no user and keeps the supervisor's.
+pub(super) fn identity(service: &Service) -> Result<Option<Identity>, LaunchError> {
+    let name = service.name.to_string();
+    let user_name = service.user.value.as_str();
+    if user_name.is_empty() {
+        return Ok(None);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LaunchError::NotRoot {
+            service: name,
+            user: user_name.to_owned(),
+        });
+    }
+    let io = |what| {
+        let service = name.clone();
+        move |source| LaunchError::Io {
+            service,
+            what,
+            source,
+        }
+    };
+    let unknown = |what: &'static str, wanted: &str| LaunchError::Unknown {
+        service: name.clone(),
+        what,
+        name: wanted.to_owned(),
+    };
+    let user = warden_sys::ids::user(user_name)
+        .map_err(io("looking up the user"))?
+        .ok_or_else(|| unknown("user", user_name))?;
+    let group = |what: &'static str, wanted: &str| {
+        warden_sys::ids::group(wanted)
+            .map_err(io("looking up a group"))?
+            .ok_or_else(|| unknown(what, wanted))
+    };
+    let gid = match service.group.value.as_str() {
+        "" => user.gid,
+        wanted => group("group", wanted)?,
+    };
+    let extra_groups = service
+        .extra_groups
+        .value
+        .iter()
+        .map(|wanted| group("extra_groups", wanted))
+        .collect::<Result<_, _>>()?;
+    let privileged_gid = match service.privileged_group.value.as_str() {
+        "" => None,
+        wanted => Some(group("privileged_group", wanted)?),
+    };
+    Ok(Some(Identity {
+        uid: user.uid,
+        gid,
+        extra_groups,
+        privileged_gid,
+        user_name: Some(user.name),
+    }))
+}
+
+/// A plan with what every interface shares: argv, the common environment,
+/// limits, chroot and identity.
+fn common(service: &Service, identity: Option<&Identity>) -> SpawnPlan {
+    let mut plan = SpawnPlan::new(service.name.as_str(), &service.executable.value.argv);
+    plan.env("PATH", PATH)
+        .env("WARDEN_SERVICE", service.name.as_str());
+    if let Some(tz) = std::env::var_os("TZ") {
+        plan.env("TZ", tz);
+    }
+    if let VszLimit::Bytes(size) = service.vsz_limit.value {
+        plan.vsz_limit(Some(size.0));
+    }
+    if let Some(dir) = &service.chroot.value {
+        plan.chroot(dir);
+    }
+    if let Some(identity) = identity {
+        plan.identity(identity.clone());
+    }
+    plan
+}
+
+fn pipe(service: &Service) -> Result<(OwnedFd, OwnedFd), LaunchError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| LaunchError::Io {
+        service: service.name.to_string(),
+        what: "creating an output pipe",
+        source: errno.into(),
+    })
+}
+
+fn dev_null(service: &Service) -> Result<OwnedFd, LaunchError> {
+    std::fs::File::open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|source| LaunchError::Io {
+            service: service.name.to_string(),
+            what: "opening /dev/null",
+            source,
+        })
+}
+
+/// A plan for a process of a `systemd`-interface service.
+pub(super) fn systemd(
+    service: &Service,
+    identity: Option<&Identity>,
+    listeners: &[OpenListener],
+    notify_socket: &str,
+) -> Result<(SpawnPlan, Output), LaunchError> {
+    let mut plan = common(service, identity);
+    let count = listeners.len();
+    let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    plan.env("LISTEN_FDS", count.to_string())
+        .env_own_pid("LISTEN_PID")
+        .env("LISTEN_FDNAMES", names.join(":"))
+        .env("NOTIFY_SOCKET", notify_socket)
+        .env(
+            "WARDEN_CLIENT_LIMIT",
+            service.client_limit.value.to_string(),
+        );
+    if let ServiceCount::Limited(count) = service.service_count.value {
+        plan.env("WARDEN_SERVICE_COUNT", count.to_string());
+    }
+    let (stdout_read, stdout_write) = pipe(service)?;
+    let (stderr_read, stderr_write) = pipe(service)?;
+    plan.fd(dev_null(service)?, 0)
+        .fd(stdout_write, 1)
+        .fd(stderr_write, 2);
+    for (target, listener) in (LISTEN_FDS_START..).zip(listeners) {
+        let fd = listener
+            .listener
+            .try_clone()
+            .map_err(|source| LaunchError::Io {
+                service: service.name.to_string(),
+                what: "duplicating a listener",
+                source,
+            })?;
+        plan.fd(fd.into(), target);
+    }
+    Ok((
+        plan,
+        Output {
+            stdout: Some(stdout_read),
+            stderr: stderr_read,
+        },
+    ))
+}
+
+/// A plan for the process an `inetd`-interface service starts for one
+/// connection.
+pub(super) fn inetd(
+    service: &Service,
+    identity: Option<&Identity>,
+    connection: Connection,
+) -> Result<(SpawnPlan, Output), LaunchError> {
+    let mut plan = common(service, identity);
+    match &connection.ends {
+        Ends::Tcp { remote, local } => {
+            plan.env("PROTO", "TCP")
+                .env("TCPREMOTEIP", remote.ip().to_string())
+                .env("TCPREMOTEPORT", remote.port().to_string())
+                .env("TCPLOCALIP", local.ip().to_string())
+                .env("TCPLOCALPORT", local.port().to_string());
+        }
+        Ends::Unix { uid, gid, pid } => {
+            plan.env("PROTO", "UNIX")
+                .env("UNIXREMOTEEUID", uid.to_string())
+                .env("UNIXREMOTEEGID", gid.to_string())
+                .env("UNIXREMOTEPID", pid.to_string());
+        }
+    }
+    let duplicate = connection
+        .socket
+        .try_clone()
+        .map_err(|source| LaunchError::Io {
+            service: service.name.to_string(),
+            what: "duplicating the connection",
+            source,
+        })?;
+    let (stderr_read, stderr_write) = pipe(service)?;
+    plan.fd(connection.socket, 0)
+        .fd(duplicate, 1)
+        .fd(stderr_write, 2);
+    Ok((
+        plan,
+        Output {
+            stdout: None,
+            stderr: stderr_read,
+        },
+    ))
+}

@@ -1,0 +1,151 @@
+//! The master's metrics, in OpenMetrics text for Prometheus.
+//!
+//! The families are kept with `prometheus-client`, which also writes the
+//! exposition format. The endpoint is a minimal HTTP/1.1 responder written
+//! here, because all it ever does is answer any request with the current
+//! text and close; a full HTTP stack would be the largest dependency of the
+//! supervisor for that. It reads at most a few kilobytes of request, so a
+//! client cannot make it hold more.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::MetricsListen;
+
+/// Labels naming a service.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ServiceLabel {
+    /// The service's name.
+    pub service: String,
+}
+
+/// Labels of an exit.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ExitLabels {
+    /// The service's name.
+    pub service: String,
+    /// `clean`, `failure`, `signal`, or `asked` (idle kill, reload, stop).
+    pub cause: String,
+}
+
+/// Every metric the master keeps.
+#[derive(Debug, Default)]
+pub(super) struct Metrics {
+    /// Processes of each service now.
+    pub processes: Family<ServiceLabel, Gauge>,
+    /// Connections each service can take now without a new process.
+    pub available_slots: Family<ServiceLabel, Gauge>,
+    /// Clients of each service now, as its processes report them.
+    pub connections: Family<ServiceLabel, Gauge>,
+    /// Processes started.
+    pub spawns: Family<ServiceLabel, Counter>,
+    /// Processes ended, by cause.
+    pub exits: Family<ExitLabels, Counter>,
+    /// Whether each service is throttled now.
+    pub throttled: Family<ServiceLabel, Gauge>,
+    /// Times each service was throttled.
+    pub throttles: Family<ServiceLabel, Counter>,
+    /// Connections dropped because the service was at `process_limit`.
+    pub dropped: Family<ServiceLabel, Counter>,
+}
+
+impl Metrics {
+    /// The metrics, and a registry that encodes them.
+    pub(super) fn new() -> (Arc<Metrics>, Arc<Registry>) {
+        let metrics = Arc::new(Metrics::default());
+        let mut registry = Registry::with_prefix("warden");
+        registry.register(
+            "processes",
+            "Processes of the service",
+            metrics.processes.clone(),
+        );
+        registry.register(
+            "available_slots",
+            "Connections the service can take now without a new process",
+            metrics.available_slots.clone(),
+        );
+        registry.register(
+            "connections",
+            "Clients of the service, as its processes report them",
+            metrics.connections.clone(),
+        );
+        registry.register("spawns", "Processes started", metrics.spawns.clone());
+        registry.register("exits", "Processes ended, by cause", metrics.exits.clone());
+        registry.register(
+            "throttled",
+            "1 while the service is throttled after failures",
+            metrics.throttled.clone(),
+        );
+        registry.register(
+            "throttles",
+            "Times the service was throttled",
+            metrics.throttles.clone(),
+        );
+        registry.register(
+            "dropped_connections",
+            "Connections dropped because the service was at process_limit",
+            metrics.dropped.clone(),
+        );
+        (metrics, Arc::new(registry))
+    }
+}
+
+/// The label of `service`.
+pub(super) fn label(service: &str) -> ServiceLabel {
+    ServiceLabel {
+        service: service.to_owned(),
+    }
+}
+
+/// The most request bytes read before answering.
+const MAX_REQUEST: usize = 8192;
+
+/// Serves the metrics on `listen` until the task is aborted.
+pub(super) async fn serve(listen: MetricsListen, registry: Arc<Registry>) -> std::io::Result<()> {
+    match listen {
+        MetricsListen::Inet(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                tokio::spawn(answer(stream, Arc::clone(&registry)));
+            }
+        }
+        MetricsListen::Unix(path) => {
+            let _ = std::fs::remove_file(&path);
+            let listener = tokio::net::UnixListener::bind(&path)?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                tokio::spawn(answer(stream, Arc::clone(&registry)));
+            }
+        }
+    }
+}
+
+/// Reads the request head (or what fits) and answers with the metrics.
+async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, registry: Arc<Registry>) {
+    let mut request = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while request.len() < MAX_REQUEST && !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => request.extend_from_slice(chunk.get(..read).unwrap_or_default()),
+        }
+    }
+    let mut body = String::new();
+    if prometheus_client::encoding::text::encode(&mut body, &registry).is_err() {
+        return;
+    }
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}

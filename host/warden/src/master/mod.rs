@@ -1,0 +1,1502 @@
+//! The master: `warden run`.
+//!
+//! One task on a single-threaded tokio runtime owns every table — services,
+//! processes, connections waiting — and reacts to [`Event`]s: a process
+//! exited (its pidfd became readable), a notify message, a listener became
+//! readable while no process could take the connection, a connection
+//! accepted for an inetd service, a control command, a signal, and a round
+//! every [`ROUND`]. Helper tasks only watch descriptors and forward events;
+//! they never change state. Nothing here blocks on a child.
+//!
+//! The mechanics are here; the decisions — how many processes to start,
+//! which idle ones to retire, what an exit means — are asked of a
+//! [`Policy`], Dovecot's built-in one unless plugins say otherwise.
+//!
+//! Lifecycle: startup sets up services in Dovecot's order (log, then
+//! config, then anvil, then the rest), then runs rounds. SIGHUP reloads:
+//! a configuration that does not check is refused and the old one keeps
+//! running; otherwise listeners that did not change are kept open across
+//! the reload (so no connection is refused), old processes stop being
+//! counted and are drained — SIGTERM after `shutdown_grace`, SIGKILL after
+//! another — unless `shutdown_clients = no`, and an unchanged `anvil`
+//! service keeps its processes. SIGTERM or SIGINT stops: every process but
+//! the log service's gets SIGTERM, SIGKILL after `shutdown_grace`, and the
+//! log service goes last.
+
+mod launch;
+mod metrics;
+mod notify;
+mod output;
+mod service;
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::{SockFlag, SockaddrStorage};
+use nix::unistd::Pid;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use warden_policy::{Dovecot, ExitCause, ExitView, IdleAction, Lifecycle, Policy};
+use warden_sys::{Endpoint, Exit, Listener};
+
+use crate::config::{Config, Interface, ServiceType};
+use crate::control::{ProcessStatus, Request, Response, ServiceStatus};
+use crate::listen::{self, OpenListener, Spec, Wanted};
+use launch::{Connection, Ends};
+use metrics::{ExitLabels, Metrics, label};
+use notify::{Message, NotifySocket};
+use output::Stream;
+use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
+
+/// How often the master runs its round: prefork, throttles, idle kill,
+/// waiting connections, draining.
+const ROUND: Duration = Duration::from_millis(100);
+
+/// At most one "process_limit reached" line per service per this long.
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What `warden run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// Detach from the terminal.
+    pub daemonize: bool,
+    /// Write the master's pid here.
+    pub pid_file: Option<PathBuf>,
+    /// Log to this file instead of stderr.
+    pub log_file: Option<PathBuf>,
+}
+
+/// Why the master could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration has problems; they are in the message.
+    #[error("{0}")]
+    Config(String),
+    /// Starting failed.
+    #[error("{what}")]
+    Start {
+        /// What failed.
+        what: String,
+        /// Why.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl RunError {
+    fn start(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        RunError::Start {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// Something the master reacts to.
+#[derive(Debug)]
+enum Event {
+    /// A process's pidfd became readable: it exited.
+    Exited {
+        /// Its pid.
+        pid: i32,
+    },
+    /// A notify message arrived on a service's socket.
+    Notify {
+        /// The service whose socket it came in on.
+        service: String,
+        /// The sender, as the kernel attests it.
+        pid: Pid,
+        /// What it said.
+        message: Message,
+    },
+    /// A listener of a service became readable while the master watched it.
+    Readable {
+        /// The configuration generation.
+        generation: u64,
+        /// The service's place in the table.
+        index: usize,
+    },
+    /// A connection was accepted for an inetd service.
+    Accepted {
+        /// The configuration generation.
+        generation: u64,
+        /// The service's place in the table.
+        index: usize,
+        /// The connection.
+        connection: Connection,
+    },
+    /// A control command.
+    Control {
+        /// The command.
+        request: Request,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Response>,
+    },
+}
+
+/// Where the master is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Serving.
+    Running,
+    /// Stopping since this instant; `log_told` once the log service was
+    /// told to stop.
+    Stopping { since: Instant, log_told: bool },
+}
+
+/// A process left from an earlier configuration, finishing its clients.
+#[derive(Debug)]
+struct Draining {
+    service: String,
+    process: Process,
+    since: Instant,
+}
+
+/// Reads and checks the configuration at `path`, including that this
+/// version can run every interface it asks for.
+fn read_config(path: &Path) -> Result<Config, RunError> {
+    let config = Config::load(path).map_err(|error| RunError::Config(error.to_string()))?;
+    for service in config.services.iter().filter(|s| config.runs(s)) {
+        if matches!(
+            service.interface.value,
+            Interface::Dovecot | Interface::Warden
+        ) {
+            return Err(RunError::Config(format!(
+                "{}: service {}: interface = \"{}\" is not available in this version of warden; use interface = \"systemd\" or \"inetd\"",
+                path.display(),
+                service.name,
+                service.interface.value.as_str()
+            )));
+        }
+    }
+    Ok(config)
+}
+
+/// Runs the master until it is stopped.
+pub fn run(options: &Options) -> Result<(), RunError> {
+    let config = read_config(&options.config)?;
+    if options.daemonize {
+        warden_sys::daemon::daemonize().map_err(|e| RunError::start("cannot daemonize", e))?;
+    }
+    crate::logging::init(options.log_file.as_deref())
+        .map_err(|e| RunError::start("cannot open the log file", e))?;
+    if let Some(pid_file) = &options.pid_file {
+        std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|e| {
+            RunError::start(
+                format!("cannot write the pid file {}", pid_file.display()),
+                e,
+            )
+        })?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::start("cannot start the event loop", e))?;
+    let result = runtime.block_on(async {
+        let mut master = Master::start(options.config.clone(), config).await?;
+        master.serve().await
+    });
+    if let Some(pid_file) = &options.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    result
+}
+
+/// Startup order: log first, then config, then anvil, then the rest in the
+/// order of the file.
+fn startup_rank(kind: ServiceType) -> u8 {
+    match kind {
+        ServiceType::Log => 0,
+        ServiceType::Config => 1,
+        ServiceType::Anvil => 2,
+        ServiceType::Default | ServiceType::Startup | ServiceType::Login | ServiceType::Worker => 3,
+    }
+}
+
+/// The master's state.
+struct Master {
+    config_path: PathBuf,
+    config: Config,
+    generation: u64,
+    services: Vec<ServiceState>,
+    draining: BTreeMap<i32, Draining>,
+    events: mpsc::UnboundedSender<Event>,
+    receiver: mpsc::UnboundedReceiver<Event>,
+    origin: Instant,
+    policy: Box<dyn Policy>,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    phase: Phase,
+    spawned_this_round: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Master {
+    async fn start(config_path: PathBuf, config: Config) -> Result<Master, RunError> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let (metrics, registry) = Metrics::new();
+        let mut master = Master {
+            config_path,
+            config: config.clone(),
+            generation: 0,
+            services: Vec::new(),
+            draining: BTreeMap::new(),
+            events,
+            receiver,
+            origin: Instant::now(),
+            policy: Box::new(Dovecot),
+            metrics,
+            registry,
+            phase: Phase::Running,
+            spawned_this_round: false,
+            tasks: Vec::new(),
+        };
+        master.services = master.set_up(&config, Vec::new(), Vec::new())?;
+        master.start_control()?;
+        if let Some(listen) = config.globals.metrics_listen.value.clone() {
+            let registry = Arc::clone(&master.registry);
+            master.tasks.push(tokio::spawn(async move {
+                if let Err(error) = metrics::serve(listen, registry).await {
+                    tracing::error!(%error, "the metrics endpoint failed");
+                }
+            }));
+        }
+        let running = master.services.iter().filter(|s| s.runs).count();
+        tracing::info!(
+            config = %master.config_path.display(),
+            services = running,
+            "warden started"
+        );
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&format!("{running} services")),
+        ]);
+        Ok(master)
+    }
+
+    /// Sets up a service table for `config`: listeners (reusing `old`
+    /// listeners that did not change), notify sockets, identities. Old
+    /// `anvil` states whose configuration did not change are carried over
+    /// from `keep` with their processes.
+    fn set_up(
+        &mut self,
+        config: &Config,
+        mut old: Vec<(Wanted, OpenListener)>,
+        mut keep: Vec<ServiceState>,
+    ) -> Result<Vec<ServiceState>, RunError> {
+        let generation = self.generation;
+        let mut order: Vec<usize> = (0..config.services.len()).collect();
+        order.sort_by_key(|&i| {
+            config
+                .services
+                .get(i)
+                .map_or(3, |s| startup_rank(s.kind.value))
+        });
+        let mut services = Vec::with_capacity(order.len());
+        for service in order.into_iter().filter_map(|i| config.services.get(i)) {
+            let runs = config.runs(service);
+            if let Some(place) = keep.iter().position(|s| s.config == *service && runs) {
+                services.push(keep.swap_remove(place));
+                continue;
+            }
+            let mut state = ServiceState::new(service.clone(), runs);
+            if !runs {
+                services.push(state);
+                continue;
+            }
+            let name = service.name.to_string();
+            state.identity = launch::identity(service)
+                .map_err(|e| RunError::start(format!("service {name}: cannot set up"), e))?;
+            let wanted = listen::wanted(config, service)
+                .map_err(|e| RunError::start(format!("service {name}: cannot set up"), e))?;
+            for want in wanted {
+                let reused = old
+                    .iter()
+                    .position(|(was, _)| was.spec == want.spec)
+                    .map(|place| old.swap_remove(place).1.listener);
+                let listener = match reused {
+                    Some(listener) => listener,
+                    None => {
+                        remove_stale_file(&want.spec, &old);
+                        want.open().map_err(|e| {
+                            RunError::start(format!("service {name}: cannot create a listener"), e)
+                        })?
+                    }
+                };
+                state.listeners.push(want.with(listener));
+            }
+            if service.interface.value == Interface::Systemd {
+                state.notify = Some(
+                    NotifySocket::open(&name, generation, self.events.clone()).map_err(|e| {
+                        RunError::start(format!("service {name}: cannot open its notify socket"), e)
+                    })?,
+                );
+            }
+            if service.interface.value == Interface::Inetd {
+                let index = services.len();
+                for open in &state.listeners {
+                    state
+                        .acceptors
+                        .push(self.accept_task(generation, index, &open.listener)?);
+                }
+            }
+            services.push(state);
+        }
+        Ok(services)
+    }
+
+    /// A task that accepts connections on `listener` for inetd service
+    /// `index` and forwards them.
+    fn accept_task(
+        &self,
+        generation: u64,
+        index: usize,
+        listener: &Listener,
+    ) -> Result<tokio::task::JoinHandle<()>, RunError> {
+        let fd = listener
+            .try_clone()
+            .map_err(|e| RunError::start("cannot duplicate a listener", e))?;
+        let unix = matches!(fd.endpoint(), Endpoint::Unix(_));
+        let fd = warden_sys::watch::async_fd(OwnedFd::from(fd))
+            .map_err(|e| RunError::start("cannot watch a listener", e))?;
+        let events = self.events.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let Ok(mut ready) = fd.readable().await else {
+                    return;
+                };
+                let accepted =
+                    nix::sys::socket::accept4(fd.get_ref().as_fd(), SockFlag::SOCK_CLOEXEC);
+                let socket = match accepted {
+                    Ok(socket) => socket,
+                    Err(nix::errno::Errno::EAGAIN) => {
+                        ready.clear_ready();
+                        continue;
+                    }
+                    Err(errno) => {
+                        tracing::warn!(%errno, "accept failed");
+                        continue;
+                    }
+                };
+                let Some(ends) = ends_of(&socket, unix) else {
+                    continue;
+                };
+                let event = Event::Accepted {
+                    generation,
+                    index,
+                    connection: Connection { socket, ends },
+                };
+                if events.send(event).is_err() {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// Opens the control socket and serves it.
+    fn start_control(&mut self) -> Result<(), RunError> {
+        let path = self.config.globals.control_socket.value.clone();
+        let listener = Listener::unix(
+            &path,
+            warden_sys::FileAccess {
+                user: None,
+                group: None,
+                mode: 0o600,
+            },
+            16,
+        )
+        .map_err(|e| RunError::start("cannot create the control socket", e))?;
+        let listener = tokio::net::UnixListener::from_std(std::os::unix::net::UnixListener::from(
+            OwnedFd::from(listener),
+        ))
+        .map_err(|e| RunError::start("cannot serve the control socket", e))?;
+        let events = self.events.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(control_connection(stream, events.clone()));
+            }
+        }));
+        Ok(())
+    }
+
+    /// The event loop.
+    async fn serve(&mut self) -> Result<(), RunError> {
+        let signal_error = |e| RunError::start("cannot handle signals", e);
+        let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+        let mut user1 = signal(SignalKind::user_defined1()).map_err(signal_error)?;
+        let mut round = tokio::time::interval(ROUND);
+        round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(event) = self.receiver.recv() => self.handle(event),
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    let _ = self.reload();
+                }
+                _ = terminate.recv() => self.begin_stop("SIGTERM"),
+                _ = interrupt.recv() => self.begin_stop("SIGINT"),
+                _ = user1.recv() => match crate::logging::reopen() {
+                    Ok(()) => tracing::info!("SIGUSR1 received: log file reopened"),
+                    Err(error) => tracing::error!(%error, "cannot reopen the log file"),
+                },
+                _ = round.tick() => self.round(),
+            }
+            if self.finished() {
+                break;
+            }
+        }
+        let _ = std::fs::remove_file(&self.config.globals.control_socket.value);
+        tracing::info!("warden stopped");
+        Ok(())
+    }
+
+    fn now_ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Exited { pid } => self.exited(pid),
+            Event::Notify {
+                service,
+                pid,
+                message,
+            } => self.notified(&service, pid, message),
+            Event::Readable { generation, index } if generation == self.generation => {
+                self.readable(index);
+            }
+            Event::Accepted {
+                generation,
+                index,
+                connection,
+            } if generation == self.generation => self.accepted(index, connection),
+            // A connection for a service of an earlier configuration: it
+            // goes unanswered and closes.
+            Event::Readable { .. } | Event::Accepted { .. } => {}
+            Event::Control { request, reply } => {
+                let response = self.control(request);
+                let _ = reply.send(response);
+            }
+        }
+    }
+
+    /// Starts a process of service `index`, for `connection` if given.
+    fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<i32> {
+        let now = Instant::now();
+        let state = self.services.get_mut(index)?;
+        let service = &state.config;
+        let planned = match (service.interface.value, connection) {
+            (Interface::Inetd, Some(connection)) => {
+                launch::inetd(service, state.identity.as_ref(), connection)
+            }
+            (_, _) => launch::systemd(
+                service,
+                state.identity.as_ref(),
+                &state.listeners,
+                state.notify.as_ref().map_or("", |n| n.address.as_str()),
+            ),
+        };
+        let name = state.name().to_owned();
+        let spawned = planned
+            .map_err(|e| e.to_string())
+            .and_then(|(plan, output)| {
+                plan.spawn()
+                    .map(|child| (child, output))
+                    .map_err(|e| e.to_string())
+            });
+        let (child, output) = match spawned {
+            Ok(spawned) => spawned,
+            Err(message) => {
+                tracing::error!(service = name, "cannot start a process: {message}");
+                self.after_failed_start(index, now);
+                return None;
+            }
+        };
+        let pid = child.pid().as_raw();
+        if let Some(stdout) = output.stdout {
+            output::capture(name.clone(), pid, Stream::Stdout, stdout);
+        }
+        output::capture(name.clone(), pid, Stream::Stderr, output.stderr);
+        watch_exit(&child, self.events.clone());
+        let mut process = Process::new(child, now);
+        if state.interface() == Interface::Inetd {
+            // It serves its one connection from the start and takes no other.
+            process.ready_at = Some(now);
+            process.retired = true;
+        }
+        state.processes.insert(pid, process);
+        state.spawns += 1;
+        self.metrics.spawns.get_or_create(&label(&name)).inc();
+        self.spawned_this_round = true;
+        tracing::debug!(service = name, pid, "process started");
+        Some(pid)
+    }
+
+    /// A process could not even be started: the policy decides, as for a
+    /// process that died before it was ready.
+    fn after_failed_start(&mut self, index: usize, now: Instant) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let exit = ExitView {
+            pid: 0,
+            cause: ExitCause::Code(127),
+            age_ms: 0,
+            was_ready: false,
+            was_asked: false,
+            service_proven: state.proven,
+            failures_in_last_second: record_failure(state, now),
+            last_throttle_ms: state.throttle.last_ms,
+        };
+        let decision = self.policy.lifecycle(&state.view(), &exit);
+        self.apply_lifecycle(index, decision, now, "its process could not be started");
+    }
+
+    fn exited(&mut self, pid: i32) {
+        let now = Instant::now();
+        let found = self.services.iter_mut().enumerate().find_map(|(index, s)| {
+            s.processes
+                .remove(&pid)
+                .map(|p| (Some(index), s.name().to_owned(), p))
+        });
+        let (index, name, process) = match found {
+            Some(found) => found,
+            None => match self.draining.remove(&pid) {
+                Some(old) => (None, old.service, old.process),
+                None => return,
+            },
+        };
+        let exit = match process.child.wait() {
+            Ok(exit) => exit,
+            Err(error) => {
+                tracing::error!(service = name, pid, %error, "cannot reap a process");
+                return;
+            }
+        };
+        let asked = process.asked_to_exit.is_some() || process.told_to_stop;
+        self.log_exit(&name, pid, exit, asked, index);
+        let cause = match exit {
+            _ if asked => "asked",
+            Exit::Code(0) => "clean",
+            Exit::Code(_) => "failure",
+            Exit::Signal { .. } => "signal",
+        };
+        self.metrics
+            .exits
+            .get_or_create(&ExitLabels {
+                service: name,
+                cause: cause.to_owned(),
+            })
+            .inc();
+        let (Some(index), Phase::Running) = (index, self.phase) else {
+            return;
+        };
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        if state.spawn_pending == Some(pid) {
+            state.spawn_pending = None;
+        }
+        if exit.success() {
+            state.proven = true;
+            state.throttle.last_ms = 0;
+        }
+        if process
+            .ready_at
+            .is_some_and(|ready| now.saturating_duration_since(ready) >= PROVEN_AFTER)
+        {
+            state.proven = true;
+        }
+        let mut view = ExitView {
+            pid: pid.unsigned_abs(),
+            cause: match exit {
+                Exit::Code(code) => ExitCause::Code(code),
+                Exit::Signal { signal, .. } => ExitCause::Signal(signal),
+            },
+            age_ms: u64::try_from(now.saturating_duration_since(process.started).as_millis())
+                .unwrap_or(u64::MAX),
+            was_ready: process.ready_at.is_some(),
+            was_asked: asked,
+            service_proven: state.proven,
+            failures_in_last_second: 0,
+            last_throttle_ms: state.throttle.last_ms,
+        };
+        if view.failed() {
+            view.failures_in_last_second = record_failure(state, now);
+        }
+        let decision = self.policy.lifecycle(&state.view(), &view);
+        let reason = if view.was_ready {
+            format!("process {pid} {exit}")
+        } else {
+            format!("process {pid} {exit} before it was ready")
+        };
+        self.apply_lifecycle(index, decision, now, &reason);
+    }
+
+    fn apply_lifecycle(&mut self, index: usize, decision: Lifecycle, now: Instant, reason: &str) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let name = state.name().to_owned();
+        match decision {
+            Lifecycle::Continue => {}
+            Lifecycle::Throttle { ms } => {
+                state.throttle.until = Some(now + Duration::from_millis(ms));
+                state.throttle.last_ms = ms;
+                stop_watching(state);
+                tracing::warn!(
+                    service = name,
+                    "throttling: no new process for {}: {reason}",
+                    crate::config::value::Duration::from_millis(ms)
+                );
+                self.metrics.throttles.get_or_create(&label(&name)).inc();
+                self.metrics.throttled.get_or_create(&label(&name)).set(1);
+            }
+            Lifecycle::GiveUp { reason: why } => {
+                tracing::error!(service = name, "giving up until reload: {why} ({reason})");
+                state.given_up = Some(why);
+                stop_watching(state);
+            }
+        }
+    }
+
+    fn log_exit(&self, name: &str, pid: i32, exit: Exit, asked: bool, index: Option<usize>) {
+        let vsz = index
+            .and_then(|i| self.services.get(i))
+            .map(|s| s.config.vsz_limit.value);
+        match exit {
+            _ if asked => tracing::info!(service = name, pid, "process {exit} as asked"),
+            Exit::Code(0) => tracing::info!(service = name, pid, "process {exit}"),
+            Exit::Code(83) => {
+                let limit = match vsz {
+                    Some(crate::config::VszLimit::Bytes(size)) => size.to_string(),
+                    _ => "unlimited".to_owned(),
+                };
+                tracing::error!(
+                    service = name,
+                    pid,
+                    "process {exit}: out of memory (vsz_limit = {limit}); raise service.{name}.vsz_limit"
+                );
+            }
+            Exit::Signal {
+                signal: libc::SIGKILL,
+                ..
+            } if matches!(vsz, Some(crate::config::VszLimit::Bytes(_))) => tracing::error!(
+                service = name,
+                pid,
+                "process {exit}; if it ran out of memory, raise service.{name}.vsz_limit"
+            ),
+            _ => tracing::error!(service = name, pid, "process {exit}"),
+        }
+    }
+
+    fn notified(&mut self, service: &str, pid: Pid, message: Message) {
+        let now = Instant::now();
+        let raw = pid.as_raw();
+        let process = self
+            .services
+            .iter_mut()
+            .filter(|s| s.name() == service)
+            .find_map(|s| s.processes.get_mut(&raw))
+            .or_else(|| {
+                self.draining
+                    .get_mut(&raw)
+                    .filter(|d| d.service == service)
+                    .map(|d| &mut d.process)
+            });
+        let Some(process) = process else {
+            tracing::warn!(
+                service,
+                pid = raw,
+                "ignoring a notify message from a process that is not one of the service's"
+            );
+            return;
+        };
+        if message.ready || message.clients.is_some() || message.watchdog {
+            process.ready_at.get_or_insert(now);
+        }
+        if let Some(clients) = message.clients {
+            process.report_clients(clients, now);
+        }
+        if message.stopping {
+            process.retired = true;
+        }
+        if let Some(status) = message.status {
+            process.status = Some(status);
+        }
+    }
+
+    /// A watched listener became readable: no process could take the
+    /// connection.
+    fn readable(&mut self, index: usize) {
+        let now = Instant::now();
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        stop_watching(state);
+        if !state.may_spawn(now) || self.phase != Phase::Running {
+            return;
+        }
+        if state.available() > 0 || state.spawn_pending.is_some() {
+            return;
+        }
+        if state.below_limit() {
+            let pid = self.spawn(index, None);
+            if let Some(state) = self.services.get_mut(index) {
+                state.spawn_pending = pid;
+            }
+            return;
+        }
+        if state.dropping {
+            let dropped = drop_waiting(state);
+            self.count_drops(index, dropped, now);
+        } else {
+            state.waiting_since.get_or_insert(now);
+            self.count_drops(index, 0, now);
+        }
+    }
+
+    /// Logs that the service is at its limit (at most once a second) and
+    /// counts `dropped` connections.
+    fn count_drops(&mut self, index: usize, dropped: u64, now: Instant) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let name = state.name().to_owned();
+        state.dropped += dropped;
+        if dropped > 0 {
+            self.metrics
+                .dropped
+                .get_or_create(&label(&name))
+                .inc_by(dropped);
+        }
+        if state
+            .last_drop_warning
+            .is_none_or(|last| now.saturating_duration_since(last) >= DROP_WARNING_INTERVAL)
+        {
+            state.last_drop_warning = Some(now);
+            tracing::warn!(
+                service = name,
+                dropped,
+                "process_limit ({}) reached, connections are being dropped",
+                state.config.process_limit.value
+            );
+        }
+    }
+
+    fn accepted(&mut self, index: usize, connection: Connection) {
+        let now = Instant::now();
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        if !state.may_spawn(now) || self.phase != Phase::Running {
+            // Throttled or stopping: the connection closes unanswered.
+            return;
+        }
+        if state.below_limit() && state.queue.is_empty() {
+            self.spawn(index, Some(connection));
+        } else {
+            state.queue.push_back((connection, now));
+            self.count_drops(index, 0, now);
+        }
+    }
+
+    /// The periodic round.
+    fn round(&mut self) {
+        let now = Instant::now();
+        if self.phase == Phase::Running {
+            for index in 0..self.services.len() {
+                self.round_service(index, now);
+            }
+            self.spawned_this_round = false;
+        }
+        self.round_draining(now);
+        self.round_stopping(now);
+        self.update_gauges();
+    }
+
+    fn round_service(&mut self, index: usize, now: Instant) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        if !state.runs {
+            return;
+        }
+        let name = state.name().to_owned();
+        if let Some(until) = state.throttle.until
+            && now >= until
+        {
+            state.throttle.until = None;
+            tracing::info!(service = name, "throttle over");
+            self.metrics.throttled.get_or_create(&label(&name)).set(0);
+        }
+        for process in state.processes.values_mut() {
+            if process.ready_at.is_none()
+                && now.saturating_duration_since(process.started) >= READY_WITHOUT_NOTICE
+            {
+                process.ready_at = Some(now);
+            }
+            if process
+                .ready_at
+                .is_some_and(|ready| now.saturating_duration_since(ready) >= PROVEN_AFTER)
+            {
+                state.proven = true;
+            }
+        }
+        if let Some(pid) = state.spawn_pending
+            && state
+                .processes
+                .get(&pid)
+                .is_none_or(|p| p.ready_at.is_some())
+        {
+            state.spawn_pending = None;
+        }
+
+        match state.interface() {
+            Interface::Inetd => self.round_inetd(index, now),
+            Interface::Systemd | Interface::Warden | Interface::Dovecot => {
+                self.round_scaling(index, now);
+                self.round_waiting(index, now);
+                self.round_listening(index, now);
+            }
+        }
+        self.round_idle(index, now);
+    }
+
+    fn round_scaling(&mut self, index: usize, now: Instant) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        if !state.may_spawn(now) {
+            return;
+        }
+        let at_startup = !state.started;
+        state.started = true;
+        let processes = state.process_views(self.origin);
+        let mut wanted = self.policy.scaling(
+            &state.view(),
+            &processes,
+            at_startup,
+            self.spawned_this_round,
+        );
+        // The log and config services are up before the others need them.
+        if at_startup
+            && matches!(
+                state.config.kind.value,
+                ServiceType::Log | ServiceType::Config
+            )
+            && state.processes.is_empty()
+        {
+            wanted = wanted.max(1);
+        }
+        for _ in 0..wanted {
+            if self.spawn(index, None).is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Connections waiting at `process_limit` are dropped once they have
+    /// waited `process_limit_wait`; a free slot ends the waiting.
+    fn round_waiting(&mut self, index: usize, now: Instant) {
+        let wait = self.config.globals.process_limit_wait.value.to_std();
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        if state.available() > 0 || state.below_limit() {
+            state.waiting_since = None;
+            state.dropping = false;
+            return;
+        }
+        if let Some(since) = state.waiting_since
+            && now.saturating_duration_since(since) >= wait
+        {
+            state.waiting_since = None;
+            state.dropping = true;
+            let dropped = drop_waiting(state);
+            self.count_drops(index, dropped, now);
+        }
+    }
+
+    /// The master watches a service's listeners only when no process can
+    /// take a connection.
+    fn round_listening(&mut self, index: usize, now: Instant) {
+        let generation = self.generation;
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let want = state.may_spawn(now)
+            && !state.listeners.is_empty()
+            && state.spawn_pending.is_none()
+            && state.available() == 0
+            && (state.below_limit() || state.waiting_since.is_none());
+        if !want {
+            stop_watching(state);
+            return;
+        }
+        if !state.watchers.is_empty() {
+            return;
+        }
+        for open in &state.listeners {
+            let Ok(fd) = open.listener.try_clone() else {
+                continue;
+            };
+            let Ok(fd) = warden_sys::watch::async_fd(OwnedFd::from(fd)) else {
+                continue;
+            };
+            let events = self.events.clone();
+            state.watchers.push(tokio::spawn(async move {
+                if fd.readable().await.is_ok() {
+                    let _ = events.send(Event::Readable { generation, index });
+                }
+            }));
+        }
+    }
+
+    fn round_inetd(&mut self, index: usize, now: Instant) {
+        let wait = self.config.globals.process_limit_wait.value.to_std();
+        loop {
+            let Some(state) = self.services.get_mut(index) else {
+                return;
+            };
+            if !state.below_limit() || !state.may_spawn(now) {
+                break;
+            }
+            let Some((connection, _)) = state.queue.pop_front() else {
+                break;
+            };
+            self.spawn(index, Some(connection));
+        }
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let before = state.queue.len();
+        state
+            .queue
+            .retain(|(_, since)| now.saturating_duration_since(*since) < wait);
+        let dropped = u64::try_from(before - state.queue.len()).unwrap_or(u64::MAX);
+        if dropped > 0 {
+            self.count_drops(index, dropped, now);
+        }
+    }
+
+    /// The low-water idle kill: track the fewest idle processes at once,
+    /// and once per `idle_kill` interval let the policy pick whom to ask.
+    fn round_idle(&mut self, index: usize, now: Instant) {
+        let now_ms = self.now_ms(now);
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let Some(interval) = state.idle_kill() else {
+            return;
+        };
+        let idle = state.idle_count();
+        let lowwater = state.idle_lowwater.map_or(idle, |low| low.min(idle));
+        state.idle_lowwater = Some(lowwater);
+        let next = *state.next_idle_round.get_or_insert(now + interval);
+        if now < next {
+            return;
+        }
+        state.next_idle_round = Some(now + interval);
+        state.idle_lowwater = Some(idle);
+        let actions = self.policy.idle(
+            &state.view(),
+            &state.process_views(self.origin),
+            lowwater,
+            now_ms,
+        );
+        let name = state.name().to_owned();
+        for action in actions {
+            let (pid, signal) = match action {
+                IdleAction::AskToExit(pid) => (pid, Signal::SIGINT),
+                IdleAction::Terminate(pid) => (pid, Signal::SIGTERM),
+                IdleAction::Kill(pid) => (pid, Signal::SIGKILL),
+            };
+            let Some(process) = i32::try_from(pid)
+                .ok()
+                .and_then(|pid| state.processes.get_mut(&pid))
+            else {
+                tracing::warn!(
+                    service = name,
+                    pid,
+                    "the idle policy named a process the service does not have"
+                );
+                continue;
+            };
+            match process.child.signal(signal) {
+                Ok(()) => {
+                    process.asked_to_exit = Some(now);
+                    tracing::debug!(service = name, pid, "asked an idle process to exit");
+                }
+                Err(error) => {
+                    tracing::warn!(service = name, pid, %error, "cannot signal an idle process");
+                }
+            }
+        }
+    }
+
+    /// Old processes get SIGTERM after `shutdown_grace` and SIGKILL after
+    /// twice that, when `shutdown_clients` says so.
+    fn round_draining(&mut self, now: Instant) {
+        if !self.config.globals.shutdown_clients.value {
+            return;
+        }
+        let grace = self.config.globals.shutdown_grace.value.to_std();
+        for (pid, old) in &mut self.draining {
+            let waited = now.saturating_duration_since(old.since);
+            let signal = if waited >= grace * 2 {
+                Signal::SIGKILL
+            } else if waited >= grace && !old.process.told_to_stop {
+                Signal::SIGTERM
+            } else {
+                continue;
+            };
+            old.process.told_to_stop = true;
+            if old.process.child.signal(signal).is_ok() {
+                tracing::info!(
+                    service = old.service,
+                    pid,
+                    "sent {signal} to an old process after reload"
+                );
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, why: &str) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        tracing::info!("{why} received: stopping every service");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        self.phase = Phase::Stopping {
+            since: Instant::now(),
+            log_told: false,
+        };
+        for state in &mut self.services {
+            stop_watching(state);
+            for task in state.acceptors.drain(..) {
+                task.abort();
+            }
+            state.queue.clear();
+            let log = state.config.kind.value == ServiceType::Log;
+            for process in state.processes.values_mut().filter(|_| !log) {
+                process.told_to_stop = true;
+                let _ = process.child.signal(Signal::SIGTERM);
+            }
+        }
+        for old in self.draining.values_mut() {
+            old.process.told_to_stop = true;
+            let _ = old.process.child.signal(Signal::SIGTERM);
+        }
+    }
+
+    fn round_stopping(&mut self, now: Instant) {
+        let Phase::Stopping { since, log_told } = self.phase else {
+            return;
+        };
+        let grace = self.config.globals.shutdown_grace.value.to_std();
+        let waited = now.saturating_duration_since(since);
+        let is_log = |s: &ServiceState| s.config.kind.value == ServiceType::Log;
+        let others_left = self
+            .services
+            .iter()
+            .filter(|s| !is_log(s))
+            .any(|s| !s.processes.is_empty())
+            || !self.draining.is_empty();
+        if others_left && waited >= grace {
+            for state in self.services.iter_mut().filter(|s| !is_log(s)) {
+                for process in state.processes.values() {
+                    let _ = process.child.signal(Signal::SIGKILL);
+                }
+            }
+            for old in self.draining.values() {
+                let _ = old.process.child.signal(Signal::SIGKILL);
+            }
+        }
+        if !others_left && !log_told {
+            // The log service goes last, so the others' last lines are kept.
+            for state in self.services.iter_mut().filter(|s| is_log(s)) {
+                for process in state.processes.values_mut() {
+                    process.told_to_stop = true;
+                    let _ = process.child.signal(Signal::SIGTERM);
+                }
+            }
+            self.phase = Phase::Stopping {
+                since,
+                log_told: true,
+            };
+        }
+        if log_told && waited >= grace * 2 {
+            for state in self.services.iter().filter(|s| is_log(s)) {
+                for process in state.processes.values() {
+                    let _ = process.child.signal(Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { .. })
+            && self.services.iter().all(|s| s.processes.is_empty())
+            && self.draining.is_empty()
+    }
+
+    fn update_gauges(&self) {
+        for state in self.services.iter().filter(|s| s.runs) {
+            let service = label(state.name());
+            let count = i64::try_from(state.processes.len()).unwrap_or(i64::MAX);
+            self.metrics.processes.get_or_create(&service).set(count);
+            self.metrics
+                .available_slots
+                .get_or_create(&service)
+                .set(i64::try_from(state.available_slots()).unwrap_or(i64::MAX));
+            self.metrics
+                .connections
+                .get_or_create(&service)
+                .set(i64::from(state.clients()));
+        }
+    }
+
+    /// Reloads the configuration file; on failure the running one stays.
+    fn reload(&mut self) -> Result<String, String> {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        let result = self.try_reload();
+        match &result {
+            Ok(message) => tracing::info!("{message}"),
+            Err(message) => tracing::error!(
+                "configuration reload failed; the running configuration stays:\n{message}"
+            ),
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        result
+    }
+
+    fn try_reload(&mut self) -> Result<String, String> {
+        if self.phase != Phase::Running {
+            return Err("warden is stopping".to_owned());
+        }
+        let config = read_config(&self.config_path).map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        // Every open listener of the running configuration, by what it is,
+        // so that the new one can keep those that did not change.
+        let mut old_listeners = Vec::new();
+        for state in &self.services {
+            let Ok(wanted) = listen::wanted(&self.config, &state.config) else {
+                continue;
+            };
+            for (want, open) in wanted.into_iter().zip(&state.listeners) {
+                if let Ok(listener) = open.listener.try_clone() {
+                    old_listeners.push((want.clone(), want.with(listener)));
+                }
+            }
+        }
+        // An unchanged anvil service survives the reload with its processes.
+        let mut old_services = std::mem::take(&mut self.services);
+        let keep: Vec<ServiceState> = {
+            let (anvils, rest): (Vec<_>, Vec<_>) = old_services.drain(..).partition(|s| {
+                s.config.kind.value == ServiceType::Anvil && config.services.contains(&s.config)
+            });
+            old_services = rest;
+            anvils
+        };
+        self.generation += 1;
+        let set_up = self.set_up(&config, old_listeners, keep);
+        let services = match set_up {
+            Ok(services) => services,
+            Err(error) => {
+                self.generation -= 1;
+                // Put the running table back: nothing of it was touched.
+                self.services = old_services;
+                return Err(error.to_string());
+            }
+        };
+        let mut drained = 0;
+        for mut state in old_services {
+            for (pid, process) in std::mem::take(&mut state.processes) {
+                drained += 1;
+                self.draining.insert(
+                    pid,
+                    Draining {
+                        service: state.name().to_owned(),
+                        process,
+                        since: now,
+                    },
+                );
+            }
+        }
+        self.services = services;
+        self.config = config;
+        Ok(format!(
+            "configuration reloaded (generation {}); {drained} old processes are finishing",
+            self.generation
+        ))
+    }
+
+    fn control(&mut self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status {
+                services: self.services.iter().map(|s| self.status_of(s)).collect(),
+            },
+            Request::Ps { service } => {
+                let now = Instant::now();
+                let mut processes: Vec<ProcessStatus> = Vec::new();
+                for state in &self.services {
+                    if service.as_deref().is_some_and(|name| name != state.name()) {
+                        continue;
+                    }
+                    for (pid, process) in &state.processes {
+                        processes.push(process_status(state.name(), *pid, process, now, None));
+                    }
+                }
+                for (pid, old) in &self.draining {
+                    if service.as_deref().is_none_or(|name| name == old.service) {
+                        processes.push(process_status(
+                            &old.service,
+                            *pid,
+                            &old.process,
+                            now,
+                            Some("draining"),
+                        ));
+                    }
+                }
+                Response::Ps { processes }
+            }
+            Request::Reload => match self.reload() {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Failed { message },
+            },
+            Request::Stop => {
+                self.begin_stop("a stop command");
+                Response::Done {
+                    message: "stopping every service".to_owned(),
+                }
+            }
+            Request::Kick { pid } => {
+                let process = self
+                    .services
+                    .iter_mut()
+                    .find_map(|s| s.processes.get_mut(&pid))
+                    .or_else(|| self.draining.get_mut(&pid).map(|d| &mut d.process));
+                match process {
+                    Some(process) => match process.child.signal(Signal::SIGTERM) {
+                        Ok(()) => {
+                            process.told_to_stop = true;
+                            Response::Done {
+                                message: format!("sent SIGTERM to process {pid}"),
+                            }
+                        }
+                        Err(error) => Response::Failed {
+                            message: format!("cannot signal process {pid}: {error}"),
+                        },
+                    },
+                    None => Response::Failed {
+                        message: format!(
+                            "process {pid} is not one of warden's; `warden ps` lists them"
+                        ),
+                    },
+                }
+            }
+        }
+    }
+
+    fn status_of(&self, state: &ServiceState) -> ServiceStatus {
+        let now = Instant::now();
+        ServiceStatus {
+            name: state.name().to_owned(),
+            runs: state.runs,
+            processes: u32::try_from(state.processes.len()).unwrap_or(u32::MAX),
+            process_limit: state.config.process_limit.value,
+            available: state.available(),
+            clients: state.clients(),
+            listening: !state.watchers.is_empty(),
+            throttled_ms: state
+                .throttle
+                .until
+                .filter(|until| *until > now)
+                .map(|until| {
+                    u64::try_from(until.saturating_duration_since(now).as_millis())
+                        .unwrap_or(u64::MAX)
+                }),
+            given_up: state.given_up.clone(),
+            spawns: state.spawns,
+            dropped: state.dropped,
+        }
+    }
+}
+
+fn process_status(
+    service: &str,
+    pid: i32,
+    process: &Process,
+    now: Instant,
+    state: Option<&str>,
+) -> ProcessStatus {
+    ProcessStatus {
+        service: service.to_owned(),
+        pid,
+        state: state.unwrap_or(process.state()).to_owned(),
+        clients: process.clients,
+        age_secs: now.saturating_duration_since(process.started).as_secs(),
+        status: process.status.clone(),
+    }
+}
+
+/// Forwards the exit of `child` as an event when its pidfd is readable.
+fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
+    let pid = child.pid().as_raw();
+    let watched = child
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(warden_sys::watch::async_fd);
+    match watched {
+        Ok(pidfd) => {
+            tokio::spawn(async move {
+                let _ = pidfd.readable().await;
+                let _ = events.send(Event::Exited { pid });
+            });
+        }
+        Err(error) => tracing::error!(pid, %error, "cannot watch a process for its exit"),
+    }
+}
+
+/// Records a failed exit at `now` and returns how many the last second saw.
+fn record_failure(state: &mut ServiceState, now: Instant) -> u32 {
+    state.failures.push_back(now);
+    while state
+        .failures
+        .front()
+        .is_some_and(|at| now.saturating_duration_since(*at) > Duration::from_secs(1))
+    {
+        state.failures.pop_front();
+    }
+    u32::try_from(state.failures.len()).unwrap_or(u32::MAX)
+}
+
+fn stop_watching(state: &mut ServiceState) {
+    for task in state.watchers.drain(..) {
+        task.abort();
+    }
+}
+
+/// Accepts and closes every connection waiting on the service's socket
+/// listeners; returns how many.
+fn drop_waiting(state: &ServiceState) -> u64 {
+    let mut dropped = 0;
+    for open in &state.listeners {
+        if matches!(open.listener.endpoint(), Endpoint::Fifo(_)) {
+            continue;
+        }
+        while let Ok(socket) =
+            nix::sys::socket::accept4(open.listener.as_fd(), SockFlag::SOCK_CLOEXEC)
+        {
+            drop(socket);
+            dropped += 1;
+        }
+    }
+    dropped
+}
+
+/// Removes a unix socket or fifo left at a wanted path by the running
+/// configuration, when the new one wants it with another owner or mode.
+fn remove_stale_file(spec: &Spec, old: &[(Wanted, OpenListener)]) {
+    let path = match spec {
+        Spec::Unix { path, .. } | Spec::Fifo { path, .. } => path,
+        Spec::Inet { .. } => return,
+    };
+    let taken = old.iter().any(|(was, _)| match &was.spec {
+        Spec::Unix { path: p, .. } | Spec::Fifo { path: p, .. } => p == path,
+        Spec::Inet { .. } => false,
+    });
+    if taken {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// What the UCSPI variables say about an accepted connection.
+fn ends_of(socket: &OwnedFd, unix: bool) -> Option<Ends> {
+    if unix {
+        let credentials = warden_sys::fdpass::peer_credentials(socket).ok()?;
+        return Some(Ends::Unix {
+            uid: credentials.uid.as_raw(),
+            gid: credentials.gid.as_raw(),
+            pid: credentials.pid.as_raw(),
+        });
+    }
+    let address = |storage: SockaddrStorage| {
+        storage
+            .as_sockaddr_in()
+            .map(|v4| std::net::SocketAddr::V4((*v4).into()))
+            .or_else(|| {
+                storage
+                    .as_sockaddr_in6()
+                    .map(|v6| std::net::SocketAddr::V6((*v6).into()))
+            })
+    };
+    let remote = address(nix::sys::socket::getpeername(socket.as_raw_fd()).ok()?)?;
+    let local = address(nix::sys::socket::getsockname(socket.as_raw_fd()).ok()?)?;
+    Some(Ends::Tcp { remote, local })
+}
+
+/// Serves one control connection: one request line, one answer line.
+async fn control_connection(stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Event>) {
+    let me = nix::unistd::geteuid();
+    let allowed = stream
+        .peer_cred()
+        .is_ok_and(|peer| peer.uid() == 0 || peer.uid() == me.as_raw());
+    let (reader, mut writer) = stream.into_split();
+    let answer = if allowed {
+        let mut line = String::new();
+        let mut limited = BufReader::new(reader.take(crate::control::MAX_REQUEST as u64));
+        match limited.read_line(&mut line).await {
+            Ok(_) => match serde_json::from_str::<Request>(&line) {
+                Ok(request) => {
+                    let (reply, answer) = oneshot::channel();
+                    if events.send(Event::Control { request, reply }).is_err() {
+                        return;
+                    }
+                    answer.await.unwrap_or(Response::Failed {
+                        message: "warden is stopping".to_owned(),
+                    })
+                }
+                Err(error) => Response::Failed {
+                    message: format!("unreadable request: {error}"),
+                },
+            },
+            Err(error) => Response::Failed {
+                message: format!("cannot read the request: {error}"),
+            },
+        }
+    } else {
+        Response::Failed {
+            message: "only root and the user warden runs as may use the control socket".to_owned(),
+        }
+    };
+    if let Ok(mut line) = serde_json::to_string(&answer) {
+        line.push('\n');
+        let _ = writer.write_all(line.as_bytes()).await;
+    }
+}

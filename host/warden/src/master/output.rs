@@ -1,0 +1,67 @@
+//! Children's stdout and stderr, written to the master's log.
+//!
+//! Each process writes to pipes of its own; a task per pipe reads lines and
+//! logs each with the service and pid. A line longer than [`MAX_LINE`] is
+//! cut there and the rest logged as more lines, so one process cannot make
+//! the master hold unbounded memory; the tasks yield to the event loop
+//! between reads, so a process flooding its pipe slows only itself (its
+//! writes block when the pipe is full) and never the master or other
+//! services.
+
+use std::os::fd::OwnedFd;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+
+/// The longest line logged as one; longer ones are split.
+pub(super) const MAX_LINE: usize = 8192;
+
+/// Which of a process's outputs a pipe carries.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Starts logging what arrives on `pipe` until the writer closes it.
+pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) {
+    let receiver = match pipe::Receiver::from_owned_fd(pipe) {
+        Ok(receiver) => receiver,
+        Err(error) => {
+            tracing::warn!(service, pid, %error, "cannot read the process's output");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        let mut receiver = receiver;
+        let mut buffer = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let read = match receiver.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            buffer.extend_from_slice(chunk.get(..read).unwrap_or_default());
+            while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                log_line(&service, pid, stream, line.get(..end).unwrap_or_default());
+            }
+            while buffer.len() >= MAX_LINE {
+                let line: Vec<u8> = buffer.drain(..MAX_LINE).collect();
+                log_line(&service, pid, stream, &line);
+            }
+        }
+        if !buffer.is_empty() {
+            log_line(&service, pid, stream, &buffer);
+        }
+    });
+}
+
+fn log_line(service: &str, pid: i32, stream: Stream, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let stream = match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    };
+    tracing::info!(target: "warden::child", service, pid, stream, "{text}");
+}

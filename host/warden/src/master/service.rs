@@ -1,0 +1,300 @@
+//! What the master knows of each service and each of its processes.
+//!
+//! A [`ServiceState`] holds a service's effective configuration, its open
+//! listeners, its processes and the bookkeeping Dovecot's master keeps:
+//! throttling after failures, whether the service has proven itself, the
+//! low-water mark of idle processes, connections waiting at
+//! `process_limit`. It also turns itself into the plain views a
+//! [`Policy`](warden_policy::Policy) decides on.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use warden_policy::{ProcessView, ServiceView};
+use warden_sys::{Child, Identity};
+
+use super::launch::Connection;
+use super::notify::NotifySocket;
+use crate::config::{IdleKill, Interface, Service, ServiceType};
+use crate::listen::OpenListener;
+
+/// A process that has lived this long without saying so is taken to be
+/// ready: not every daemon speaks `sd_notify`.
+pub(super) const READY_WITHOUT_NOTICE: Duration = Duration::from_secs(1);
+
+/// A process ready for this long proves its service
+/// (`SERVICE_MIN_SUCCESSFUL_AGE_SECS`).
+pub(super) const PROVEN_AFTER: Duration = Duration::from_secs(10);
+
+/// One process of a service.
+#[derive(Debug)]
+pub(super) struct Process {
+    /// The process, for signals and reaping.
+    pub child: Child,
+    /// When it was started.
+    pub started: Instant,
+    /// When it said it was ready (or was taken to be).
+    pub ready_at: Option<Instant>,
+    /// Its clients, as last reported; `None` if it never reports them.
+    pub clients: Option<u32>,
+    /// Since when it has reported no clients.
+    pub idle_since: Option<Instant>,
+    /// When it was asked to exit because it was idle.
+    pub asked_to_exit: Option<Instant>,
+    /// Whether it was told to stop (kick, reload, shutdown).
+    pub told_to_stop: bool,
+    /// Whether it takes no new connections (`STOPPING=1`, or an inetd
+    /// process, which serves its one connection).
+    pub retired: bool,
+    /// Its last `STATUS=` line.
+    pub status: Option<String>,
+}
+
+impl Process {
+    pub(super) fn new(child: Child, started: Instant) -> Process {
+        Process {
+            child,
+            started,
+            ready_at: None,
+            clients: None,
+            idle_since: None,
+            asked_to_exit: None,
+            told_to_stop: false,
+            retired: false,
+            status: None,
+        }
+    }
+
+    /// Records a report of `clients` at `now`.
+    pub(super) fn report_clients(&mut self, clients: u32, now: Instant) {
+        if clients == 0 {
+            self.idle_since.get_or_insert(now);
+        } else {
+            self.idle_since = None;
+            // A process that takes clients after being asked to exit
+            // refused the request; it is left alone.
+            self.asked_to_exit = None;
+        }
+        self.clients = Some(clients);
+    }
+
+    /// The state word `warden ps` shows.
+    pub(super) fn state(&self) -> &'static str {
+        if self.told_to_stop {
+            "stopping"
+        } else if self.asked_to_exit.is_some() {
+            "asked-to-exit"
+        } else if self.retired {
+            "retired"
+        } else if self.ready_at.is_none() {
+            "starting"
+        } else {
+            match self.clients {
+                None => "ready",
+                Some(0) => "idle",
+                Some(_) => "busy",
+            }
+        }
+    }
+}
+
+/// A service's throttle: after failures, no process is started until it ends.
+#[derive(Debug, Default)]
+pub(super) struct Throttle {
+    /// Until when, if throttled now.
+    pub until: Option<Instant>,
+    /// The length of the last throttle, 0 after a success; the next one
+    /// doubles it.
+    pub last_ms: u64,
+}
+
+/// What the master knows of one service.
+#[derive(Debug)]
+pub(super) struct ServiceState {
+    /// The effective configuration.
+    pub config: Service,
+    /// Whether the service runs (its protocol is enabled).
+    pub runs: bool,
+    /// The identity its processes take, resolved once.
+    pub identity: Option<Identity>,
+    /// Its open listeners.
+    pub listeners: Vec<OpenListener>,
+    /// Its `NOTIFY_SOCKET`, for the systemd interface.
+    pub notify: Option<NotifySocket>,
+    /// Its processes, by pid.
+    pub processes: BTreeMap<i32, Process>,
+    /// Failure throttling.
+    pub throttle: Throttle,
+    /// Why the service was given up, if a policy gave it up.
+    pub given_up: Option<String>,
+    /// Whether a process of it ever exited cleanly or lived long enough.
+    pub proven: bool,
+    /// When its recent failed exits happened (the last second's).
+    pub failures: VecDeque<Instant>,
+    /// Tasks watching its listeners for a connection no process can take.
+    pub watchers: Vec<tokio::task::JoinHandle<()>>,
+    /// A process started for a waiting connection, until it is ready.
+    pub spawn_pending: Option<i32>,
+    /// Since when connections have waited at `process_limit`.
+    pub waiting_since: Option<Instant>,
+    /// Whether connections are dropped as they come (they waited too long).
+    pub dropping: bool,
+    /// When the last "process_limit reached" line was logged.
+    pub last_drop_warning: Option<Instant>,
+    /// The fewest idle processes seen at once since the last idle round.
+    pub idle_lowwater: Option<u32>,
+    /// When the next idle round is.
+    pub next_idle_round: Option<Instant>,
+    /// Whether the startup round of scaling has run.
+    pub started: bool,
+    /// Connections accepted for an inetd service, waiting for a slot.
+    pub queue: VecDeque<(Connection, Instant)>,
+    /// Tasks accepting connections for an inetd service.
+    pub acceptors: Vec<tokio::task::JoinHandle<()>>,
+    /// Processes started since the master started.
+    pub spawns: u64,
+    /// Connections dropped at `process_limit`.
+    pub dropped: u64,
+}
+
+impl Drop for ServiceState {
+    fn drop(&mut self) {
+        for task in self.watchers.drain(..).chain(self.acceptors.drain(..)) {
+            task.abort();
+        }
+    }
+}
+
+impl ServiceState {
+    pub(super) fn new(config: Service, runs: bool) -> ServiceState {
+        ServiceState {
+            config,
+            runs,
+            identity: None,
+            listeners: Vec::new(),
+            notify: None,
+            processes: BTreeMap::new(),
+            throttle: Throttle::default(),
+            given_up: None,
+            proven: false,
+            failures: VecDeque::new(),
+            watchers: Vec::new(),
+            spawn_pending: None,
+            waiting_since: None,
+            dropping: false,
+            last_drop_warning: None,
+            idle_lowwater: None,
+            next_idle_round: None,
+            started: false,
+            queue: VecDeque::new(),
+            acceptors: Vec::new(),
+            spawns: 0,
+            dropped: 0,
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        self.config.name.as_str()
+    }
+
+    pub(super) fn interface(&self) -> Interface {
+        self.config.interface.value
+    }
+
+    pub(super) fn idle_kill(&self) -> Option<Duration> {
+        match self.config.idle_kill.value {
+            IdleKill::Infinite => None,
+            IdleKill::After(duration) => Some(duration.to_std()),
+        }
+    }
+
+    /// Whether processes may be started now.
+    pub(super) fn may_spawn(&self, now: Instant) -> bool {
+        self.runs && self.given_up.is_none() && self.throttle.until.is_none_or(|until| now >= until)
+    }
+
+    /// Processes that count toward `process_limit`: all but the retired.
+    pub(super) fn active(&self) -> u32 {
+        let active = self.processes.values().filter(|p| !p.retired).count();
+        u32::try_from(active).unwrap_or(u32::MAX)
+    }
+
+    /// Whether another process may exist under `process_limit`.
+    pub(super) fn below_limit(&self) -> bool {
+        self.active() < self.config.process_limit.value
+    }
+
+    /// Processes that can take a connection now.
+    pub(super) fn available(&self) -> u32 {
+        let limit = self.config.client_limit.value;
+        let available = self
+            .processes
+            .values()
+            .filter(|p| p.ready_at.is_some() && !p.told_to_stop)
+            .filter(|p| !p.retired && p.clients.is_none_or(|c| c < limit))
+            .count();
+        u32::try_from(available).unwrap_or(u32::MAX)
+    }
+
+    /// Connections the service can take now without a new process.
+    pub(super) fn available_slots(&self) -> u64 {
+        let limit = u64::from(self.config.client_limit.value);
+        self.processes
+            .values()
+            .filter(|p| p.ready_at.is_some() && !p.retired && !p.told_to_stop)
+            .map(|p| limit.saturating_sub(u64::from(p.clients.unwrap_or(0))))
+            .sum()
+    }
+
+    /// Clients its processes report.
+    pub(super) fn clients(&self) -> u32 {
+        self.processes
+            .values()
+            .filter_map(|p| p.clients)
+            .fold(0, u32::saturating_add)
+    }
+
+    /// Processes with no clients now.
+    pub(super) fn idle_count(&self) -> u32 {
+        let idle = self
+            .processes
+            .values()
+            .filter(|p| p.idle_since.is_some() && !p.retired && !p.told_to_stop)
+            .count();
+        u32::try_from(idle).unwrap_or(u32::MAX)
+    }
+
+    /// The service as a policy sees it.
+    pub(super) fn view(&self) -> ServiceView<'_> {
+        ServiceView {
+            name: self.name(),
+            startup: self.config.kind.value == ServiceType::Startup,
+            client_limit: self.config.client_limit.value,
+            process_limit: self.config.process_limit.value,
+            process_min_avail: self.config.process_min_avail.value,
+            idle_kill_ms: self
+                .idle_kill()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// The processes as a policy sees them, times in milliseconds since `origin`.
+    pub(super) fn process_views(&self, origin: Instant) -> Vec<ProcessView> {
+        let millis = |at: Instant| {
+            u64::try_from(at.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX)
+        };
+        self.processes
+            .iter()
+            .filter(|(_, p)| !p.told_to_stop)
+            .map(|(pid, p)| ProcessView {
+                pid: pid.unsigned_abs(),
+                started_ms: millis(p.started),
+                ready: p.ready_at.is_some(),
+                clients: p.clients,
+                idle_since_ms: p.idle_since.map(millis),
+                asked_to_exit_ms: p.asked_to_exit.map(millis),
+                retired: p.retired,
+            })
+            .collect()
+    }
+}
