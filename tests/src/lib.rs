@@ -14,7 +14,9 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use warden::control::{ProcessStatus, Request, Response, ServiceStatus};
 use warden_sys::{Exit, SpawnError, SpawnPlan};
 
 /// The path of the `warden` binary, built once per test process with the
@@ -104,4 +106,251 @@ pub fn probe_plan(arguments: &[&str]) -> SpawnPlan {
     let mut argv = vec![probe().as_os_str().to_owned()];
     argv.extend(arguments.iter().map(Into::into));
     SpawnPlan::new("probe", argv)
+}
+
+/// The example echo service (`examples/echo`).
+pub fn echo() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_example("warden-example-echo", "warden-echo"))
+}
+
+/// The example inetd service (`examples/inetd-whoami`).
+pub fn whoami() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_example("warden-example-inetd-whoami", "warden-whoami"))
+}
+
+fn build_example(package: &str, bin: &str) -> PathBuf {
+    escargot::CargoBuild::new()
+        .package(package)
+        .bin(bin)
+        .current_release()
+        .run()
+        .unwrap_or_else(|error| panic!("cannot build {bin}: {error}"))
+        .path()
+        .to_path_buf()
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("an ephemeral port")
+        .port()
+}
+
+/// A running `warden run`, with its own `base_dir` and log file, stopped
+/// (and, if need be, killed) when dropped.
+pub struct Running {
+    process: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    control: PathBuf,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Starts warden with `body` as its configuration; `base_dir` is set to
+    /// a fresh temporary directory (`body` must leave `control_socket` at
+    /// its default). Returns once the control socket answers.
+    pub fn start(body: &str) -> Running {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("warden.toml");
+        let log = dir.path().join("warden.log");
+        let base = dir.path().join("run");
+        std::fs::write(
+            &config,
+            format!("base_dir = {:?}\n{body}", base.display().to_string()),
+        )
+        .expect("write the configuration");
+        let process = std::process::Command::new(warden())
+            .arg("run")
+            .arg("-c")
+            .arg(&config)
+            .arg("--log-file")
+            .arg(&log)
+            .env("WARDEN_LOG", "debug")
+            .spawn()
+            .expect("start warden run");
+        let control = base.join("control");
+        let running = Running {
+            process: Some(process),
+            dir,
+            config,
+            control,
+            log,
+        };
+        running.wait_for("the control socket", Duration::from_secs(20), || {
+            running.try_request(&Request::Status).is_ok()
+        });
+        running
+    }
+
+    /// The configuration file.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// The temporary directory holding the configuration, log and base_dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The master's pid.
+    pub fn pid(&self) -> i32 {
+        let process = self.process.as_ref().expect("warden is running");
+        i32::try_from(process.id()).expect("a pid fits")
+    }
+
+    fn try_request(&self, request: &Request) -> Result<Response, warden::control::ClientError> {
+        warden::control::request(&self.control, request)
+    }
+
+    /// Sends a control request.
+    pub fn request(&self, request: &Request) -> Response {
+        self.try_request(request).unwrap_or_else(|error| {
+            panic!(
+                "control request {request:?} failed: {error}\n{}",
+                self.log()
+            )
+        })
+    }
+
+    /// The processes of `service`.
+    pub fn ps(&self, service: &str) -> Vec<ProcessStatus> {
+        match self.request(&Request::Ps {
+            service: Some(service.to_owned()),
+        }) {
+            Response::Ps { processes } => processes,
+            other => panic!("ps answered {other:?}"),
+        }
+    }
+
+    /// The pids of `service`'s processes, not counting old ones draining.
+    pub fn pids(&self, service: &str) -> Vec<i32> {
+        self.ps(service)
+            .into_iter()
+            .filter(|p| p.state != "draining")
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// The status of `service`.
+    pub fn status(&self, service: &str) -> ServiceStatus {
+        match self.request(&Request::Status) {
+            Response::Status { services } => services
+                .into_iter()
+                .find(|s| s.name == service)
+                .unwrap_or_else(|| panic!("no service {service}")),
+            other => panic!("status answered {other:?}"),
+        }
+    }
+
+    /// The log so far, without terminal colours.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `condition` holds, or panics after `timeout` naming
+    /// `what` and showing the log.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !condition() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `signal` to the master.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal)
+            .expect("signal warden");
+    }
+
+    /// Rewrites the configuration (with the same base_dir) and reloads.
+    pub fn reload_with(&self, body: &str) {
+        let base = self.dir.path().join("run");
+        std::fs::write(
+            &self.config,
+            format!("base_dir = {:?}\n{body}", base.display().to_string()),
+        )
+        .expect("rewrite the configuration");
+        self.signal(nix::sys::signal::Signal::SIGHUP);
+    }
+
+    /// Stops warden with SIGTERM and waits for it; returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut process = self.process.take().expect("warden is running");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = process.try_wait().expect("wait for warden") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "warden did not stop:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(process.id()).unwrap_or(0));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if process.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+/// A line-based client of a test service.
+pub struct LineClient {
+    stream: std::net::TcpStream,
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl LineClient {
+    /// Connects to 127.0.0.1:`port`.
+    pub fn connect(port: u16) -> std::io::Result<LineClient> {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+        let reader = std::io::BufReader::new(stream.try_clone()?);
+        Ok(LineClient { stream, reader })
+    }
+
+    /// The next line, without its newline; `None` at end of input.
+    pub fn line(&mut self) -> std::io::Result<Option<String>> {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut self.reader, &mut line)?;
+        Ok((read > 0).then(|| line.trim_end().to_owned()))
+    }
+
+    /// Sends one line.
+    pub fn send(&mut self, line: &str) -> std::io::Result<()> {
+        std::io::Write::write_all(&mut self.stream, format!("{line}\n").as_bytes())
+    }
+
+    /// The pid an echo server greets with (`hello from <pid>`).
+    pub fn echo_pid(&mut self) -> i32 {
+        let greeting = self.line().expect("read the greeting").expect("a greeting");
+        greeting
+            .strip_prefix("hello from ")
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("not an echo greeting: {greeting:?}"))
+    }
 }

@@ -13,7 +13,8 @@
 //! 2. descriptors into place (`dup3` onto their target numbers);
 //! 3. every other descriptor closed;
 //! 4. `RLIMIT_DATA` and `RLIMIT_AS` (soft and hard) set, if asked;
-//! 5. `chroot` and `chdir("/")`, if asked;
+//! 5. `chroot` and `chdir("/")`, if asked, else `chdir` to the working
+//!    directory, if one is given;
 //! 6. `setgroups` (the extra groups, then the primary group);
 //! 7. `setresgid`: the primary group as the effective and saved gid, and
 //!    the privileged group, if any, as the real gid, so the process can
@@ -192,7 +193,9 @@ impl Step {
     fn fix(self) -> &'static str {
         match self {
             Step::Rlimits => "check vsz_limit",
-            Step::Chroot | Step::Chdir => "check that chroot names an existing directory",
+            Step::Chroot | Step::Chdir => {
+                "check that chroot (or base_dir) names an existing directory"
+            }
             Step::SetGroups => "check extra_groups",
             Step::SetGid => "check group and privileged_group",
             Step::SetUid | Step::Verify => "check user",
@@ -281,6 +284,7 @@ pub struct SpawnPlan {
     fds: Vec<(OwnedFd, RawFd)>,
     vsz_limit: Option<u64>,
     chroot: Option<PathBuf>,
+    working_dir: Option<PathBuf>,
     identity: Option<Identity>,
     no_new_privs: bool,
 }
@@ -298,6 +302,7 @@ impl SpawnPlan {
             fds: Vec::new(),
             vsz_limit: None,
             chroot: None,
+            working_dir: None,
             identity: None,
             no_new_privs: true,
         }
@@ -328,6 +333,13 @@ impl SpawnPlan {
     /// `None` leaves them as they are.
     pub fn vsz_limit(&mut self, bytes: Option<u64>) -> &mut Self {
         self.vsz_limit = bytes;
+        self
+    }
+
+    /// Starts the child in `dir` when it is not chrooted (a chrooted child
+    /// starts at its new root).
+    pub fn working_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.working_dir = Some(dir.into());
         self
     }
 
@@ -390,13 +402,14 @@ impl SpawnPlan {
         {
             return Err(self.plan_error("an environment variable name is empty or contains '='"));
         }
-        let chroot = match &self.chroot {
-            Some(dir) => Some(
-                CString::new(dir.as_os_str().as_bytes())
-                    .map_err(|_| self.plan_error("the chroot path contains a NUL byte"))?,
-            ),
-            None => None,
+        let path = |dir: &Option<PathBuf>, what: &str| match dir {
+            Some(dir) => CString::new(dir.as_os_str().as_bytes())
+                .map(Some)
+                .map_err(|_| self.plan_error(format!("the {what} path contains a NUL byte"))),
+            None => Ok(None),
         };
+        let chroot = path(&self.chroot, "chroot")?;
+        let working_dir = path(&self.working_dir, "working directory")?;
         if self
             .fds
             .iter()
@@ -478,6 +491,7 @@ impl SpawnPlan {
             keep,
             vsz_limit: self.vsz_limit,
             chroot: chroot.as_deref(),
+            working_dir: working_dir.as_deref(),
             identity: self.identity.as_ref().map(|id| ChildIdentity {
                 uid: id.uid.as_raw(),
                 real_gid: id.privileged_gid.unwrap_or(id.gid).as_raw(),
@@ -659,6 +673,7 @@ struct ChildPlan<'a> {
     keep: [RawFd; 2],
     vsz_limit: Option<u64>,
     chroot: Option<&'a CStr>,
+    working_dir: Option<&'a CStr>,
     identity: Option<ChildIdentity<'a>>,
     no_new_privs: bool,
     exec: Exec<'a>,
@@ -842,6 +857,7 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
     }
 
     // 5. The new root, entered while still privileged.
+    //    Without a chroot, the working directory the plan names, if any.
     if let Some(dir) = plan.chroot {
         // SAFETY: `dir` is a NUL-terminated path owned by the parent.
         check(Step::Chroot, unsafe {
@@ -850,6 +866,11 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
         // SAFETY: a static NUL-terminated path.
         check(Step::Chdir, unsafe {
             libc::syscall(libc::SYS_chdir, c"/".as_ptr())
+        })?;
+    } else if let Some(dir) = plan.working_dir {
+        // SAFETY: `dir` is a NUL-terminated path owned by the parent.
+        check(Step::Chdir, unsafe {
+            libc::syscall(libc::SYS_chdir, dir.as_ptr())
         })?;
     }
 

@@ -182,6 +182,23 @@ fn relative_unix_and_fifo_paths_are_under_base_dir() {
 }
 
 #[test]
+fn a_relative_base_dir_is_relative_to_the_configuration_file() {
+    let source = "base_dir = \"../target/run\"\n[service.echo]\nexecutable = \"../release/echo\"\n";
+    let config = Config::parse_in("conf/q.toml", Some(Path::new("/srv/project/conf")), source)
+        .unwrap_or_else(|problems| panic!("{problems}"));
+    assert_eq!(
+        config.globals.base_dir.value,
+        Path::new("/srv/project/target/run")
+    );
+    assert_eq!(
+        config.services[0].executable.value.argv,
+        ["/srv/project/target/release/echo"]
+    );
+    // Without a file to be relative to, base_dir must be absolute.
+    assert!(Config::parse("q.toml", source).is_err());
+}
+
+#[test]
 fn every_mistake_is_reported_in_one_pass_in_file_order() {
     let problems = parse(
         r#"

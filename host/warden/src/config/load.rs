@@ -366,21 +366,28 @@ fn read_globals(
     file_dir: Option<&Path>,
     problems: &mut Vec<Problem>,
 ) -> Globals {
-    let base_dir = setting(
-        root.get("base_dir"),
-        problems,
-        |item, problems| {
-            let text = item.string(problems)?;
-            match file_dir {
-                // Relative to the file's own directory, so a configuration
-                // kept with a project finds its runtime files wherever the
-                // project is checked out.
-                Some(dir) if !Path::new(text).is_absolute() => Some(normalize(&dir.join(text))),
-                _ => read_absolute(item, problems, "/run/warden"),
-            }
-        },
-        builtin(PathBuf::from("/run/warden")),
-    );
+    let base_dir =
+        setting(
+            root.get("base_dir"),
+            problems,
+            |item, problems| {
+                let text = item.string(problems)?;
+                if text.is_empty() {
+                    problems.push(item.problem(
+                        "base_dir cannot be empty; write a directory, like \"/run/warden\"",
+                    ));
+                    return None;
+                }
+                match file_dir {
+                    // Relative to the file's own directory, so a configuration
+                    // kept with a project finds its runtime files wherever the
+                    // project is checked out.
+                    Some(dir) if !Path::new(text).is_absolute() => Some(normalize(&dir.join(text))),
+                    _ => read_absolute(item, problems, "/run/warden"),
+                }
+            },
+            builtin(PathBuf::from("/run/warden")),
+        );
     let protocols = setting(
         root.get("protocols"),
         problems,

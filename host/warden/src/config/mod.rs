@@ -330,6 +330,16 @@ pub struct Service {
 }
 
 impl Service {
+    /// Clients one process serves at once, in effect: `client_limit`, or
+    /// `service_count` when that is lower (a process cannot serve more at
+    /// once than it serves in its life), as Dovecot computes it.
+    pub fn effective_client_limit(&self) -> u32 {
+        match self.service_count.value {
+            ServiceCount::Limited(count) => self.client_limit.value.min(count.get()),
+            ServiceCount::Unlimited => self.client_limit.value,
+        }
+    }
+
     /// The service's connection capacity, `process_limit × client_limit`
     /// (saturating), which the listen backlog follows.
     pub fn max_connections(&self) -> u64 {

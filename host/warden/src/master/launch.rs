@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 
 use warden_sys::{Identity, SpawnPlan};
 
@@ -162,7 +163,7 @@ pub(super) fn identity(service: &Service) -> Result<Option<Identity>, LaunchErro
 
 /// A plan with what every interface shares: argv, the common environment,
 /// limits, chroot and identity.
-fn common(service: &Service, identity: Option<&Identity>) -> SpawnPlan {
+fn common(service: &Service, identity: Option<&Identity>, base_dir: &Path) -> SpawnPlan {
     let mut plan = SpawnPlan::new(service.name.as_str(), &service.executable.value.argv);
     plan.env("PATH", PATH)
         .env("WARDEN_SERVICE", service.name.as_str());
@@ -175,6 +176,8 @@ fn common(service: &Service, identity: Option<&Identity>) -> SpawnPlan {
     if let Some(dir) = &service.chroot.value {
         plan.chroot(dir);
     }
+    // Not the master's directory, whatever it was started from.
+    plan.working_dir(base_dir);
     if let Some(identity) = identity {
         plan.identity(identity.clone());
     }
@@ -201,12 +204,13 @@ fn dev_null(service: &Service) -> Result<OwnedFd, LaunchError> {
 
 /// A plan for a process of a `systemd`-interface service.
 pub(super) fn systemd(
+    base_dir: &Path,
     service: &Service,
     identity: Option<&Identity>,
     listeners: &[OpenListener],
     notify_socket: &str,
 ) -> Result<(SpawnPlan, Output), LaunchError> {
-    let mut plan = common(service, identity);
+    let mut plan = common(service, identity, base_dir);
     let count = listeners.len();
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     plan.env("LISTEN_FDS", count.to_string())
@@ -215,7 +219,7 @@ pub(super) fn systemd(
         .env("NOTIFY_SOCKET", notify_socket)
         .env(
             "WARDEN_CLIENT_LIMIT",
-            service.client_limit.value.to_string(),
+            service.effective_client_limit().to_string(),
         );
     if let ServiceCount::Limited(count) = service.service_count.value {
         plan.env("WARDEN_SERVICE_COUNT", count.to_string());
@@ -248,11 +252,12 @@ pub(super) fn systemd(
 /// A plan for the process an `inetd`-interface service starts for one
 /// connection.
 pub(super) fn inetd(
+    base_dir: &Path,
     service: &Service,
     identity: Option<&Identity>,
     connection: Connection,
 ) -> Result<(SpawnPlan, Output), LaunchError> {
-    let mut plan = common(service, identity);
+    let mut plan = common(service, identity, base_dir);
     match &connection.ends {
         Ends::Tcp { remote, local } => {
             plan.env("PROTO", "TCP")

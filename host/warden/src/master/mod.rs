@@ -270,6 +270,7 @@ impl Master {
             spawned_this_round: false,
             tasks: Vec::new(),
         };
+        prepare_base_dir(&config.globals.base_dir.value)?;
         master.services = master.set_up(&config, Vec::new(), Vec::new())?;
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
@@ -509,11 +510,13 @@ impl Master {
         let now = Instant::now();
         let state = self.services.get_mut(index)?;
         let service = &state.config;
+        let base_dir = &self.config.globals.base_dir.value;
         let planned = match (service.interface.value, connection) {
             (Interface::Inetd, Some(connection)) => {
-                launch::inetd(service, state.identity.as_ref(), connection)
+                launch::inetd(base_dir, service, state.identity.as_ref(), connection)
             }
             (_, _) => launch::systemd(
+                base_dir,
                 service,
                 state.identity.as_ref(),
                 &state.listeners,
@@ -546,7 +549,7 @@ impl Master {
         if state.interface() == Interface::Inetd {
             // It serves its one connection from the start and takes no other.
             process.ready_at = Some(now);
-            process.retired = true;
+            process.clients = Some(1);
         }
         state.processes.insert(pid, process);
         state.spawns += 1;
@@ -1381,6 +1384,17 @@ fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
         }
         Err(error) => tracing::error!(pid, %error, "cannot watch a process for its exit"),
     }
+}
+
+/// Creates `base_dir` if it is missing, readable and searchable by all
+/// (services that dropped privileges start in it), as Dovecot does.
+fn prepare_base_dir(base_dir: &Path) -> Result<(), RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |e| RunError::start(format!("cannot prepare base_dir {}", base_dir.display()), e);
+    if !base_dir.is_dir() {
+        std::fs::create_dir_all(base_dir).map_err(cannot)?;
+    }
+    std::fs::set_permissions(base_dir, std::fs::Permissions::from_mode(0o755)).map_err(cannot)
 }
 
 /// Records a failed exit at `now` and returns how many the last second saw.

@@ -226,7 +226,7 @@ impl ServiceState {
 
     /// Processes that can take a connection now.
     pub(super) fn available(&self) -> u32 {
-        let limit = self.config.client_limit.value;
+        let limit = self.config.effective_client_limit();
         let available = self
             .processes
             .values()
@@ -238,7 +238,7 @@ impl ServiceState {
 
     /// Connections the service can take now without a new process.
     pub(super) fn available_slots(&self) -> u64 {
-        let limit = u64::from(self.config.client_limit.value);
+        let limit = u64::from(self.config.effective_client_limit());
         self.processes
             .values()
             .filter(|p| p.ready_at.is_some() && !p.retired && !p.told_to_stop)
@@ -269,7 +269,7 @@ impl ServiceState {
         ServiceView {
             name: self.name(),
             startup: self.config.kind.value == ServiceType::Startup,
-            client_limit: self.config.client_limit.value,
+            client_limit: self.config.effective_client_limit(),
             process_limit: self.config.process_limit.value,
             process_min_avail: self.config.process_min_avail.value,
             idle_kill_ms: self

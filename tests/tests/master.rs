@@ -1,0 +1,495 @@
+//! `warden run` end to end: the real binary, the example services and the
+//! probe, a temporary base_dir and ephemeral ports. Each test proves one
+//! behaviour of the service page or of the master's lifecycle.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on what it cannot set up"
+)]
+
+use std::collections::BTreeSet;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use warden::control::{Request, Response};
+use warden_tests::{LineClient, Running, echo, free_port, probe, whoami};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn echo_service(name: &str, port: u16, settings: &str) -> String {
+    format!(
+        r#"
+[service.{name}]
+executable = {executable:?}
+{settings}
+
+[[service.{name}.inet_listener]]
+name = "{name}"
+address = "127.0.0.1"
+port = {port}
+"#,
+        executable = echo().display().to_string()
+    )
+}
+
+// seed: limits.client_limit
+// seed: limits.process_limit
+#[test]
+fn a_full_process_makes_a_new_one_until_process_limit_then_connections_wait_and_drop() {
+    let port = free_port();
+    let warden = Running::start(&format!(
+        "process_limit_wait = \"1s\"\n{}",
+        echo_service("echo", port, "client_limit = 2\nprocess_limit = 2")
+    ));
+    let mut clients = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..4 {
+        let mut client = LineClient::connect(port).expect("connect");
+        pids.push(client.echo_pid());
+        clients.push(client);
+    }
+    assert_eq!(pids[0], pids[1], "two clients fit one process");
+    assert_eq!(
+        pids[2], pids[3],
+        "the third client started a second process"
+    );
+    assert_ne!(pids[0], pids[2]);
+    assert_eq!(warden.pids("echo").len(), 2);
+
+    // Both processes full and process_limit reached: the next connection
+    // waits, then is dropped, and the limit is named in the log.
+    let started = Instant::now();
+    let mut waiting = LineClient::connect(port).expect("the kernel queues the connection");
+    assert_eq!(waiting.line().expect("end of input, not an error"), None);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "dropped before the wait"
+    );
+    let log = warden.log();
+    assert!(
+        log.contains("process_limit (2) reached, connections are being dropped"),
+        "{log}"
+    );
+    assert!(warden.status("echo").dropped >= 1);
+    assert_eq!(warden.pids("echo").len(), 2);
+}
+
+// seed: limits.process_min_avail
+#[test]
+fn process_min_avail_processes_are_kept_ready() {
+    let port = free_port();
+    let warden = Running::start(&echo_service(
+        "echo",
+        port,
+        "client_limit = 1\nprocess_limit = 10\nprocess_min_avail = 3",
+    ));
+    warden.wait_for("three preforked processes", WAIT, || {
+        warden.status("echo").available == 3
+    });
+    // One process becomes busy: another is started to keep three available.
+    let mut client = LineClient::connect(port).expect("connect");
+    client.echo_pid();
+    warden.wait_for("a fourth process", WAIT, || {
+        let status = warden.status("echo");
+        status.processes == 4 && status.available == 3
+    });
+}
+
+// seed: limits.service_count
+#[test]
+fn a_process_retires_after_service_count_connections() {
+    let port = free_port();
+    let warden = Running::start(&echo_service(
+        "echo",
+        port,
+        "client_limit = 5\nservice_count = 2",
+    ));
+    let mut first = LineClient::connect(port).expect("connect");
+    let mut second = LineClient::connect(port).expect("connect");
+    let retiring = first.echo_pid();
+    assert_eq!(second.echo_pid(), retiring);
+    // It has served two: the third connection goes to a new process.
+    let mut third = LineClient::connect(port).expect("connect");
+    assert_ne!(third.echo_pid(), retiring);
+    // It still serves the two it has, then leaves.
+    first.send("still here").expect("send");
+    assert_eq!(first.line().expect("read").as_deref(), Some("still here"));
+    drop(first);
+    drop(second);
+    warden.wait_for("the retired process to exit", WAIT, || {
+        !warden.pids("echo").contains(&retiring)
+    });
+}
+
+// seed: basics.idle_kill
+#[test]
+fn idle_processes_beyond_min_avail_are_asked_to_exit_and_0_means_the_default() {
+    let port = free_port();
+    let warden = Running::start(&format!(
+        "default_idle_kill = \"1s\"\n{}",
+        echo_service(
+            "echo",
+            port,
+            "client_limit = 1\nprocess_limit = 5\nprocess_min_avail = 1\nidle_kill = 0"
+        )
+    ));
+    let mut clients: Vec<LineClient> = (0..3)
+        .map(|_| {
+            let mut client = LineClient::connect(port).expect("connect");
+            client.echo_pid();
+            client
+        })
+        .collect();
+    let busy = warden.pids("echo").len();
+    assert!(busy >= 3, "three busy processes, got {busy}");
+    // A busy process is never asked: with clients kept, all stay.
+    thread::sleep(Duration::from_millis(2500));
+    assert!(warden.pids("echo").len() >= 3);
+    clients.clear();
+    warden.wait_for("idle processes to be retired down to one", WAIT, || {
+        warden.pids("echo").len() == 1
+    });
+    assert!(warden.log().contains("as asked"), "{}", warden.log());
+}
+
+// seed: type.startup
+#[test]
+fn a_startup_service_starts_one_process_without_a_connection() {
+    let warden = Running::start(&echo_service(
+        "ticker",
+        free_port(),
+        "type = \"startup\"\nidle_kill = \"infinite\"",
+    ));
+    warden.wait_for("the startup process", WAIT, || {
+        warden.pids("ticker").len() == 1
+    });
+}
+
+// seed: basics.protocol
+#[test]
+fn a_service_runs_only_when_its_protocol_is_listed() {
+    let (on, off) = (free_port(), free_port());
+    let warden = Running::start(&format!(
+        "protocols = [\"imap\"]\n{}{}",
+        echo_service("imap", on, "protocol = \"imap\""),
+        echo_service("pop3", off, "protocol = \"pop3\""),
+    ));
+    let mut client = LineClient::connect(on).expect("the imap service listens");
+    client.echo_pid();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", off)).is_err(),
+        "the pop3 service listens although pop3 is not in protocols"
+    );
+    assert!(!warden.status("pop3").runs);
+}
+
+fn startup_order(log: &str, services: &[&str]) -> Vec<String> {
+    let mut order: Vec<(usize, String)> = services
+        .iter()
+        .filter_map(|service| {
+            let needle = format!("process started service=\"{service}\"");
+            log.find(&needle).map(|at| (at, (*service).to_owned()))
+        })
+        .collect();
+    order.sort();
+    order.into_iter().map(|(_, service)| service).collect()
+}
+
+// seed: type.special
+#[test]
+fn log_starts_first_and_stops_last_config_precedes_the_rest_and_anvil_survives_reload() {
+    let body = format!(
+        "{}{}{}{}",
+        echo_service("plain", free_port(), "process_min_avail = 1"),
+        echo_service(
+            "anvil",
+            free_port(),
+            "type = \"anvil\"\nprocess_min_avail = 1"
+        ),
+        echo_service("config", free_port(), "type = \"config\""),
+        echo_service("log", free_port(), "type = \"log\""),
+    );
+    let mut warden = Running::start(&body);
+    warden.wait_for("every service to run", WAIT, || {
+        ["plain", "anvil", "config", "log"]
+            .iter()
+            .all(|s| !warden.pids(s).is_empty())
+    });
+    assert_eq!(
+        startup_order(&warden.log(), &["log", "config", "anvil", "plain"]),
+        ["log", "config", "anvil", "plain"]
+    );
+
+    let anvil = warden.pids("anvil");
+    let plain = warden.pids("plain");
+    warden.reload_with(&body);
+    warden.wait_for("a new plain process", WAIT, || {
+        let now = warden.pids("plain");
+        !now.is_empty() && now != plain
+    });
+    assert_eq!(
+        warden.pids("anvil"),
+        anvil,
+        "anvil was restarted by the reload"
+    );
+
+    let log_pid = warden.pids("log");
+    assert!(warden.stop().success());
+    let log = warden.log();
+    let last_exit = log
+        .lines()
+        .rfind(|line| line.contains("process exited"))
+        .expect("exit lines");
+    assert!(
+        last_exit.contains(&format!("pid={}", log_pid[0])),
+        "the log service did not go last: {last_exit}"
+    );
+}
+
+#[test]
+fn a_systemd_service_gets_its_listeners_and_environment() {
+    let port = free_port();
+    let warden = Running::start(&format!(
+        r#"
+[service.probe]
+executable = "{probe}"
+type = "startup"
+client_limit = 7
+service_count = 3
+
+[[service.probe.inet_listener]]
+name = "first"
+address = "127.0.0.1"
+port = {port}
+"#,
+        probe = probe().display()
+    ));
+    warden.wait_for("the probe's report", WAIT, || {
+        warden.log().contains("env.WARDEN_SERVICE")
+    });
+    let log = warden.log();
+    let line_with = |needle: &str| {
+        log.lines()
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in the log:\n{log}"))
+            .to_owned()
+    };
+    for expected in [
+        "env.LISTEN_FDS=1",
+        "env.LISTEN_FDNAMES=first",
+        "env.WARDEN_SERVICE=probe",
+        "env.WARDEN_CLIENT_LIMIT=3",
+        "env.WARDEN_SERVICE_COUNT=3",
+        "env.NOTIFY_SOCKET=@warden/",
+        "fd.3=socket inet stream listening",
+    ] {
+        line_with(expected);
+    }
+    // LISTEN_PID is the process's own pid.
+    let listen_pid = line_with("env.LISTEN_PID=");
+    let own = line_with(" pid=");
+    let value = |line: &str, key: &str| {
+        line.split(key)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    };
+    assert_eq!(value(&listen_pid, "LISTEN_PID="), value(&own, " pid="));
+}
+
+#[test]
+fn an_inetd_service_gets_a_process_per_connection_with_ucspi_variables() {
+    let port = free_port();
+    let warden = Running::start(&format!(
+        r#"
+[service.whoami]
+executable = "{whoami}"
+interface = "inetd"
+process_limit = 1
+
+[[service.whoami.inet_listener]]
+name = "whoami"
+address = "127.0.0.1"
+port = {port}
+"#,
+        whoami = whoami().display()
+    ));
+    let mut first = LineClient::connect(port).expect("connect");
+    let greeting = first.line().expect("read").expect("a greeting");
+    let local = first_local_port(&greeting);
+    assert!(greeting.starts_with("you are 127.0.0.1:"), "{greeting}");
+    assert_eq!(local, Some(port), "{greeting}");
+
+    // process_limit = 1: a second connection waits for the first to end.
+    let mut second = LineClient::connect(port).expect("connect");
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(warden.pids("whoami").len(), 1);
+    first.send("quit").expect("send");
+    let greeting = second.line().expect("read").expect("a greeting");
+    assert!(greeting.starts_with("you are 127.0.0.1:"), "{greeting}");
+}
+
+fn first_local_port(greeting: &str) -> Option<u16> {
+    greeting
+        .split("talking to 127.0.0.1:")
+        .nth(1)?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_broken_configuration_on_reload_keeps_the_running_one() {
+    let port = free_port();
+    let body = echo_service("echo", port, "");
+    let warden = Running::start(&body);
+    let mut before = LineClient::connect(port).expect("connect");
+    before.echo_pid();
+    warden.reload_with(&format!("default_process_limit = \"lots\"\n{body}"));
+    warden.wait_for("the refused reload", WAIT, || {
+        warden
+            .log()
+            .contains("configuration reload failed; the running configuration stays")
+    });
+    let mut after = LineClient::connect(port).expect("still serving");
+    after.echo_pid();
+    match warden.request(&Request::Reload) {
+        Response::Failed { message } => {
+            assert!(message.contains("default_process_limit"), "{message}");
+        }
+        other => panic!("a broken reload answered {other:?}"),
+    }
+}
+
+#[test]
+fn reloading_under_a_stream_of_connections_refuses_none() {
+    let port = free_port();
+    let body = echo_service("echo", port, "client_limit = 50\nprocess_min_avail = 1");
+    let warden = Running::start(&body);
+    warden.wait_for("a ready process", WAIT, || {
+        warden.status("echo").available >= 1
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = std::sync::Arc::clone(&stop);
+        thread::spawn(move || {
+            let (mut served, mut refused) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match LineClient::connect(port).and_then(|mut c| c.line()) {
+                    Ok(Some(_)) => served += 1,
+                    Ok(None) => refused.push("closed without a greeting".to_owned()),
+                    Err(error) => refused.push(error.to_string()),
+                }
+            }
+            (served, refused)
+        })
+    };
+    for _ in 0..3 {
+        thread::sleep(Duration::from_millis(400));
+        warden.reload_with(&body);
+    }
+    thread::sleep(Duration::from_millis(600));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, refused) = client.join().expect("the client thread");
+    assert!(served > 10, "only {served} connections were served");
+    assert!(refused.is_empty(), "{} refused: {refused:?}", refused.len());
+}
+
+#[test]
+fn a_crash_looping_service_is_throttled_and_recovers_when_fixed() {
+    let port = free_port();
+    let broken = format!(
+        r#"
+[service.flaky]
+executable = "{probe} exit 1"
+process_min_avail = 1
+
+[[service.flaky.inet_listener]]
+name = "flaky"
+address = "127.0.0.1"
+port = {port}
+"#,
+        probe = probe().display()
+    );
+    let warden = Running::start(&broken);
+    warden.wait_for("the throttle", WAIT, || {
+        warden.status("flaky").throttled_ms.is_some()
+    });
+    let log = warden.log();
+    assert!(log.contains("throttling: no new process for 2s"), "{log}");
+    assert!(log.contains("before it was ready"), "{log}");
+
+    warden.reload_with(&echo_service("flaky", port, "process_min_avail = 1"));
+    warden.wait_for("the fixed service to serve", WAIT, || {
+        LineClient::connect(port)
+            .ok()
+            .and_then(|mut c| c.line().ok().flatten())
+            .is_some_and(|greeting| greeting.starts_with("hello from"))
+    });
+}
+
+#[test]
+fn running_out_of_address_space_says_to_raise_vsz_limit() {
+    let warden = Running::start(&format!(
+        r#"
+[service.hog]
+executable = "{probe} alloc 134217728"
+type = "startup"
+vsz_limit = "64M"
+"#,
+        probe = probe().display()
+    ));
+    warden.wait_for("the out-of-memory exit", WAIT, || {
+        warden
+            .log()
+            .contains("out of memory (vsz_limit = 64M); raise service.hog.vsz_limit")
+    });
+}
+
+#[test]
+fn stopping_leaves_no_process_behind() {
+    let port = free_port();
+    let mut warden = Running::start(&echo_service(
+        "echo",
+        port,
+        "client_limit = 1\nprocess_min_avail = 3",
+    ));
+    warden.wait_for("three processes", WAIT, || warden.pids("echo").len() == 3);
+    let mut client = LineClient::connect(port).expect("connect");
+    client.echo_pid();
+    let pids: BTreeSet<i32> = warden.pids("echo").into_iter().collect();
+    assert!(warden.stop().success(), "{}", warden.log());
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} outlived warden"
+        );
+    }
+}
+
+#[test]
+fn kick_stops_one_process_and_status_shows_the_service() {
+    let port = free_port();
+    let warden = Running::start(&echo_service("echo", port, "process_min_avail = 2"));
+    warden.wait_for("two processes", WAIT, || warden.pids("echo").len() == 2);
+    let victim = warden.pids("echo")[0];
+    match warden.request(&Request::Kick { pid: victim }) {
+        Response::Done { message } => assert!(message.contains("SIGTERM"), "{message}"),
+        other => panic!("kick answered {other:?}"),
+    }
+    warden.wait_for("the kicked process to go", WAIT, || {
+        !warden.pids("echo").contains(&victim)
+    });
+    match warden.request(&Request::Kick { pid: 1 }) {
+        Response::Failed { message } => {
+            assert!(message.contains("not one of warden's"), "{message}");
+        }
+        other => panic!("kicking init answered {other:?}"),
+    }
+    warden.signal(Signal::SIGUSR1);
+    warden.wait_for("the log to be reopened", WAIT, || {
+        warden.log().contains("log file reopened")
+    });
+}
