@@ -493,3 +493,117 @@ fn kick_stops_one_process_and_status_shows_the_service() {
         warden.log().contains("log file reopened")
     });
 }
+
+#[test]
+fn metrics_are_served_in_openmetrics_text() {
+    let (port, metrics) = (free_port(), free_port());
+    let warden = Running::start(&format!(
+        "metrics_listen = \"127.0.0.1:{metrics}\"\n{}",
+        echo_service("echo", port, "process_min_avail = 1")
+    ));
+    let scrape = || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics)).expect("connect");
+        std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).expect("read");
+        answer
+    };
+    warden.wait_for("the ready process in the metrics", WAIT, || {
+        scrape().contains("warden_available_slots{service=\"echo\"} 1000")
+    });
+    let answer = scrape();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("application/openmetrics-text"), "{answer}");
+    for expected in [
+        "warden_processes{service=\"echo\"} 1",
+        "warden_spawns_total{service=\"echo\"} 1",
+        "# EOF",
+    ] {
+        assert!(answer.contains(expected), "no {expected} in:\n{answer}");
+    }
+}
+
+#[test]
+fn a_process_flooding_its_output_stalls_neither_the_master_nor_other_services() {
+    let port = free_port();
+    let warden = Running::start(&format!(
+        r#"
+[service.flood]
+executable = "/usr/bin/yes warden"
+type = "startup"
+{}"#,
+        echo_service("echo", port, "")
+    ));
+    let log = warden.dir().join("warden.log");
+    warden.wait_for("the flood", WAIT, || {
+        std::fs::metadata(&log).is_ok_and(|meta| meta.len() > 200_000)
+    });
+    for _ in 0..20 {
+        let started = Instant::now();
+        let mut client = LineClient::connect(port).expect("connect");
+        client.echo_pid();
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a connection took {:?} during the flood",
+            started.elapsed()
+        );
+        warden.status("echo");
+    }
+}
+
+#[test]
+fn daemonized_warden_writes_its_pid_file_and_tells_systemd_it_is_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify = dir.path().join("notify");
+    let listener = std::os::unix::net::UnixDatagram::bind(&notify).expect("bind notify");
+    listener.set_read_timeout(Some(WAIT)).expect("timeout");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_dir = {:?}\n{}",
+            dir.path().join("run").display().to_string(),
+            echo_service("echo", free_port(), "")
+        ),
+    )
+    .expect("write the configuration");
+    let pid_file = dir.path().join("warden.pid");
+    let status = std::process::Command::new(warden_tests::warden())
+        .arg("run")
+        .arg("-c")
+        .arg(&config)
+        .arg("--daemonize")
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("--log-file")
+        .arg(dir.path().join("warden.log"))
+        .env("NOTIFY_SOCKET", &notify)
+        .status()
+        .expect("run warden --daemonize");
+    assert!(
+        status.success(),
+        "the foreground process exits 0 once detached"
+    );
+    let mut message = [0u8; 256];
+    let read = listener.recv(&mut message).expect("the READY notification");
+    let text = String::from_utf8_lossy(message.get(..read).unwrap_or_default()).into_owned();
+    assert!(text.contains("READY=1"), "{text}");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let control = dir.path().join("run/control");
+    match warden::control::request(&control, &Request::Stop).expect("stop") {
+        Response::Done { .. } => {}
+        other => panic!("stop answered {other:?}"),
+    }
+    let deadline = Instant::now() + WAIT;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "the daemon did not stop");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pid_file.exists(), "the pid file was left behind");
+}

@@ -58,6 +58,9 @@ use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
 /// waiting connections, draining.
 const ROUND: Duration = Duration::from_millis(100);
 
+/// How long a control client still being answered may delay the exit.
+const CONTROL_LINGER: Duration = Duration::from_secs(1);
+
 /// At most one "process_limit reached" line per service per this long.
 const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -136,6 +139,8 @@ enum Event {
         /// The connection.
         connection: Connection,
     },
+    /// A client connected to the control socket.
+    ControlClient(tokio::net::UnixStream),
     /// A control command.
     Control {
         /// The command.
@@ -240,6 +245,9 @@ struct Master {
     phase: Phase,
     spawned_this_round: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Control connections being served; the last answers (to `stop`)
+    /// are written before the master exits.
+    control_clients: tokio::task::JoinSet<()>,
 }
 
 impl Drop for Master {
@@ -269,6 +277,7 @@ impl Master {
             phase: Phase::Running,
             spawned_this_round: false,
             tasks: Vec::new(),
+            control_clients: tokio::task::JoinSet::new(),
         };
         prepare_base_dir(&config.globals.base_dir.value)?;
         master.services = master.set_up(&config, Vec::new(), Vec::new())?;
@@ -436,7 +445,9 @@ impl Master {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                tokio::spawn(control_connection(stream, events.clone()));
+                if events.send(Event::ControlClient(stream)).is_err() {
+                    return;
+                }
             }
         }));
         Ok(())
@@ -471,6 +482,11 @@ impl Master {
             }
         }
         let _ = std::fs::remove_file(&self.config.globals.control_socket.value);
+        // Answer the commands still in flight (the `stop` that ended us),
+        // each given a moment, then go.
+        while let Ok(Some(_)) =
+            tokio::time::timeout(CONTROL_LINGER, self.control_clients.join_next()).await
+        {}
         tracing::info!("warden stopped");
         Ok(())
     }
@@ -498,6 +514,10 @@ impl Master {
             // A connection for a service of an earlier configuration: it
             // goes unanswered and closes.
             Event::Readable { .. } | Event::Accepted { .. } => {}
+            Event::ControlClient(stream) => {
+                self.control_clients
+                    .spawn(control_connection(stream, self.events.clone()));
+            }
             Event::Control { request, reply } => {
                 let response = self.control(request);
                 let _ = reply.send(response);

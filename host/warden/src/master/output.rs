@@ -3,18 +3,31 @@
 //! Each process writes to pipes of its own; a task per pipe reads lines and
 //! logs each with the service and pid. A line longer than [`MAX_LINE`] is
 //! cut there and the rest logged as more lines, so one process cannot make
-//! the master hold unbounded memory; the tasks yield to the event loop
-//! between reads, so a process flooding its pipe slows only itself (its
-//! writes block when the pipe is full) and never the master or other
-//! services.
+//! the master hold unbounded memory.
+//!
+//! Each pipe is read at most [`LINES_PER_WINDOW`] lines per [`WINDOW`];
+//! past that its task sleeps out the window. A process flooding its output
+//! then fills its pipe and blocks in its own writes, slowing only itself:
+//! the master's event loop, which the tasks share, stays free for every
+//! other service, and no line is lost.
 
 use std::os::fd::OwnedFd;
 
+use std::time::Duration;
+
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
+use tokio::time::Instant;
 
 /// The longest line logged as one; longer ones are split.
 pub(super) const MAX_LINE: usize = 8192;
+
+/// The pacing window of one pipe.
+const WINDOW: Duration = Duration::from_millis(100);
+
+/// Lines one pipe may log per window: 2000 a second, far above any
+/// healthy process, far below what would starve the event loop.
+const LINES_PER_WINDOW: usize = 200;
 
 /// Which of a process's outputs a pipe carries.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +49,16 @@ pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) 
         let mut receiver = receiver;
         let mut buffer = Vec::with_capacity(1024);
         let mut chunk = [0u8; 4096];
+        let mut window = Instant::now();
+        let mut logged = 0;
         loop {
+            if logged >= LINES_PER_WINDOW {
+                tokio::time::sleep_until(window + WINDOW).await;
+            }
+            if window.elapsed() >= WINDOW {
+                window = Instant::now();
+                logged = 0;
+            }
             let read = match receiver.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
                 Ok(read) => read,
@@ -45,10 +67,12 @@ pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) 
             while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
                 log_line(&service, pid, stream, line.get(..end).unwrap_or_default());
+                logged += 1;
             }
             while buffer.len() >= MAX_LINE {
                 let line: Vec<u8> = buffer.drain(..MAX_LINE).collect();
                 log_line(&service, pid, stream, &line);
+                logged += 1;
             }
         }
         if !buffer.is_empty() {
