@@ -607,3 +607,30 @@ fn daemonized_warden_writes_its_pid_file_and_tells_systemd_it_is_ready() {
     }
     assert!(!pid_file.exists(), "the pid file was left behind");
 }
+
+#[test]
+fn notify_messages_from_outside_the_service_are_ignored() {
+    let port = free_port();
+    let warden = Running::start(&echo_service("echo", port, "process_min_avail = 1"));
+    warden.wait_for("a ready process", WAIT, || {
+        warden.status("echo").available == 1
+    });
+    // This test process is not one of the service's: its word counts for
+    // nothing, whatever it claims.
+    let name = format!("warden/{}/0/echo", warden.pid());
+    let address =
+        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .expect("an abstract address");
+    let socket = std::os::unix::net::UnixDatagram::unbound().expect("a socket");
+    socket
+        .send_to_addr(b"X_WARDEN_CLIENTS=1000\nSTOPPING=1\n", &address)
+        .expect("send");
+    warden.wait_for("the refusal", WAIT, || {
+        warden
+            .log()
+            .contains("ignoring a notify message from a process that is not one of the service's")
+    });
+    assert_eq!(warden.status("echo").available, 1);
+}
