@@ -29,6 +29,7 @@ fn the_annotated_configuration_checks_clean() {
     let output = warden(&["check", "-c", conf().to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("ok; 24 services"));
+    assert!(text(&output.stdout).contains("plugins: dovecot (built-in)"));
 }
 
 #[test]
@@ -93,7 +94,6 @@ fn commands_not_built_yet_say_so_and_exit_69() {
     for args in [
         &["who"][..],
         &["stats"],
-        &["plugins"],
         &["policy", "test", "p.wasm", "s.toml"],
     ] {
         let output = warden(args);
@@ -123,6 +123,7 @@ fn control_commands_without_a_running_master_say_so_and_exit_69() {
         &["reload", "-c", config],
         &["stop", "-c", config],
         &["kick", "-c", config, "1234"],
+        &["plugins", "-c", config],
     ] {
         let output = warden(args);
         assert_eq!(output.status.code(), Some(69), "warden {args:?}");

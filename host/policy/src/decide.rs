@@ -1,11 +1,12 @@
-//! The questions the master asks, and Dovecot's answers to them.
+//! The questions the master asks, and the answers it falls back on.
 //!
 //! The master keeps the mechanics — processes, listeners, timers — and at
 //! each decision point describes the situation in plain values and asks a
-//! [`Policy`]. [`Dovecot`] answers as Dovecot's master does; plugins will
-//! answer through the same trait. Time reaches a policy only as arguments
-//! (milliseconds on the supervisor's monotonic clock), so every answer is a
-//! pure function of its inputs and can be replayed.
+//! [`Policy`]. The policy plugins answer (Dovecot's own behaviour is the
+//! built-in `dovecot` plugin); when none can, [`Fallback`] does. Time
+//! reaches a policy only as arguments (milliseconds on the supervisor's
+//! monotonic clock), so every answer is a pure function of its inputs and
+//! can be replayed.
 
 /// Milliseconds on the supervisor's monotonic clock.
 pub type Millis = u64;
@@ -16,20 +17,41 @@ pub const THROTTLE_MIN_MS: Millis = 2_000;
 /// Dovecot's longest throttle (`SERVICE_STARTUP_FAILURE_THROTTLE_MAX_MSECS`).
 pub const THROTTLE_MAX_MS: Millis = 60_000;
 
-/// Failures within one second that throttle a service that has not proven
-/// itself (`SERVICE_MAX_EXIT_FAILURES_IN_SEC`).
-pub const MAX_FAILURES_IN_SECOND: u32 = 10;
+/// Processes started by one round at most.
+pub const START_MAX_AT_ONCE: u32 = 10;
 
-/// Processes started by one prefork round at most (`SERVICE_PREFORK_MAX_AT_ONCE`).
-pub const PREFORK_MAX_AT_ONCE: u32 = 10;
+/// A service's `type`, as policies see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// `""`.
+    Default,
+    /// `startup`.
+    Startup,
+    /// `login`.
+    Login,
+    /// `log`.
+    Log,
+    /// `config`.
+    Config,
+    /// `anvil`.
+    Anvil,
+    /// `worker`.
+    Worker,
+}
 
 /// What the policy is told about a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceView<'a> {
     /// The service's name.
     pub name: &'a str,
-    /// Whether it is `type = startup`.
-    pub startup: bool,
+    /// Its `type`.
+    pub kind: ServiceKind,
+    /// Its `protocol`.
+    pub protocol: &'a str,
+    /// The plugins its `policies` setting names, asked first.
+    pub policies: &'a [String],
+    /// Connections a process serves in its life; `None` is unlimited.
+    pub service_count: Option<u32>,
     /// Connections one process serves at once.
     pub client_limit: u32,
     /// Processes the service may have.
@@ -144,7 +166,7 @@ pub trait Policy {
     /// up; `busy` is true when the master started other processes since the
     /// last round.
     fn scaling(
-        &self,
+        &mut self,
         service: &ServiceView<'_>,
         processes: &[ProcessView],
         at_startup: bool,
@@ -154,7 +176,7 @@ pub trait Policy {
     /// Which processes to retire on an idle-kill round. `lowwater` is the
     /// fewest processes that were idle at once since the last round.
     fn idle(
-        &self,
+        &mut self,
         service: &ServiceView<'_>,
         processes: &[ProcessView],
         lowwater: u32,
@@ -162,89 +184,57 @@ pub trait Policy {
     ) -> Vec<IdleAction>;
 
     /// What to do after a process exited.
-    fn lifecycle(&self, service: &ServiceView<'_>, exit: &ExitView) -> Lifecycle;
+    fn lifecycle(&mut self, service: &ServiceView<'_>, exit: &ExitView) -> Lifecycle;
 }
 
-/// Dovecot's master, as a policy.
+/// The decisions the master falls back on when no plugin answers: the
+/// least that keeps services alive and the machine safe.
+///
+/// - scaling: keep `process_min_avail` processes available (ten started
+///   per round at most) and start a `startup` service's one process;
+/// - idle: retire nothing;
+/// - lifecycle: throttle a service whose process failed before it was
+///   ready, 2 s doubling to 60 s, so a broken program cannot fork in a loop.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Dovecot;
+pub struct Fallback;
 
-impl Policy for Dovecot {
-    /// Prefork until `process_min_avail` processes can take a connection, at
-    /// most [`PREFORK_MAX_AT_ONCE`] per round and none while the master is
-    /// busy; a `startup` service gets its one process at startup.
+impl Policy for Fallback {
     fn scaling(
-        &self,
+        &mut self,
         service: &ServiceView<'_>,
         processes: &[ProcessView],
         at_startup: bool,
-        busy: bool,
+        _busy: bool,
     ) -> u32 {
         let active = processes.iter().filter(|p| !p.retired).count();
-        let active = u32::try_from(active).unwrap_or(u32::MAX);
-        let room = service.process_limit.saturating_sub(active);
+        let room = service
+            .process_limit
+            .saturating_sub(u32::try_from(active).unwrap_or(u32::MAX));
         let available = processes
             .iter()
             .filter(|p| p.available(service.client_limit))
             .count();
-        let available = u32::try_from(available).unwrap_or(u32::MAX);
-        let mut wanted = service.process_min_avail.saturating_sub(available);
-        if service.startup && at_startup && processes.is_empty() {
+        let mut wanted = service
+            .process_min_avail
+            .saturating_sub(u32::try_from(available).unwrap_or(u32::MAX));
+        if service.kind == ServiceKind::Startup && at_startup && processes.is_empty() {
             wanted = wanted.max(1);
         }
-        // One process is started right away even when busy, so a service
-        // with nothing available gets something; the rest wait a round.
-        let per_round = if busy && available > 0 {
-            0
-        } else if busy {
-            1
-        } else {
-            PREFORK_MAX_AT_ONCE
-        };
-        wanted.min(room).min(per_round)
+        wanted.min(room).min(START_MAX_AT_ONCE)
     }
 
-    /// The low-water algorithm: as many of the longest-idle processes as
-    /// were idle at once all along, less `process_min_avail`. A process
-    /// already asked is asked again only once it has had a full interval.
     fn idle(
-        &self,
-        service: &ServiceView<'_>,
-        processes: &[ProcessView],
-        lowwater: u32,
-        now_ms: Millis,
+        &mut self,
+        _service: &ServiceView<'_>,
+        _processes: &[ProcessView],
+        _lowwater: u32,
+        _now_ms: Millis,
     ) -> Vec<IdleAction> {
-        let Some(interval) = service.idle_kill_ms else {
-            return Vec::new();
-        };
-        let to_kill = lowwater.saturating_sub(service.process_min_avail);
-        let mut idle: Vec<&ProcessView> = processes
-            .iter()
-            .filter(|p| p.idle_since_ms.is_some() && !p.retired)
-            .filter(|p| {
-                p.asked_to_exit_ms
-                    .is_none_or(|asked| now_ms.saturating_sub(asked) >= interval)
-            })
-            .collect();
-        idle.sort_by_key(|p| (p.idle_since_ms, p.pid));
-        idle.into_iter()
-            .take(usize::try_from(to_kill).unwrap_or(usize::MAX))
-            .map(|p| IdleAction::AskToExit(p.pid))
-            .collect()
+        Vec::new()
     }
 
-    /// Throttle a process that died before it was ready, or a service that
-    /// has never proven itself and failed more than ten times in a second:
-    /// 2 s, doubling to 60 s. A proven service is never throttled by its own
-    /// crashes, so a client that can crash its session cannot take the
-    /// service down.
-    fn lifecycle(&self, _service: &ServiceView<'_>, exit: &ExitView) -> Lifecycle {
-        if !exit.failed() {
-            return Lifecycle::Continue;
-        }
-        let throttle = !exit.was_ready
-            || (!exit.service_proven && exit.failures_in_last_second > MAX_FAILURES_IN_SECOND);
-        if !throttle {
+    fn lifecycle(&mut self, _service: &ServiceView<'_>, exit: &ExitView) -> Lifecycle {
+        if !exit.failed() || exit.was_ready {
             return Lifecycle::Continue;
         }
         let ms = exit
@@ -259,157 +249,89 @@ impl Policy for Dovecot {
 mod tests {
     use super::*;
 
-    fn service() -> ServiceView<'static> {
+    fn service(kind: ServiceKind, min_avail: u32) -> ServiceView<'static> {
         ServiceView {
-            name: "imap-login",
-            startup: false,
+            name: "echo",
+            kind,
+            protocol: "",
+            policies: &[],
+            service_count: None,
             client_limit: 10,
             process_limit: 20,
-            process_min_avail: 0,
+            process_min_avail: min_avail,
             idle_kill_ms: Some(60_000),
         }
     }
 
-    fn process(pid: u32, clients: Option<u32>, idle_since_ms: Option<Millis>) -> ProcessView {
+    fn idle_process(pid: u32) -> ProcessView {
         ProcessView {
             pid,
             started_ms: 0,
             ready: true,
-            clients,
-            idle_since_ms,
+            clients: Some(0),
+            idle_since_ms: Some(0),
             asked_to_exit_ms: None,
             retired: false,
         }
     }
 
     #[test]
-    fn prefork_fills_min_avail_ten_at_a_time_within_the_limit() {
-        let mut s = service();
-        s.process_min_avail = 15;
-        assert_eq!(Dovecot.scaling(&s, &[], false, false), 10);
-        let five: Vec<ProcessView> = (1..=5).map(|pid| process(pid, Some(0), Some(0))).collect();
-        assert_eq!(Dovecot.scaling(&s, &five, false, false), 10);
-        let ten: Vec<ProcessView> = (1..=10).map(|pid| process(pid, Some(0), Some(0))).collect();
-        assert_eq!(Dovecot.scaling(&s, &ten, false, false), 5);
-        s.process_limit = 12;
-        assert_eq!(Dovecot.scaling(&s, &ten, false, false), 2);
-    }
-
-    #[test]
-    fn full_processes_do_not_count_as_available() {
-        let mut s = service();
-        s.process_min_avail = 2;
-        let full = vec![process(1, Some(10), None), process(2, Some(10), None)];
-        assert_eq!(Dovecot.scaling(&s, &full, false, false), 2);
-        // One that never reports its clients takes whatever comes.
-        let silent = vec![process(1, None, None), process(2, None, None)];
-        assert_eq!(Dovecot.scaling(&s, &silent, false, false), 0);
-    }
-
-    #[test]
-    fn a_busy_master_starts_one_only_when_nothing_is_available() {
-        let mut s = service();
-        s.process_min_avail = 4;
-        assert_eq!(Dovecot.scaling(&s, &[], false, true), 1);
-        let one = vec![process(1, Some(0), Some(0))];
-        assert_eq!(Dovecot.scaling(&s, &one, false, true), 0);
-    }
-
-    #[test]
-    fn a_startup_service_gets_one_process_at_startup_only() {
-        let mut s = service();
-        s.startup = true;
-        assert_eq!(Dovecot.scaling(&s, &[], true, false), 1);
-        assert_eq!(Dovecot.scaling(&s, &[], false, false), 0);
-    }
-
-    #[test]
-    fn idle_kill_retires_lowwater_less_min_avail_longest_idle_first() {
-        let mut s = service();
-        s.process_min_avail = 1;
-        let processes = vec![
-            process(1, Some(0), Some(500)),
-            process(2, Some(3), None),
-            process(3, Some(0), Some(100)),
-            process(4, Some(0), Some(300)),
-        ];
+    fn the_fallback_keeps_min_avail_and_starts_startup_services() {
+        let mut fallback = Fallback;
         assert_eq!(
-            Dovecot.idle(&s, &processes, 3, 70_000),
-            [IdleAction::AskToExit(3), IdleAction::AskToExit(4)]
+            fallback.scaling(&service(ServiceKind::Default, 15), &[], false, true),
+            10
         );
-        assert_eq!(Dovecot.idle(&s, &processes, 1, 70_000), []);
-        s.idle_kill_ms = None;
-        assert_eq!(Dovecot.idle(&s, &processes, 3, 70_000), []);
-    }
-
-    #[test]
-    fn a_process_asked_recently_is_not_asked_again() {
-        let s = service();
-        let mut asked = process(1, Some(0), Some(0));
-        asked.asked_to_exit_ms = Some(50_000);
-        assert_eq!(Dovecot.idle(&s, &[asked.clone()], 1, 60_000), []);
+        let three: Vec<ProcessView> = (1..=3).map(idle_process).collect();
         assert_eq!(
-            Dovecot.idle(&s, &[asked], 1, 110_000),
-            [IdleAction::AskToExit(1)]
+            fallback.scaling(&service(ServiceKind::Default, 4), &three, false, false),
+            1
+        );
+        assert_eq!(
+            fallback.scaling(&service(ServiceKind::Startup, 0), &[], true, false),
+            1
+        );
+        assert_eq!(
+            fallback.scaling(&service(ServiceKind::Startup, 0), &[], false, false),
+            0
         );
     }
 
-    fn exit(cause: ExitCause) -> ExitView {
-        ExitView {
-            pid: 9,
-            cause,
-            age_ms: 100,
-            was_ready: true,
+    #[test]
+    fn the_fallback_never_idle_kills() {
+        let three: Vec<ProcessView> = (1..=3).map(idle_process).collect();
+        assert_eq!(
+            Fallback.idle(&service(ServiceKind::Default, 0), &three, 3, 1 << 40),
+            []
+        );
+    }
+
+    #[test]
+    fn the_fallback_throttles_only_failures_before_ready() {
+        let exit = ExitView {
+            pid: 1,
+            cause: ExitCause::Code(1),
+            age_ms: 5,
+            was_ready: false,
             was_asked: false,
             service_proven: false,
             failures_in_last_second: 1,
-            last_throttle_ms: 0,
-        }
-    }
-
-    #[test]
-    fn a_process_dying_before_ready_throttles_doubling_to_a_minute() {
-        let mut e = exit(ExitCause::Code(1));
-        e.was_ready = false;
+            last_throttle_ms: 4_000,
+        };
+        let s = service(ServiceKind::Default, 0);
         assert_eq!(
-            Dovecot.lifecycle(&service(), &e),
-            Lifecycle::Throttle { ms: 2_000 }
+            Fallback.lifecycle(&s, &exit),
+            Lifecycle::Throttle { ms: 8_000 }
         );
-        e.last_throttle_ms = 2_000;
-        assert_eq!(
-            Dovecot.lifecycle(&service(), &e),
-            Lifecycle::Throttle { ms: 4_000 }
-        );
-        e.last_throttle_ms = 40_000;
-        assert_eq!(
-            Dovecot.lifecycle(&service(), &e),
-            Lifecycle::Throttle { ms: 60_000 }
-        );
-    }
-
-    #[test]
-    fn many_failures_throttle_only_an_unproven_service() {
-        let mut e = exit(ExitCause::Signal(11));
-        e.failures_in_last_second = 11;
-        assert_eq!(
-            Dovecot.lifecycle(&service(), &e),
-            Lifecycle::Throttle { ms: 2_000 }
-        );
-        e.service_proven = true;
-        assert_eq!(Dovecot.lifecycle(&service(), &e), Lifecycle::Continue);
-        e.service_proven = false;
-        e.failures_in_last_second = 10;
-        assert_eq!(Dovecot.lifecycle(&service(), &e), Lifecycle::Continue);
-    }
-
-    #[test]
-    fn clean_and_requested_exits_never_throttle() {
-        let mut e = exit(ExitCause::Code(0));
-        e.was_ready = false;
-        assert_eq!(Dovecot.lifecycle(&service(), &e), Lifecycle::Continue);
-        let mut asked = exit(ExitCause::Signal(2));
-        asked.was_asked = true;
-        asked.was_ready = false;
-        assert_eq!(Dovecot.lifecycle(&service(), &asked), Lifecycle::Continue);
+        let ready = ExitView {
+            was_ready: true,
+            ..exit
+        };
+        assert_eq!(Fallback.lifecycle(&s, &ready), Lifecycle::Continue);
+        let clean = ExitView {
+            cause: ExitCause::Code(0),
+            ..exit
+        };
+        assert_eq!(Fallback.lifecycle(&s, &clean), Lifecycle::Continue);
     }
 }

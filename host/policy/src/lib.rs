@@ -1,12 +1,14 @@
 //! warden-policy: the decisions the master makes, and who makes them.
 //!
-//! [`decide`] defines the questions the master asks at each decision point
-//! — how many processes to start, which idle ones to retire, what to do
-//! after an exit — as the [`Policy`] trait, and answers them as Dovecot's
-//! master does ([`Dovecot`]). The WebAssembly runtime that lets plugins
-//! built against `wit/` answer instead will live here too, with their
-//! budgets, the checking of every answer and the fallback to the built-in
-//! decision.
+//! - [`decide`] defines the questions the master asks at each decision
+//!   point as the [`Policy`] trait, and the minimal [`Fallback`] answers;
+//! - [`runtime`] runs policy plugins — WebAssembly components built
+//!   against `wit/` — under a deadline and a memory cap, with no ambient
+//!   capability;
+//! - [`chain`] puts a configuration's plugins in front of the fallback and
+//!   checks every answer;
+//! - [`BUILTINS`] are the plugins embedded in warden, built from
+//!   `plugins/` by the build script: `dovecot`, Dovecot's master.
 //!
 //! It must never act: it answers questions and returns decisions; it binds
 //! no socket, starts no process and holds no privilege. A broken plugin
@@ -14,8 +16,33 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod decide;
+pub mod runtime;
 
+/// The host side of the WIT contract, generated once.
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "policy",
+        path: "../../wit",
+    });
+}
+
+include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+/// The test fixtures of `plugins/fixtures`: deliberately broken plugins,
+/// and one well-behaved, for test harnesses. Only with the `fixtures`
+/// feature, so they are not in a warden built for use.
+#[cfg(feature = "fixtures")]
+mod fixtures {
+    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+}
+#[cfg(feature = "fixtures")]
+pub use fixtures::FIXTURES;
+
+pub use chain::Plugins;
 pub use decide::{
-    Dovecot, ExitCause, ExitView, IdleAction, Lifecycle, Millis, Policy, ProcessView, ServiceView,
+    ExitCause, ExitView, Fallback, IdleAction, Lifecycle, Millis, Policy, ProcessView, ServiceKind,
+    ServiceView,
 };
+pub use runtime::{Budget, Failure, Hooks, LoadError, Origin, Plugin, Runtime};

@@ -39,6 +39,8 @@ pub enum Request {
         /// Its pid.
         pid: i32,
     },
+    /// The loaded policy plugins.
+    Plugins,
 }
 
 /// The master's answer.
@@ -54,6 +56,11 @@ pub enum Response {
     Ps {
         /// One entry per process.
         processes: Vec<ProcessStatus>,
+    },
+    /// The loaded policy plugins, in chain order.
+    Plugins {
+        /// One entry per plugin.
+        plugins: Vec<PluginStatus>,
     },
     /// The command was carried out.
     Done {
@@ -111,6 +118,33 @@ pub struct ProcessStatus {
     pub age_secs: u64,
     /// Its last `STATUS=` line.
     pub status: Option<String>,
+}
+
+/// One policy plugin, as `warden plugins` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginStatus {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// `built-in`, or the file it was loaded from.
+    pub origin: String,
+    /// The sha256 of its file, when it came from one.
+    pub sha256: Option<String>,
+    /// The hooks it exports.
+    pub hooks: Vec<String>,
+    /// The globs of the services it applies to.
+    pub services: Vec<String>,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// The mean of recent calls, in microseconds.
+    pub mean_us: u64,
+    /// The 99th percentile of recent calls, in microseconds.
+    pub p99_us: u64,
+    /// Whether it is quarantined until the next reload.
+    pub quarantined: bool,
 }
 
 /// Why a client could not get an answer.

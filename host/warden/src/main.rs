@@ -155,7 +155,7 @@ fn main() -> ExitCode {
         Command::Kick { pid } => ask(&cli.config, &Request::Kick { pid: *pid }),
         Command::Who { .. } => unavailable("who", "the native interface"),
         Command::Stats => unavailable("stats", "the policy runtime's stats plugins"),
-        Command::Plugins => unavailable("plugins", "the policy runtime"),
+        Command::Plugins => ask(&cli.config, &Request::Plugins),
         Command::Policy {
             command: PolicyCommand::Test { .. },
         } => unavailable("policy test", "the policy runtime"),
@@ -268,6 +268,38 @@ fn show_response(response: &Response) -> String {
                 ));
             }
         }
+        Response::Plugins { plugins } => {
+            out.push_str(&format!(
+                "{:<16} {:<8} {:<10} {:<26} {:>8} {:>8} {:>9} {:>9}  {}\n",
+                "PLUGIN",
+                "VERSION",
+                "SERVICES",
+                "HOOKS",
+                "CALLS",
+                "FAILURES",
+                "MEAN",
+                "P99",
+                "ORIGIN"
+            ));
+            for p in plugins {
+                let origin = match &p.sha256 {
+                    Some(sha) => format!("{} (sha256 {})", p.origin, sha.get(..16).unwrap_or(sha)),
+                    None => p.origin.clone(),
+                };
+                let state = if p.quarantined { "  QUARANTINED" } else { "" };
+                out.push_str(&format!(
+                    "{:<16} {:<8} {:<10} {:<26} {:>8} {:>8} {:>7}us {:>7}us  {origin}{state}\n",
+                    p.name,
+                    p.version,
+                    p.services.join(","),
+                    p.hooks.join(","),
+                    p.calls,
+                    p.failures,
+                    p.mean_us,
+                    p.p99_us
+                ));
+            }
+        }
         Response::Done { message } | Response::Failed { message } => {
             out.push_str(message);
             out.push('\n');
@@ -301,12 +333,22 @@ fn check(path: &Path) -> Outcome {
         Ok(config) => config,
         Err(outcome) => return outcome,
     };
+    let plugins = match master::check_plugins(&config.globals.plugins_dir.value) {
+        Ok(plugins) => plugins,
+        Err(failures) => {
+            for failure in failures {
+                eprintln!("{}: {failure}", path.display());
+            }
+            return Outcome::BadConfig;
+        }
+    };
     let total = config.services.len();
     let running = config.services.iter().filter(|s| config.runs(s)).count();
     println!(
-        "{}: ok; {total} services, {running} of them run with protocols = [{}]",
+        "{}: ok; {total} services, {running} of them run with protocols = [{}]; plugins: {}",
         path.display(),
-        config.globals.protocols.value.join(", ")
+        config.globals.protocols.value.join(", "),
+        plugins.join(", ")
     );
     Outcome::Success
 }

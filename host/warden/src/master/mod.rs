@@ -27,6 +27,9 @@ mod launch;
 mod metrics;
 mod notify;
 mod output;
+mod plugins;
+
+pub use plugins::check as check_plugins;
 mod service;
 
 use std::collections::BTreeMap;
@@ -42,7 +45,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
-use warden_policy::{Dovecot, ExitCause, ExitView, IdleAction, Lifecycle, Policy};
+use warden_policy::{ExitCause, ExitView, IdleAction, Lifecycle, Plugins, Policy, Runtime};
 use warden_sys::{Endpoint, Exit, Listener};
 
 use crate::config::{Config, Interface, ServiceType};
@@ -57,6 +60,9 @@ use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
 /// How often the master runs its round: prefork, throttles, idle kill,
 /// waiting connections, draining.
 const ROUND: Duration = Duration::from_millis(100);
+
+/// How often `plugins_dir` is looked at for changes.
+const PLUGINS_CHECK: Duration = Duration::from_secs(1);
 
 /// How long a control client still being answered may delay the exit.
 const CONTROL_LINGER: Duration = Duration::from_secs(1);
@@ -234,12 +240,18 @@ struct Master {
     config_path: PathBuf,
     config: Config,
     generation: u64,
+    next_generation: u64,
     services: Vec<ServiceState>,
     draining: BTreeMap<i32, Draining>,
     events: mpsc::UnboundedSender<Event>,
     receiver: mpsc::UnboundedReceiver<Event>,
     origin: Instant,
-    policy: Box<dyn Policy>,
+    runtime: Runtime,
+    policy: Plugins,
+    /// What `plugins_dir` held when the plugins were last loaded.
+    plugins_listing: plugins::Listing,
+    /// When `plugins_dir` was last looked at.
+    plugins_checked: Instant,
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
     phase: Phase,
@@ -262,16 +274,21 @@ impl Master {
     async fn start(config_path: PathBuf, config: Config) -> Result<Master, RunError> {
         let (events, receiver) = mpsc::unbounded_channel();
         let (metrics, registry) = Metrics::new();
+        let runtime = Runtime::new().map_err(|what| RunError::Start { what, source: None })?;
         let mut master = Master {
             config_path,
             config: config.clone(),
             generation: 0,
+            next_generation: 0,
             services: Vec::new(),
             draining: BTreeMap::new(),
             events,
             receiver,
             origin: Instant::now(),
-            policy: Box::new(Dovecot),
+            runtime,
+            policy: Plugins::default(),
+            plugins_listing: Vec::new(),
+            plugins_checked: Instant::now(),
             metrics,
             registry,
             phase: Phase::Running,
@@ -280,7 +297,8 @@ impl Master {
             control_clients: tokio::task::JoinSet::new(),
         };
         prepare_base_dir(&config.globals.base_dir.value)?;
-        master.services = master.set_up(&config, Vec::new(), Vec::new())?;
+        master.load_plugins();
+        master.services = master.set_up(&config, 0, Vec::new(), &mut Vec::new())?;
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
             let registry = Arc::clone(&master.registry);
@@ -303,17 +321,19 @@ impl Master {
         Ok(master)
     }
 
-    /// Sets up a service table for `config`: listeners (reusing `old`
-    /// listeners that did not change), notify sockets, identities. Old
-    /// `anvil` states whose configuration did not change are carried over
-    /// from `keep` with their processes.
+    /// Sets up a service table for `config`, as configuration
+    /// `generation`: listeners (reusing `old` listeners that did not
+    /// change), notify sockets, identities. States in `keep` (an unchanged
+    /// `anvil`) whose configuration is still wanted are carried over with
+    /// their processes; they leave `keep` only when everything succeeded,
+    /// so a failure leaves the running table whole.
     fn set_up(
         &mut self,
         config: &Config,
+        generation: u64,
         mut old: Vec<(Wanted, OpenListener)>,
-        mut keep: Vec<ServiceState>,
+        keep: &mut Vec<ServiceState>,
     ) -> Result<Vec<ServiceState>, RunError> {
-        let generation = self.generation;
         let mut order: Vec<usize> = (0..config.services.len()).collect();
         order.sort_by_key(|&i| {
             config
@@ -321,105 +341,90 @@ impl Master {
                 .get(i)
                 .map_or(3, |s| startup_rank(s.kind.value))
         });
-        let mut services = Vec::with_capacity(order.len());
+        // A new state, or the configuration of a state carried over.
+        let mut slots: Vec<Result<ServiceState, &crate::config::Service>> =
+            Vec::with_capacity(order.len());
+        // Listeners at a path the running configuration holds with other
+        // settings are replaced last, once nothing else can fail.
+        let mut replacements: Vec<(usize, Wanted)> = Vec::new();
         for service in order.into_iter().filter_map(|i| config.services.get(i)) {
             let runs = config.runs(service);
-            if let Some(place) = keep.iter().position(|s| s.config == *service && runs) {
-                services.push(keep.swap_remove(place));
+            if runs && keep.iter().any(|s| s.config == *service) {
+                slots.push(Err(service));
                 continue;
             }
             let mut state = ServiceState::new(service.clone(), runs);
             if !runs {
-                services.push(state);
+                slots.push(Ok(state));
                 continue;
             }
             let name = service.name.to_string();
+            let cannot = |what: &str| format!("service {name}: {what}");
             state.identity = launch::identity(service)
-                .map_err(|e| RunError::start(format!("service {name}: cannot set up"), e))?;
+                .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
             let wanted = listen::wanted(config, service)
-                .map_err(|e| RunError::start(format!("service {name}: cannot set up"), e))?;
+                .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
             for want in wanted {
-                let reused = old
-                    .iter()
-                    .position(|(was, _)| was.spec == want.spec)
-                    .map(|place| old.swap_remove(place).1.listener);
-                let listener = match reused {
-                    Some(listener) => listener,
-                    None => {
-                        remove_stale_file(&want.spec, &old);
-                        want.open().map_err(|e| {
-                            RunError::start(format!("service {name}: cannot create a listener"), e)
-                        })?
-                    }
-                };
-                state.listeners.push(want.with(listener));
+                if let Some(place) = old.iter().position(|(was, _)| was.spec == want.spec) {
+                    let (_, open) = old.swap_remove(place);
+                    state.listeners.push(want.with(open.listener));
+                } else if holds_path(&want.spec, &old) {
+                    replacements.push((slots.len(), want));
+                } else {
+                    let listener = want
+                        .open()
+                        .map_err(|e| RunError::start(cannot("cannot create a listener"), e))?;
+                    state.listeners.push(want.with(listener));
+                }
             }
             if service.interface.value == Interface::Systemd {
                 state.notify = Some(
-                    NotifySocket::open(&name, generation, self.events.clone()).map_err(|e| {
-                        RunError::start(format!("service {name}: cannot open its notify socket"), e)
-                    })?,
+                    NotifySocket::open(&name, generation, self.events.clone())
+                        .map_err(|e| RunError::start(cannot("cannot open its notify socket"), e))?,
                 );
             }
-            if service.interface.value == Interface::Inetd {
-                let index = services.len();
-                for open in &state.listeners {
-                    state
-                        .acceptors
-                        .push(self.accept_task(generation, index, &open.listener)?);
-                }
+            slots.push(Ok(state));
+        }
+        for (slot, want) in replacements {
+            if let Some(Ok(state)) = slots.get_mut(slot) {
+                remove_file_listener(&want.spec);
+                let name = state.name().to_owned();
+                let listener = want.open().map_err(|e| {
+                    RunError::start(format!("service {name}: cannot create a listener"), e)
+                })?;
+                state.listeners.push(want.with(listener));
             }
+        }
+        // Nothing can fail from here on: carry kept states over, their
+        // watchers and acceptors re-armed for their new place.
+        let mut services = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let state = match slot {
+                Ok(state) => state,
+                Err(config) => {
+                    let Some(place) = keep.iter().position(|k| k.config == *config) else {
+                        continue;
+                    };
+                    let mut state = keep.swap_remove(place);
+                    stop_watching(&mut state);
+                    for task in state.acceptors.drain(..) {
+                        task.abort();
+                    }
+                    state
+                }
+            };
             services.push(state);
         }
-        Ok(services)
-    }
-
-    /// A task that accepts connections on `listener` for inetd service
-    /// `index` and forwards them.
-    fn accept_task(
-        &self,
-        generation: u64,
-        index: usize,
-        listener: &Listener,
-    ) -> Result<tokio::task::JoinHandle<()>, RunError> {
-        let fd = listener
-            .try_clone()
-            .map_err(|e| RunError::start("cannot duplicate a listener", e))?;
-        let unix = matches!(fd.endpoint(), Endpoint::Unix(_));
-        let fd = warden_sys::watch::async_fd(OwnedFd::from(fd))
-            .map_err(|e| RunError::start("cannot watch a listener", e))?;
-        let events = self.events.clone();
-        Ok(tokio::spawn(async move {
-            loop {
-                let Ok(mut ready) = fd.readable().await else {
-                    return;
-                };
-                let accepted =
-                    nix::sys::socket::accept4(fd.get_ref().as_fd(), SockFlag::SOCK_CLOEXEC);
-                let socket = match accepted {
-                    Ok(socket) => socket,
-                    Err(nix::errno::Errno::EAGAIN) => {
-                        ready.clear_ready();
-                        continue;
+        for (index, state) in services.iter_mut().enumerate() {
+            if state.runs && state.interface() == Interface::Inetd && state.acceptors.is_empty() {
+                for open in &state.listeners {
+                    if let Ok(task) = accept_task(&self.events, generation, index, &open.listener) {
+                        state.acceptors.push(task);
                     }
-                    Err(errno) => {
-                        tracing::warn!(%errno, "accept failed");
-                        continue;
-                    }
-                };
-                let Some(ends) = ends_of(&socket, unix) else {
-                    continue;
-                };
-                let event = Event::Accepted {
-                    generation,
-                    index,
-                    connection: Connection { socket, ends },
-                };
-                if events.send(event).is_err() {
-                    return;
                 }
             }
-        }))
+        }
+        Ok(services)
     }
 
     /// Opens the control socket and serves it.
@@ -442,15 +447,41 @@ impl Master {
         let events = self.events.clone();
         self.tasks.push(tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                if events.send(Event::ControlClient(stream)).is_err() {
-                    return;
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        if events.send(Event::ControlClient(stream)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot accept a control connection");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
                 }
             }
         }));
         Ok(())
+    }
+
+    /// (Re)loads the plugins from `plugins_dir`.
+    fn load_plugins(&mut self) {
+        let dir = self.config.globals.plugins_dir.value.clone();
+        let previous = std::mem::take(&mut self.policy);
+        self.policy = plugins::load(&self.runtime, &dir, previous);
+        self.plugins_listing = plugins::listing(&dir);
+        self.plugins_checked = Instant::now();
+    }
+
+    /// Reloads the plugins when `plugins_dir` changed; looks once a second.
+    fn watch_plugins(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.plugins_checked) < PLUGINS_CHECK {
+            return;
+        }
+        self.plugins_checked = now;
+        if plugins::listing(&self.config.globals.plugins_dir.value) != self.plugins_listing {
+            tracing::info!("plugins_dir changed: reloading the plugins");
+            self.load_plugins();
+        }
     }
 
     /// The event loop.
@@ -529,6 +560,10 @@ impl Master {
     fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<i32> {
         let now = Instant::now();
         let state = self.services.get_mut(index)?;
+        if !state.below_limit() {
+            // Whatever a policy asked for, process_limit holds.
+            return None;
+        }
         let service = &state.config;
         let base_dir = &self.config.globals.base_dir.value;
         let planned = match (service.interface.value, connection) {
@@ -822,12 +857,19 @@ impl Master {
             .is_none_or(|last| now.saturating_duration_since(last) >= DROP_WARNING_INTERVAL)
         {
             state.last_drop_warning = Some(now);
-            tracing::warn!(
-                service = name,
-                dropped,
-                "process_limit ({}) reached, connections are being dropped",
-                state.config.process_limit.value
-            );
+            let limit = state.config.process_limit.value;
+            if dropped > 0 {
+                tracing::warn!(
+                    service = name,
+                    dropped,
+                    "process_limit ({limit}) reached, connections are being dropped; raise service.{name}.process_limit or client_limit"
+                );
+            } else {
+                tracing::warn!(
+                    service = name,
+                    "process_limit ({limit}) reached, connections wait up to process_limit_wait and are then dropped; raise service.{name}.process_limit or client_limit"
+                );
+            }
         }
     }
 
@@ -852,6 +894,7 @@ impl Master {
     fn round(&mut self) {
         let now = Instant::now();
         if self.phase == Phase::Running {
+            self.watch_plugins(now);
             for index in 0..self.services.len() {
                 self.round_service(index, now);
             }
@@ -1238,29 +1281,42 @@ impl Master {
             }
         }
         // An unchanged anvil service survives the reload with its processes.
-        let mut old_services = std::mem::take(&mut self.services);
-        let keep: Vec<ServiceState> = {
-            let (anvils, rest): (Vec<_>, Vec<_>) = old_services.drain(..).partition(|s| {
-                s.config.kind.value == ServiceType::Anvil && config.services.contains(&s.config)
-            });
-            old_services = rest;
-            anvils
-        };
-        self.generation += 1;
-        let set_up = self.set_up(&config, old_listeners, keep);
-        let services = match set_up {
+        let (mut keep, old_services): (Vec<ServiceState>, Vec<ServiceState>) =
+            std::mem::take(&mut self.services)
+                .into_iter()
+                .partition(|s| {
+                    s.config.kind.value == ServiceType::Anvil
+                        && s.runs
+                        && config.runs(&s.config)
+                        && config.services.contains(&s.config)
+                });
+        // Generations are never reused, so no event from a set-up that
+        // failed can reach a later one.
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let services = match self.set_up(&config, generation, old_listeners, &mut keep) {
             Ok(services) => services,
             Err(error) => {
-                self.generation -= 1;
                 // Put the running table back: nothing of it was touched.
                 self.services = old_services;
-                return Err(error.to_string());
+                self.services.extend(keep);
+                self.services.sort_by_key(|s| {
+                    self.config
+                        .services
+                        .iter()
+                        .position(|c| c.name == s.config.name)
+                });
+                return Err(error_chain(&error));
             }
         };
+        self.generation = generation;
         let mut drained = 0;
         for mut state in old_services {
             for (pid, process) in std::mem::take(&mut state.processes) {
                 drained += 1;
+                // "Exit if you are idle": an old process with no client goes
+                // now; one with clients finishes them until shutdown_grace.
+                let _ = process.child.signal(Signal::SIGINT);
                 self.draining.insert(
                     pid,
                     Draining {
@@ -1311,6 +1367,40 @@ impl Master {
             Request::Reload => match self.reload() {
                 Ok(message) => Response::Done { message },
                 Err(message) => Response::Failed { message },
+            },
+            Request::Plugins => Response::Plugins {
+                plugins: self
+                    .policy
+                    .plugins()
+                    .iter()
+                    .map(|plugin| {
+                        let (origin, sha256) = match plugin.origin() {
+                            warden_policy::Origin::Builtin => ("built-in".to_owned(), None),
+                            warden_policy::Origin::File { path, sha256 } => {
+                                (path.clone(), Some(sha256.clone()))
+                            }
+                        };
+                        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+                        crate::control::PluginStatus {
+                            name: plugin.identity().name.clone(),
+                            version: plugin.identity().version.clone(),
+                            origin,
+                            sha256,
+                            hooks: plugin
+                                .hooks()
+                                .names()
+                                .into_iter()
+                                .map(str::to_owned)
+                                .collect(),
+                            services: plugin.identity().services.clone(),
+                            calls: plugin.stats().calls,
+                            failures: plugin.stats().failures,
+                            mean_us: micros(plugin.stats().mean()),
+                            p99_us: micros(plugin.stats().p99()),
+                            quarantined: plugin.quarantined(),
+                        }
+                    })
+                    .collect(),
             },
             Request::Stop => {
                 self.begin_stop("a stop command");
@@ -1417,6 +1507,65 @@ fn prepare_base_dir(base_dir: &Path) -> Result<(), RunError> {
     std::fs::set_permissions(base_dir, std::fs::Permissions::from_mode(0o755)).map_err(cannot)
 }
 
+/// How long an accept loop rests after an error such as running out of
+/// descriptors, so it cannot spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A task that accepts connections on `listener` for inetd service
+/// `index` of `generation` and forwards them. An error other than "nothing
+/// to accept" (out of descriptors, out of memory) is logged at most once
+/// per backoff and waited out, so the loop never spins.
+fn accept_task(
+    events: &mpsc::UnboundedSender<Event>,
+    generation: u64,
+    index: usize,
+    listener: &Listener,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let endpoint = listener.endpoint().to_string();
+    let unix = matches!(listener.endpoint(), Endpoint::Unix(_));
+    let fd = warden_sys::watch::async_fd(OwnedFd::from(listener.try_clone()?))?;
+    let events = events.clone();
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok(mut ready) = fd.readable().await else {
+                return;
+            };
+            let socket = match nix::sys::socket::accept4(
+                fd.get_ref().as_fd(),
+                SockFlag::SOCK_CLOEXEC,
+            ) {
+                Ok(socket) => socket,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {
+                    ready.clear_ready();
+                    continue;
+                }
+                Err(errno) => {
+                    ready.clear_ready();
+                    tracing::error!(
+                        listener = endpoint,
+                        %errno,
+                        "cannot accept a connection; retrying in {}ms (raise the descriptor limit, ulimit -n, if it says too many open files)",
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Some(ends) = ends_of(&socket, unix) else {
+                continue;
+            };
+            let event = Event::Accepted {
+                generation,
+                index,
+                connection: Connection { socket, ends },
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+    }))
+}
+
 /// Records a failed exit at `now` and returns how many the last second saw.
 fn record_failure(state: &mut ServiceState, now: Instant) -> u32 {
     state.failures.push_back(now);
@@ -1454,20 +1603,37 @@ fn drop_waiting(state: &ServiceState) -> u64 {
     dropped
 }
 
-/// Removes a unix socket or fifo left at a wanted path by the running
-/// configuration, when the new one wants it with another owner or mode.
-fn remove_stale_file(spec: &Spec, old: &[(Wanted, OpenListener)]) {
+/// Whether the running configuration holds a unix socket or fifo at the
+/// path `spec` wants (with other settings, or it would have been reused).
+fn holds_path(spec: &Spec, old: &[(Wanted, OpenListener)]) -> bool {
     let path = match spec {
         Spec::Unix { path, .. } | Spec::Fifo { path, .. } => path,
-        Spec::Inet { .. } => return,
+        Spec::Inet { .. } => return false,
     };
-    let taken = old.iter().any(|(was, _)| match &was.spec {
+    old.iter().any(|(was, _)| match &was.spec {
         Spec::Unix { path: p, .. } | Spec::Fifo { path: p, .. } => p == path,
         Spec::Inet { .. } => false,
-    });
-    if taken {
+    })
+}
+
+/// Removes the file at the path of a unix socket or fifo, so it can be
+/// made again with new settings.
+fn remove_file_listener(spec: &Spec) {
+    if let Spec::Unix { path, .. } | Spec::Fifo { path, .. } = spec {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// An error and its causes, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// What the UCSPI variables say about an accepted connection.

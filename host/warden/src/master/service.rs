@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use warden_policy::{ProcessView, ServiceView};
+use warden_policy::{ProcessView, ServiceKind, ServiceView};
 use warden_sys::{Child, Identity};
 
 use super::launch::Connection;
 use super::notify::NotifySocket;
-use crate::config::{IdleKill, Interface, Service, ServiceType};
+use crate::config::{IdleKill, Interface, Service, ServiceCount, ServiceType};
 use crate::listen::OpenListener;
 
 /// A process that has lived this long without saying so is taken to be
@@ -268,7 +268,21 @@ impl ServiceState {
     pub(super) fn view(&self) -> ServiceView<'_> {
         ServiceView {
             name: self.name(),
-            startup: self.config.kind.value == ServiceType::Startup,
+            kind: match self.config.kind.value {
+                ServiceType::Default => ServiceKind::Default,
+                ServiceType::Startup => ServiceKind::Startup,
+                ServiceType::Login => ServiceKind::Login,
+                ServiceType::Log => ServiceKind::Log,
+                ServiceType::Config => ServiceKind::Config,
+                ServiceType::Anvil => ServiceKind::Anvil,
+                ServiceType::Worker => ServiceKind::Worker,
+            },
+            protocol: &self.config.protocol.value,
+            policies: &self.config.policies.value,
+            service_count: match self.config.service_count.value {
+                ServiceCount::Limited(count) => Some(count.get()),
+                ServiceCount::Unlimited => None,
+            },
             client_limit: self.config.effective_client_limit(),
             process_limit: self.config.process_limit.value,
             process_min_avail: self.config.process_min_avail.value,

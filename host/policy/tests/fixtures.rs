@@ -1,0 +1,310 @@
+//! The deliberately broken plugins of `plugins/fixtures`, each loaded into
+//! the real runtime with the outcome it must have. The build fails when a
+//! fixture has no `fixture("NAME")` test here.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on what it cannot set up"
+)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use warden_policy::runtime::Failure;
+use warden_policy::{
+    Budget, ExitCause, ExitView, IdleAction, Lifecycle, LoadError, Origin, Plugins, Policy,
+    ProcessView, Runtime, ServiceKind, ServiceView,
+};
+
+use warden_policy::FIXTURES;
+
+/// The component of the fixture in `plugins/fixtures/NAME`.
+fn bytes_of(name: &str) -> &'static [u8] {
+    FIXTURES
+        .iter()
+        .find(|(fixture, _)| *fixture == name)
+        .map(|(_, bytes)| *bytes)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+}
+
+/// Names a fixture; the build checks each has a test that names it so.
+fn fixture(name: &'static str) -> &'static str {
+    bytes_of(name);
+    name
+}
+
+fn load(name: &str) -> Result<Plugins, LoadError> {
+    load_with(name, Budget::default())
+}
+
+fn load_with(name: &str, budget: Budget) -> Result<Plugins, LoadError> {
+    let runtime = Runtime::new().expect("the runtime");
+    let plugin = runtime.load(
+        bytes_of(name),
+        Origin::File {
+            path: format!("{name}.wasm"),
+            sha256: String::new(),
+        },
+        budget,
+    )?;
+    Ok(Plugins::new(vec![plugin]))
+}
+
+fn service() -> ServiceView<'static> {
+    ServiceView {
+        name: "imap-login",
+        kind: ServiceKind::Login,
+        protocol: "imap",
+        policies: &[],
+        service_count: None,
+        client_limit: 10,
+        process_limit: 20,
+        process_min_avail: 0,
+        idle_kill_ms: Some(60_000),
+    }
+}
+
+fn idle_processes() -> Vec<ProcessView> {
+    (1..=3)
+        .map(|pid| ProcessView {
+            pid,
+            started_ms: 0,
+            ready: true,
+            clients: Some(0),
+            idle_since_ms: Some(u64::from(pid) * 100),
+            asked_to_exit_ms: None,
+            retired: false,
+        })
+        .collect()
+}
+
+/// Runs `body` with warden's log captured, and returns it.
+fn with_log(body: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, body);
+    let bytes = capture
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn failure_of(plugins: &Plugins) -> Option<Failure> {
+    plugins
+        .plugins()
+        .first()
+        .and_then(|p| p.last_failure().cloned())
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_its_deadline_and_the_fallback_answers() {
+    let mut plugins = load(fixture("endless-loop")).expect("it loads");
+    let started = Instant::now();
+    let log = with_log(|| {
+        let answer = plugins.idle(&service(), &idle_processes(), 3, 1_000);
+        assert_eq!(answer, [], "the fallback retires nothing");
+    });
+    let took = started.elapsed();
+    assert_eq!(failure_of(&plugins), Some(Failure::Deadline));
+    assert!(took >= Budget::default().deadline, "stopped after {took:?}");
+    assert!(took < Duration::from_secs(2), "stopped only after {took:?}");
+    assert!(
+        log.contains("the plugin ran past its deadline; the next decision in the chain is used"),
+        "{log}"
+    );
+    assert!(
+        log.contains("plugin=\"endless-loop\" hook=\"idle\" service=\"imap-login\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_memory_hog_meets_its_cap() {
+    let mut plugins = load(fixture("memory-hog")).expect("it loads");
+    assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+    assert_eq!(failure_of(&plugins), Some(Failure::Memory));
+}
+
+#[test]
+fn a_trap_falls_back_and_the_instance_is_rebuilt_for_the_next_call() {
+    let mut plugins = load(fixture("trap")).expect("it loads");
+    for _ in 0..2 {
+        assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+        // A trapped store cannot be entered again; each call trapping anew
+        // shows the instance was rebuilt.
+        assert!(
+            matches!(failure_of(&plugins), Some(Failure::Trap(ref reason)) if reason.contains("unreachable")),
+            "{:?}",
+            failure_of(&plugins)
+        );
+    }
+}
+
+#[test]
+fn invalid_answers_are_refused_and_repeated_failures_quarantine() {
+    let mut plugins = load(fixture("invalid-answer")).expect("it loads");
+    let service = service();
+    assert_eq!(plugins.idle(&service, &idle_processes(), 3, 1_000), []);
+    assert!(matches!(
+        failure_of(&plugins),
+        Some(Failure::Invalid(ref reason)) if reason.contains("pid 4000000000, which is not one of the service's processes")
+    ));
+    assert_eq!(plugins.scaling(&service, &[], false, false), 0);
+    assert!(matches!(
+        failure_of(&plugins),
+        Some(Failure::Invalid(ref reason)) if reason.contains("more than process_limit (20)")
+    ));
+    let exit = ExitView {
+        pid: 1,
+        cause: ExitCause::Code(0),
+        age_ms: 100,
+        was_ready: true,
+        was_asked: false,
+        service_proven: true,
+        failures_in_last_second: 0,
+        last_throttle_ms: 0,
+    };
+    assert_eq!(plugins.lifecycle(&service, &exit), Lifecycle::Continue);
+    assert!(matches!(
+        failure_of(&plugins),
+        Some(Failure::Invalid(ref reason)) if reason.contains("longer than a day")
+    ));
+    // Five failures in a minute: quarantined until the next load, and asked
+    // no more.
+    plugins.idle(&service, &idle_processes(), 3, 1_000);
+    plugins.idle(&service, &idle_processes(), 3, 1_000);
+    let plugin = plugins.plugins().first().expect("the plugin");
+    assert!(plugin.quarantined());
+    let calls = plugin.stats().calls;
+    plugins.idle(&service, &idle_processes(), 3, 1_000);
+    assert_eq!(
+        plugins.plugins().first().expect("the plugin").stats().calls,
+        calls
+    );
+}
+
+#[test]
+fn a_huge_log_line_is_cut_and_the_call_succeeds() {
+    // Copying ten megabytes takes longer than the default deadline on a
+    // busy machine; what is tested here is the cut, not the speed.
+    let budget = Budget {
+        deadline: Duration::from_secs(5),
+        ..Budget::default()
+    };
+    let mut plugins = load_with(fixture("huge-log"), budget).expect("it loads");
+    let log = with_log(|| {
+        assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+    });
+    assert_eq!(failure_of(&plugins), None);
+    let line = log
+        .lines()
+        .find(|line| line.contains("plugin=\"huge-log\""))
+        .unwrap_or_else(|| {
+            panic!(
+                "no line of the plugin in: {}",
+                log.chars().take(600).collect::<String>()
+            )
+        });
+    assert!(line.len() < 5000, "a line of {} bytes", line.len());
+    assert!(line.contains("bytes cut)"), "{line}");
+}
+
+#[test]
+fn a_plugin_cannot_open_a_file() {
+    let mut plugins = load(fixture("open-file")).expect("it loads");
+    let log = with_log(|| {
+        assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+    });
+    assert_eq!(failure_of(&plugins), None);
+    assert!(log.contains("cannot read /etc/passwd"), "{log}");
+    assert!(!log.contains("bytes of /etc/passwd"), "{log}");
+}
+
+#[test]
+fn a_component_without_the_plugin_interface_is_refused() {
+    let error = load(fixture("missing-plugin")).expect_err("it must be refused");
+    assert!(matches!(error, LoadError::NoIdentity { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("does not export warden:policy/plugin@0.1.0"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_plugin_ahead_in_the_chain_answers_instead_of_the_builtin() {
+    let runtime = Runtime::new().expect("the runtime");
+    let file = runtime
+        .load(
+            bytes_of(fixture("retire-nothing")),
+            Origin::File {
+                path: "retire-nothing.wasm".to_owned(),
+                sha256: String::new(),
+            },
+            Budget::default(),
+        )
+        .expect("it loads");
+    let (_, builtin) = warden_policy::BUILTINS
+        .iter()
+        .find(|(name, _)| *name == "dovecot")
+        .expect("the dovecot built-in");
+    let builtin = runtime
+        .load(builtin, Origin::Builtin, Budget::default())
+        .expect("it loads");
+    let mut plugins = Plugins::new(vec![builtin, file]);
+    // The file plugin comes first and keeps every idle process, where the
+    // built-in would retire two.
+    assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 70_000), []);
+    assert_eq!(
+        plugins
+            .plugins()
+            .first()
+            .map(|p| p.identity().name.as_str()),
+        Some("retire-nothing")
+    );
+}
+
+#[test]
+fn the_builtin_dovecot_plugin_answers_every_scheduling_hook() {
+    let runtime = Runtime::new().expect("the runtime");
+    let (_, bytes) = warden_policy::BUILTINS
+        .iter()
+        .find(|(name, _)| *name == "dovecot")
+        .expect("the dovecot built-in");
+    let plugin = runtime
+        .load(bytes, Origin::Builtin, Budget::default())
+        .expect("it loads");
+    assert_eq!(plugin.identity().name, "dovecot");
+    assert_eq!(plugin.hooks().names(), ["idle", "scaling", "lifecycle"]);
+    let mut plugins = Plugins::new(vec![plugin]);
+    let mut service = service();
+    service.process_min_avail = 1;
+    // The low-water algorithm: three idle all along, one kept.
+    assert_eq!(
+        plugins.idle(&service, &idle_processes(), 3, 70_000),
+        [IdleAction::AskToExit(1), IdleAction::AskToExit(2)]
+    );
+    assert_eq!(failure_of(&plugins), None);
+}

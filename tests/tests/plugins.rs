@@ -1,0 +1,146 @@
+//! Policy plugins in a running warden: a plugin dropped into `plugins_dir`
+//! changes a running service's decisions without a restart, and a broken
+//! one leaves every service serving.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on what it cannot set up"
+)]
+
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use warden::control::{Request, Response};
+use warden_tests::{LineClient, Running, echo, free_port};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn fixture(name: &str) -> &'static [u8] {
+    warden_policy::FIXTURES
+        .iter()
+        .find(|(fixture, _)| *fixture == name)
+        .map(|(_, bytes)| *bytes)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+}
+
+/// Puts `bytes` at `path` at once, as an operator's `mv` would.
+fn install(path: &Path, bytes: &[u8]) {
+    let staging = path.with_extension("staging");
+    std::fs::write(&staging, bytes).expect("write the plugin");
+    std::fs::rename(&staging, path).expect("move the plugin into place");
+}
+
+#[test]
+fn a_dropped_in_plugin_changes_idle_behaviour_and_a_broken_one_falls_back() {
+    let plugins_dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let warden = Running::start(&format!(
+        r#"
+plugins_dir = {dir:?}
+
+[service.echo]
+executable = {echo:?}
+client_limit = 1
+process_limit = 5
+idle_kill = "1s"
+
+[[service.echo.inet_listener]]
+name = "echo"
+address = "127.0.0.1"
+port = {port}
+"#,
+        dir = plugins_dir.path().display().to_string(),
+        echo = echo().display().to_string(),
+    ));
+    let plugin = plugins_dir.path().join("idle.wasm");
+
+    // A plugin that keeps idle processes: dropped in, it decides at once.
+    install(&plugin, fixture("retire-nothing"));
+    warden.wait_for("the plugin to load", WAIT, || {
+        warden
+            .log()
+            .contains("plugin loaded plugin=\"retire-nothing\"")
+    });
+    let clients: Vec<LineClient> = (0..3)
+        .map(|_| {
+            let mut client = LineClient::connect(port).expect("connect");
+            client.echo_pid();
+            client
+        })
+        .collect();
+    drop(clients);
+    thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        warden.pids("echo").len(),
+        3,
+        "retire-nothing kept no process"
+    );
+
+    // Replaced by a plugin that never answers: the call hits its deadline,
+    // the failure is logged and counted, and the built-in decides instead.
+    install(&plugin, fixture("endless-loop"));
+    warden.wait_for("idle processes retired by the built-in", WAIT, || {
+        warden.pids("echo").is_empty()
+    });
+    let log = warden.log();
+    assert!(
+        log.contains("plugin loaded plugin=\"endless-loop\""),
+        "{log}"
+    );
+    assert!(log.contains("the plugin ran past its deadline"), "{log}");
+    match warden.request(&Request::Plugins) {
+        Response::Plugins { plugins } => {
+            let looping = plugins
+                .iter()
+                .find(|p| p.name == "endless-loop")
+                .expect("the plugin is listed");
+            assert!(looping.failures >= 1, "{looping:?}");
+            assert!(looping.sha256.is_some());
+            let builtin = plugins
+                .iter()
+                .find(|p| p.name == "dovecot")
+                .expect("the built-in");
+            assert_eq!(builtin.origin, "built-in");
+        }
+        other => panic!("plugins answered {other:?}"),
+    }
+    let mut client = LineClient::connect(port).expect("still serving");
+    client.echo_pid();
+}
+
+#[test]
+fn check_reports_a_plugin_that_cannot_load() {
+    let plugins_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(plugins_dir.path().join("broken.wasm"), b"not a component").expect("write");
+    install(
+        &plugins_dir.path().join("bare.wasm"),
+        fixture("missing-plugin"),
+    );
+    let config = plugins_dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_dir = {:?}\nplugins_dir = {:?}\n",
+            plugins_dir.path().join("run").display().to_string(),
+            plugins_dir.path().display().to_string()
+        ),
+    )
+    .expect("write the configuration");
+    let output = std::process::Command::new(warden_tests::warden())
+        .arg("check")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("run warden check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("broken.wasm: not a valid WebAssembly component"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("does not export warden:policy/plugin@0.1.0"),
+        "{stderr}"
+    );
+}
