@@ -5,7 +5,10 @@
 //!
 //!     cargo bench -p warden-tests --bench policy
 
-#![allow(clippy::expect_used, reason = "a benchmark fails loudly on what it cannot set up")]
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark fails loudly on what it cannot set up"
+)]
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
 use std::hint::black_box;
@@ -98,7 +101,7 @@ fn native_processes(views: &[ProcessView]) -> Vec<dovecot::Process> {
 }
 
 fn main() {
-    let runtime = Runtime::new().expect("the runtime");
+    let runtime = Runtime::new(None).expect("the runtime");
     let (_, bytes) = warden_policy::BUILTINS
         .iter()
         .find(|(name, _)| *name == "dovecot")
@@ -108,7 +111,9 @@ fn main() {
         .expect("it loads");
     let mut plugins = Plugins::new(vec![plugin]);
 
-    println!("one hook call, microseconds ({CALLS} calls each; the native column converts its inputs too)");
+    println!(
+        "one hook call, microseconds ({CALLS} calls each; the native column converts its inputs too)"
+    );
     println!(
         "{:<10} {:>6} {:>12} {:>12} {:>12} {:>12}",
         "hook", "procs", "plugin mean", "plugin p99", "native mean", "native p99"
@@ -122,7 +127,12 @@ fn main() {
         });
         let native = time(|| {
             let service = native_service(&view);
-            black_box(dovecot::idle(&service, &native_processes(&procs), lowwater, 100_000));
+            black_box(dovecot::idle(
+                &service,
+                &native_processes(&procs),
+                lowwater,
+                100_000,
+            ));
         });
         show("idle", count, plugin, native);
         let plugin = time(|| {
@@ -130,7 +140,12 @@ fn main() {
         });
         let native = time(|| {
             let service = native_service(&view);
-            black_box(dovecot::scaling(&service, &native_processes(&procs), false, false));
+            black_box(dovecot::scaling(
+                &service,
+                &native_processes(&procs),
+                false,
+                false,
+            ));
         });
         show("scaling", count, plugin, native);
         let exit = ExitView {

@@ -144,3 +144,35 @@ fn check_reports_a_plugin_that_cannot_load() {
         "{stderr}"
     );
 }
+
+#[test]
+fn compiled_plugins_are_cached_in_a_private_directory() {
+    let warden = Running::start("");
+    let cache = warden.dir().join("run/plugin-cache");
+    warden.wait_for("the cache to fill", WAIT, || {
+        walk(&cache)
+            .iter()
+            .any(|file| file.metadata().is_ok_and(|m| m.len() > 1000))
+    });
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&cache).expect("the cache").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}

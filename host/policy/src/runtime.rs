@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -35,6 +36,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::exports::warden::policy as hooks;
 use crate::bindings::warden::policy::host::{self, Level};
+
+/// Where a plugin sees the directory its configuration grants it.
+pub const GRANT: &str = "/grant";
 
 /// How often the epoch advances: the granularity of every deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -247,11 +251,24 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Creates the engine and starts the epoch ticker (a thread that ends
     /// with the last clone of the engine).
-    pub fn new() -> Result<Runtime, String> {
+    ///
+    /// With `cache`, compiled code is kept in that directory, which the
+    /// caller creates owned by the supervisor's user and closed to others;
+    /// wasmtime keys each entry by the component's hash and the engine's
+    /// compiler and settings, and recompiles an entry that is stale,
+    /// foreign or damaged rather than trust it.
+    pub fn new(cache: Option<&Path>) -> Result<Runtime, String> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.concurrency_support(false);
         config.max_wasm_stack(256 << 10);
+        if let Some(dir) = cache {
+            let mut settings = wasmtime::CacheConfig::new();
+            settings.with_directory(dir);
+            let cache = wasmtime::Cache::new(settings)
+                .map_err(|e| format!("cannot use {} as the plugin cache: {e}", dir.display()))?;
+            config.cache(Some(cache));
+        }
         let engine =
             Engine::new(&config).map_err(|e| format!("cannot create the wasm engine: {e}"))?;
         let mut linker = Linker::new(&engine);
@@ -304,6 +321,7 @@ impl Runtime {
             indices,
             instance: None,
             budget,
+            grant: None,
             origin,
             identity: Identity::default(),
             stats: CallStats::default(),
@@ -402,6 +420,8 @@ pub struct Plugin {
     indices: Indices,
     instance: Option<(Store<State>, wasmtime::component::Instance)>,
     budget: Budget,
+    /// A directory granted read-only, seen by the plugin at [`GRANT`].
+    grant: Option<PathBuf>,
     origin: Origin,
     identity: Identity,
     stats: CallStats,
@@ -438,6 +458,21 @@ impl Plugin {
     /// Its call statistics.
     pub fn stats(&self) -> &CallStats {
         &self.stats
+    }
+
+    /// Applies the configuration's budget and directory grant; the next
+    /// call runs in a new instance made with them.
+    pub fn configure(&mut self, budget: Budget, grant: Option<PathBuf>) {
+        if self.budget != budget || self.grant != grant {
+            self.budget = budget;
+            self.grant = grant;
+            self.instance = None;
+        }
+    }
+
+    /// Its budget.
+    pub fn budget(&self) -> Budget {
+        self.budget
     }
 
     /// Whether it is quarantined.
@@ -478,6 +513,10 @@ impl Plugin {
         let output = Output::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.clone()).stderr(output.clone());
+        if let Some(dir) = &self.grant {
+            wasi.preopened_dir(dir, GRANT, wasmtime_wasi::FsPerms::ReadOnly)
+                .map_err(|e| Failure::Trap(format!("cannot grant {}: {e}", dir.display())))?;
+        }
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),

@@ -39,7 +39,7 @@ fn load(name: &str) -> Result<Plugins, LoadError> {
 }
 
 fn load_with(name: &str, budget: Budget) -> Result<Plugins, LoadError> {
-    let runtime = Runtime::new().expect("the runtime");
+    let runtime = Runtime::new(None).expect("the runtime");
     let plugin = runtime.load(
         bytes_of(name),
         Origin::File {
@@ -231,14 +231,37 @@ fn a_huge_log_line_is_cut_and_the_call_succeeds() {
 }
 
 #[test]
-fn a_plugin_cannot_open_a_file() {
+fn a_plugin_cannot_open_a_file_unless_granted_a_directory_and_then_only_to_read() {
     let mut plugins = load(fixture("open-file")).expect("it loads");
     let log = with_log(|| {
         assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
     });
     assert_eq!(failure_of(&plugins), None);
     assert!(log.contains("cannot read /etc/passwd"), "{log}");
-    assert!(!log.contains("bytes of /etc/passwd"), "{log}");
+    assert!(log.contains("cannot read /grant/allowed.txt"), "{log}");
+
+    let granted = tempfile::tempdir().expect("tempdir");
+    std::fs::write(granted.path().join("allowed.txt"), "blocklist").expect("write");
+    let runtime = Runtime::new(None).expect("the runtime");
+    let mut plugin = runtime
+        .load(
+            bytes_of("open-file"),
+            Origin::File {
+                path: "open-file.wasm".to_owned(),
+                sha256: String::new(),
+            },
+            Budget::default(),
+        )
+        .expect("it loads");
+    plugin.configure(Budget::default(), Some(granted.path().to_path_buf()));
+    let mut plugins = Plugins::new(vec![plugin]);
+    let log = with_log(|| {
+        assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+    });
+    assert!(log.contains("read 9 bytes of /grant/allowed.txt"), "{log}");
+    assert!(log.contains("cannot read /etc/passwd"), "{log}");
+    assert!(log.contains("cannot write /grant/written.txt"), "{log}");
+    assert!(!granted.path().join("written.txt").exists());
 }
 
 #[test]
@@ -255,7 +278,7 @@ fn a_component_without_the_plugin_interface_is_refused() {
 
 #[test]
 fn a_plugin_ahead_in_the_chain_answers_instead_of_the_builtin() {
-    let runtime = Runtime::new().expect("the runtime");
+    let runtime = Runtime::new(None).expect("the runtime");
     let file = runtime
         .load(
             bytes_of(fixture("retire-nothing")),
@@ -288,7 +311,7 @@ fn a_plugin_ahead_in_the_chain_answers_instead_of_the_builtin() {
 
 #[test]
 fn the_builtin_dovecot_plugin_answers_every_scheduling_hook() {
-    let runtime = Runtime::new().expect("the runtime");
+    let runtime = Runtime::new(None).expect("the runtime");
     let (_, bytes) = warden_policy::BUILTINS
         .iter()
         .find(|(name, _)| *name == "dovecot")

@@ -22,7 +22,7 @@ use super::value::{
 };
 use super::{
     Config, Executable, FileListener, Globals, IdleKill, InetListener, Interface, MetricsListen,
-    Origin, Problem, Service, ServiceCount, ServiceType, Setting, Ssl, VszLimit,
+    Origin, PluginSettings, Problem, Service, ServiceCount, ServiceType, Setting, Ssl, VszLimit,
 };
 
 /// Reads `source`. Returns `None` only when the text is not TOML at all;
@@ -55,8 +55,18 @@ pub(super) fn load(
             }
         }
     }
+    let mut plugins = Vec::new();
+    if let Some(item) = root.get("plugin") {
+        for (name, table) in item.tables(problems) {
+            plugins.push(read_plugin(name, table, problems));
+        }
+    }
     root.finish(problems);
-    Some(Config { globals, services })
+    Some(Config {
+        globals,
+        services,
+        plugins,
+    })
 }
 
 /// One TOML table being read: remembers which keys were asked for, so that
@@ -1018,6 +1028,72 @@ fn read_service(
         fifo_listeners,
         inet_listeners,
     })
+}
+
+/// Reads a `[plugin.NAME]` table.
+fn read_plugin(
+    name: &str,
+    mut table: Table<'_, '_>,
+    problems: &mut Vec<Problem>,
+) -> PluginSettings {
+    let deadline = setting(
+        table.get("deadline"),
+        problems,
+        |item, problems| {
+            let duration = item.parsed(problems, read_duration)?;
+            if duration.as_millis() == 0 || duration.as_millis() > 10_000 {
+                problems.push(item.problem(format!(
+                    "a plugin deadline of {duration} is out of range; write one from 1ms to 10s, like \"20ms\""
+                )));
+                return None;
+            }
+            Some(duration)
+        },
+        builtin(Duration::from_millis(20)),
+    );
+    let memory = setting(
+        table.get("memory"),
+        problems,
+        |item, problems| {
+            let text = item.string(problems)?;
+            let size = item.parsed(problems, |_| Size::parse(text))?;
+            if size.0 < (1 << 20) || size.0 > (4 << 30) {
+                problems.push(item.problem(format!(
+                    "a plugin memory cap of {size} is out of range; write one from \"1M\" to \"4G\""
+                )));
+                return None;
+            }
+            Some(size)
+        },
+        builtin(Size(32 << 20)),
+    );
+    let directory = setting(
+        table.get("directory"),
+        problems,
+        |item, problems| {
+            let text = item.string(problems)?;
+            item.parsed(problems, |item| {
+                if text.is_empty() {
+                    Ok(None)
+                } else if Path::new(text).is_absolute() {
+                    Ok(Some(PathBuf::from(text)))
+                } else {
+                    Err(format!(
+                        "{} must be an absolute path, like \"/etc/warden/blocklist\", not `{text}`",
+                        item.path
+                    ))
+                }
+            })
+        },
+        builtin(None),
+    );
+    table.finish(problems);
+    PluginSettings {
+        name: name.to_owned(),
+        deadline,
+        memory,
+        directory,
+    }
 }
 
 /// Splits `executable` like a shell word list and resolves the program

@@ -102,6 +102,21 @@ pub struct Config {
     pub globals: Globals,
     /// The services, in the order the file declares them.
     pub services: Vec<Service>,
+    /// `[plugin.NAME]` tables: budgets and grants of policy plugins.
+    pub plugins: Vec<PluginSettings>,
+}
+
+/// One `[plugin.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSettings {
+    /// The plugin's name, as it describes itself.
+    pub name: String,
+    /// How long one of its calls may run.
+    pub deadline: Setting<Duration>,
+    /// How much memory one of its instances may have.
+    pub memory: Setting<Size>,
+    /// A directory it may read, seen by the plugin at `/grant`.
+    pub directory: Setting<Option<PathBuf>>,
 }
 
 /// Settings that apply to the whole supervisor, and the defaults services

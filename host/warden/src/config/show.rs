@@ -27,6 +27,17 @@ pub fn render(config: &Config, only: Option<&str>) -> Option<String> {
                 out.push('\n');
                 render_service(&mut out, config, service);
             }
+            for plugin in &config.plugins {
+                let _ = writeln!(out, "\n[plugin.{}]", plugin.name.as_str().to_toml_key());
+                let mut s = Section::default();
+                s.add("deadline", &plugin.deadline, |d| string(&d.to_string()));
+                s.add("memory", &plugin.memory, |m| string(&m.to_string()));
+                s.add("directory", &plugin.directory, |d| match d {
+                    None => string(""),
+                    Some(p) => path(p),
+                });
+                s.write(&mut out);
+            }
         }
     }
     Some(out)

@@ -274,7 +274,11 @@ impl Master {
     async fn start(config_path: PathBuf, config: Config) -> Result<Master, RunError> {
         let (events, receiver) = mpsc::unbounded_channel();
         let (metrics, registry) = Metrics::new();
-        let runtime = Runtime::new().map_err(|what| RunError::Start { what, source: None })?;
+        prepare_base_dir(&config.globals.base_dir.value)?;
+        let cache = config.globals.base_dir.value.join("plugin-cache");
+        prepare_private_dir(&cache)?;
+        let runtime =
+            Runtime::new(Some(&cache)).map_err(|what| RunError::Start { what, source: None })?;
         let mut master = Master {
             config_path,
             config: config.clone(),
@@ -296,7 +300,6 @@ impl Master {
             tasks: Vec::new(),
             control_clients: tokio::task::JoinSet::new(),
         };
-        prepare_base_dir(&config.globals.base_dir.value)?;
         master.load_plugins();
         master.services = master.set_up(&config, 0, Vec::new(), &mut Vec::new())?;
         master.start_control()?;
@@ -467,7 +470,7 @@ impl Master {
     fn load_plugins(&mut self) {
         let dir = self.config.globals.plugins_dir.value.clone();
         let previous = std::mem::take(&mut self.policy);
-        self.policy = plugins::load(&self.runtime, &dir, previous);
+        self.policy = plugins::load(&self.runtime, &dir, previous, &self.config.plugins);
         self.plugins_listing = plugins::listing(&dir);
         self.plugins_checked = Instant::now();
     }
@@ -1564,6 +1567,17 @@ fn accept_task(
             }
         }
     }))
+}
+
+/// Creates `dir` if it is missing, open to its owner only: the compiled
+/// plugin code kept there is trusted, so no one else may write it.
+fn prepare_private_dir(dir: &Path) -> Result<(), RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = |e| RunError::start(format!("cannot prepare {}", dir.display()), e);
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir).map_err(cannot)?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(cannot)
 }
 
 /// Records a failed exit at `now` and returns how many the last second saw.

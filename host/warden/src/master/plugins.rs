@@ -11,6 +11,8 @@ use std::time::SystemTime;
 
 use warden_policy::{Budget, Origin, Plugins, Runtime};
 
+use crate::config::PluginSettings;
+
 /// What `plugins_dir` held when last looked at: each `.wasm` file's path,
 /// size and modification time.
 pub(super) type Listing = Vec<(PathBuf, u64, Option<SystemTime>)>;
@@ -34,9 +36,15 @@ pub(super) fn listing(dir: &Path) -> Listing {
     files
 }
 
-/// Loads the built-ins and the files of `dir`. `previous` are the plugins
-/// loaded before; a file that fails now keeps its previous version.
-pub(super) fn load(runtime: &Runtime, dir: &Path, previous: Plugins) -> Plugins {
+/// Loads the built-ins and the files of `dir`, then gives each the budget
+/// and directory its `[plugin.NAME]` table sets. `previous` are the
+/// plugins loaded before; a file that fails now keeps its previous version.
+pub(super) fn load(
+    runtime: &Runtime,
+    dir: &Path,
+    previous: Plugins,
+    settings: &[PluginSettings],
+) -> Plugins {
     let mut previous = previous.into_plugins();
     let mut loaded = Vec::new();
     for (name, bytes) in warden_policy::BUILTINS {
@@ -82,13 +90,22 @@ pub(super) fn load(runtime: &Runtime, dir: &Path, previous: Plugins) -> Plugins 
             }
         }
     }
+    for plugin in &mut loaded {
+        if let Some(set) = settings.iter().find(|s| s.name == plugin.identity().name) {
+            let budget = Budget {
+                deadline: set.deadline.value.to_std(),
+                memory: usize::try_from(set.memory.value.0).unwrap_or(usize::MAX),
+            };
+            plugin.configure(budget, set.directory.value.clone());
+        }
+    }
     Plugins::new(loaded)
 }
 
 /// Loads and links every plugin, built-in and in `dir`, as `warden check`
 /// does: the names and origins of those that load, or every failure.
 pub fn check(dir: &Path) -> Result<Vec<String>, Vec<String>> {
-    let runtime = Runtime::new().map_err(|error| vec![error])?;
+    let runtime = Runtime::new(None).map_err(|error| vec![error])?;
     let mut loaded = Vec::new();
     let mut failed = Vec::new();
     for (name, bytes) in warden_policy::BUILTINS {
