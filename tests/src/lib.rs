@@ -169,7 +169,7 @@ impl Running {
             .arg(&config)
             .arg("--log-file")
             .arg(&log)
-            .env("WARDEN_LOG", "debug")
+            .env("WARDEN_LOG", "info,warden=debug,warden_policy=debug")
             .spawn()
             .expect("start warden run");
         let control = base.join("control");

@@ -163,7 +163,10 @@ enum Phase {
     Running,
     /// Stopping since this instant; `log_told` once the log service was
     /// told to stop.
-    Stopping { since: Instant, log_told: bool },
+    Stopping {
+        since: Instant,
+        log_told: Option<Instant>,
+    },
 }
 
 /// A process left from an earlier configuration, finishing its clients.
@@ -172,6 +175,8 @@ struct Draining {
     service: String,
     process: Process,
     since: Instant,
+    /// Whether it was sent SIGKILL already.
+    killed: bool,
 }
 
 /// Reads and checks the configuration at `path`, including that this
@@ -651,8 +656,17 @@ impl Master {
                 None => return,
             },
         };
-        let exit = match process.child.wait() {
-            Ok(exit) => exit,
+        // The pidfd is readable, so the exit is there to collect at once.
+        let exit = match process.child.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => {
+                tracing::error!(
+                    service = name,
+                    pid,
+                    "a process's pidfd woke warden, but it has not exited; it is no longer watched"
+                );
+                return;
+            }
             Err(error) => {
                 tracing::error!(service = name, pid, %error, "cannot reap a process");
                 return;
@@ -855,11 +869,14 @@ impl Master {
                 .get_or_create(&label(&name))
                 .inc_by(dropped);
         }
-        if state
-            .last_drop_warning
-            .is_none_or(|last| now.saturating_duration_since(last) >= DROP_WARNING_INTERVAL)
-        {
-            state.last_drop_warning = Some(now);
+        // Drops and waits are each reported at most once a second.
+        let last = if dropped > 0 {
+            &mut state.last_drop_warning
+        } else {
+            &mut state.last_wait_warning
+        };
+        if last.is_none_or(|last| now.saturating_duration_since(last) >= DROP_WARNING_INTERVAL) {
+            *last = Some(now);
             let limit = state.config.process_limit.value;
             if dropped > 0 {
                 tracing::warn!(
@@ -972,13 +989,11 @@ impl Master {
             at_startup,
             self.spawned_this_round,
         );
-        // The log and config services are up before the others need them.
-        if at_startup
-            && matches!(
-                state.config.kind.value,
-                ServiceType::Log | ServiceType::Config
-            )
-            && state.processes.is_empty()
+        // The log and config services are up before the others need them,
+        // and the log service is restarted whenever it has no process.
+        let kind = state.config.kind.value;
+        if state.processes.is_empty()
+            && (kind == ServiceType::Log || (at_startup && kind == ServiceType::Config))
         {
             wanted = wanted.max(1);
         }
@@ -1137,7 +1152,8 @@ impl Master {
         let grace = self.config.globals.shutdown_grace.value.to_std();
         for (pid, old) in &mut self.draining {
             let waited = now.saturating_duration_since(old.since);
-            let signal = if waited >= grace * 2 {
+            let signal = if waited >= grace * 2 && !old.killed {
+                old.killed = true;
                 Signal::SIGKILL
             } else if waited >= grace && !old.process.told_to_stop {
                 Signal::SIGTERM
@@ -1163,7 +1179,7 @@ impl Master {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.phase = Phase::Stopping {
             since: Instant::now(),
-            log_told: false,
+            log_told: None,
         };
         for state in &mut self.services {
             stop_watching(state);
@@ -1206,7 +1222,7 @@ impl Master {
                 let _ = old.process.child.signal(Signal::SIGKILL);
             }
         }
-        if !others_left && !log_told {
+        if !others_left && log_told.is_none() {
             // The log service goes last, so the others' last lines are kept.
             for state in self.services.iter_mut().filter(|s| is_log(s)) {
                 for process in state.processes.values_mut() {
@@ -1216,10 +1232,11 @@ impl Master {
             }
             self.phase = Phase::Stopping {
                 since,
-                log_told: true,
+                log_told: Some(now),
             };
         }
-        if log_told && waited >= grace * 2 {
+        // The log service has its own grace, from when it was told.
+        if log_told.is_some_and(|told| now.saturating_duration_since(told) >= grace) {
             for state in self.services.iter().filter(|s| is_log(s)) {
                 for process in state.processes.values() {
                     let _ = process.child.signal(Signal::SIGKILL);
@@ -1326,6 +1343,7 @@ impl Master {
                         service: state.name().to_owned(),
                         process,
                         since: now,
+                        killed: false,
                     },
                 );
             }
@@ -1599,17 +1617,24 @@ fn stop_watching(state: &mut ServiceState) {
     }
 }
 
-/// Accepts and closes every connection waiting on the service's socket
-/// listeners; returns how many.
+/// The most connections dropped at once, so a flood cannot hold the loop;
+/// the rest are dropped on the next round.
+const DROP_BATCH: u64 = 1000;
+
+/// Accepts and closes the connections waiting on the service's socket
+/// listeners, at most [`DROP_BATCH`]; returns how many.
 fn drop_waiting(state: &ServiceState) -> u64 {
     let mut dropped = 0;
     for open in &state.listeners {
         if matches!(open.listener.endpoint(), Endpoint::Fifo(_)) {
             continue;
         }
-        while let Ok(socket) =
-            nix::sys::socket::accept4(open.listener.as_fd(), SockFlag::SOCK_CLOEXEC)
-        {
+        while dropped < DROP_BATCH {
+            let Ok(socket) =
+                nix::sys::socket::accept4(open.listener.as_fd(), SockFlag::SOCK_CLOEXEC)
+            else {
+                break;
+            };
             drop(socket);
             dropped += 1;
         }

@@ -52,25 +52,30 @@ pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) 
         let mut window = Instant::now();
         let mut logged = 0;
         loop {
-            if logged >= LINES_PER_WINDOW {
-                tokio::time::sleep_until(window + WINDOW).await;
-            }
-            if window.elapsed() >= WINDOW {
-                window = Instant::now();
-                logged = 0;
-            }
             let read = match receiver.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
                 Ok(read) => read,
             };
             buffer.extend_from_slice(chunk.get(..read).unwrap_or_default());
-            while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                log_line(&service, pid, stream, line.get(..end).unwrap_or_default());
-                logged += 1;
-            }
-            while buffer.len() >= MAX_LINE {
-                let line: Vec<u8> = buffer.drain(..MAX_LINE).collect();
+            loop {
+                let line: Vec<u8> = match buffer.iter().position(|&b| b == b'\n') {
+                    Some(end) => {
+                        let mut line: Vec<u8> = buffer.drain(..=end).collect();
+                        line.pop();
+                        line
+                    }
+                    None if buffer.len() >= MAX_LINE => buffer.drain(..MAX_LINE).collect(),
+                    None => break,
+                };
+                if window.elapsed() >= WINDOW {
+                    window = Instant::now();
+                    logged = 0;
+                }
+                if logged >= LINES_PER_WINDOW {
+                    tokio::time::sleep_until(window + WINDOW).await;
+                    window = Instant::now();
+                    logged = 0;
+                }
                 log_line(&service, pid, stream, &line);
                 logged += 1;
             }

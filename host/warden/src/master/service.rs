@@ -139,8 +139,10 @@ pub(super) struct ServiceState {
     pub waiting_since: Option<Instant>,
     /// Whether connections are dropped as they come (they waited too long).
     pub dropping: bool,
-    /// When the last "process_limit reached" line was logged.
+    /// When the last "connections are being dropped" line was logged.
     pub last_drop_warning: Option<Instant>,
+    /// When the last "connections wait" line was logged.
+    pub last_wait_warning: Option<Instant>,
     /// The fewest idle processes seen at once since the last idle round.
     pub idle_lowwater: Option<u32>,
     /// When the next idle round is.
@@ -183,6 +185,7 @@ impl ServiceState {
             waiting_since: None,
             dropping: false,
             last_drop_warning: None,
+            last_wait_warning: None,
             idle_lowwater: None,
             next_idle_round: None,
             started: false,
