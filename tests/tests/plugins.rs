@@ -107,6 +107,14 @@ port = {port}
     }
     let mut client = LineClient::connect(port).expect("still serving");
     client.echo_pid();
+
+    // A reload loads the plugins afresh.
+    let loaded = |log: &str| log.matches("plugin loaded plugin=\"endless-loop\"").count();
+    let before = loaded(&warden.log());
+    warden.signal(nix::sys::signal::Signal::SIGHUP);
+    warden.wait_for("the plugins to be loaded again", WAIT, || {
+        loaded(&warden.log()) > before
+    });
 }
 
 #[test]

@@ -1350,6 +1350,9 @@ impl Master {
         }
         self.services = services;
         self.config = config;
+        // Plugins are loaded afresh: changed files and [plugin.NAME]
+        // settings take effect, and quarantines end.
+        self.load_plugins();
         Ok(format!(
             "configuration reloaded (generation {}); {drained} old processes are finishing",
             self.generation

@@ -28,7 +28,6 @@ wit_bindgen::generate!({
 
 use exports::warden::policy::idle::Action;
 use exports::warden::policy::lifecycle::{Cause, Decision, Exit};
-use exports::warden::policy::plugin::Identity;
 use warden::policy::types::{Process, Service};
 use warden_plugin_sdk::dovecot;
 
@@ -57,17 +56,12 @@ fn processes(processes: &[Process]) -> Vec<dovecot::Process> {
         .collect()
 }
 
-impl exports::warden::policy::plugin::Guest for Dovecot {
-    fn describe() -> Identity {
-        Identity {
-            name: "dovecot".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            description: "Dovecot's master: prefork, low-water idle kill, failure throttling"
-                .to_owned(),
-            services: vec!["*".to_owned()],
-        }
-    }
-}
+warden_plugin_sdk::identity!(
+    Dovecot,
+    "dovecot",
+    "Dovecot's master: prefork, low-water idle kill, failure throttling",
+    ["*"]
+);
 
 impl exports::warden::policy::scaling::Guest for Dovecot {
     fn start(service_: Service, processes_: Vec<Process>, at_startup: bool, busy: bool) -> u32 {
