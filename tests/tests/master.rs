@@ -154,6 +154,22 @@ fn idle_processes_beyond_min_avail_are_asked_to_exit_and_0_means_the_default() {
     assert!(warden.log().contains("as asked"), "{}", warden.log());
 }
 
+// seed: type.default
+#[test]
+fn an_ordinary_service_starts_a_process_only_for_a_connection() {
+    let port = free_port();
+    let warden = Running::start(&echo_service("plain", port, "type = \"\""));
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        warden.pids("plain"),
+        Vec::<i32>::new(),
+        "started without a connection"
+    );
+    let mut client = LineClient::connect(port).expect("connect");
+    let pid = client.echo_pid();
+    assert_eq!(warden.pids("plain"), [pid]);
+}
+
 // seed: type.startup
 #[test]
 fn a_startup_service_starts_one_process_without_a_connection() {
