@@ -184,3 +184,33 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         })
         .collect()
 }
+
+#[test]
+fn check_reports_a_policy_naming_no_loaded_plugin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_dir = {:?}\nplugins_dir = {:?}\n[service.imap-login]\nexecutable = \"/bin/true\"\npolicies = [\"dovecot\", \"blocklsit\"]\n",
+            dir.path().join("run").display().to_string(),
+            dir.path().display().to_string()
+        ),
+    )
+    .expect("write the configuration");
+    let output = std::process::Command::new(warden_tests::warden())
+        .arg("check")
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("run warden check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains(
+            "service.imap-login.policies names the plugin \"blocklsit\", which is not loaded"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("\"dovecot\""), "{stderr}");
+}

@@ -333,7 +333,7 @@ fn check(path: &Path) -> Outcome {
         Ok(config) => config,
         Err(outcome) => return outcome,
     };
-    let plugins = match master::check_plugins(&config.globals.plugins_dir.value) {
+    let plugins = match master::check_plugins(&config) {
         Ok(plugins) => plugins,
         Err(failures) => {
             for failure in failures {

@@ -478,6 +478,9 @@ impl Master {
         self.policy = plugins::load(&self.runtime, &dir, previous, &self.config.plugins);
         self.plugins_listing = plugins::listing(&dir);
         self.plugins_checked = Instant::now();
+        for missing in plugins::unknown_policies(&self.config, &self.policy) {
+            tracing::warn!("{missing}");
+        }
     }
 
     /// Reloads the plugins when `plugins_dir` changed; looks once a second.
@@ -1516,7 +1519,33 @@ fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
                 let _ = events.send(Event::Exited { pid });
             });
         }
-        Err(error) => tracing::error!(pid, %error, "cannot watch a process for its exit"),
+        Err(error) => {
+            // Without the reactor, look at the pidfd ten times a second,
+            // so the process is still reaped and stop still ends.
+            tracing::warn!(pid, %error, "cannot watch a process's exit; looking for it periodically");
+            let Ok(pidfd) = child.as_fd().try_clone_to_owned() else {
+                tracing::error!(
+                    pid,
+                    "cannot keep a handle on the process; it will not be reaped"
+                );
+                return;
+            };
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ROUND).await;
+                    let mut polled = [nix::poll::PollFd::new(
+                        pidfd.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    if nix::poll::poll(&mut polled, nix::poll::PollTimeout::ZERO)
+                        .is_ok_and(|n| n > 0)
+                    {
+                        let _ = events.send(Event::Exited { pid });
+                        return;
+                    }
+                }
+            });
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use warden_policy::{Budget, Origin, Plugins, Runtime};
 
-use crate::config::PluginSettings;
+use crate::config::{Config, PluginSettings};
 
 /// What `plugins_dir` held when last looked at: each `.wasm` file's path,
 /// size and modification time.
@@ -102,15 +102,53 @@ pub(super) fn load(
     Plugins::new(loaded)
 }
 
-/// Loads and links every plugin, built-in and in `dir`, as `warden check`
-/// does: the names and origins of those that load, or every failure.
-pub fn check(dir: &Path) -> Result<Vec<String>, Vec<String>> {
+/// Every `policies` entry naming a plugin that is not loaded, as a line
+/// saying what to change.
+pub(super) fn unknown_policies(config: &Config, plugins: &Plugins) -> Vec<String> {
+    let loaded: Vec<&str> = plugins
+        .plugins()
+        .iter()
+        .map(|p| p.identity().name.as_str())
+        .collect();
+    unknown(config, &loaded)
+}
+
+fn unknown(config: &Config, loaded: &[&str]) -> Vec<String> {
+    config
+        .services
+        .iter()
+        .flat_map(|service| {
+            service
+                .policies
+                .value
+                .iter()
+                .filter(|name| !loaded.contains(&name.as_str()))
+                .map(move |name| {
+                    format!(
+                        "service.{}.policies names the plugin {name:?}, which is not loaded; put it in plugins_dir or correct the name",
+                        service.name
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Loads and links every plugin, built-in and in `plugins_dir`, as
+/// `warden check` does, and checks that every plugin a service's
+/// `policies` names is among them: the names and origins of those that
+/// load, or every problem.
+pub fn check(config: &Config) -> Result<Vec<String>, Vec<String>> {
+    let dir = config.globals.plugins_dir.value.as_path();
     let runtime = Runtime::new(None).map_err(|error| vec![error])?;
     let mut loaded = Vec::new();
+    let mut names = Vec::new();
     let mut failed = Vec::new();
     for (name, bytes) in warden_policy::BUILTINS {
         match runtime.load(bytes, Origin::Builtin, Budget::default()) {
-            Ok(plugin) => loaded.push(format!("{} (built-in)", plugin.identity().name)),
+            Ok(plugin) => {
+                loaded.push(format!("{} (built-in)", plugin.identity().name));
+                names.push(plugin.identity().name.clone());
+            }
             Err(error) => failed.push(format!("built-in {name}: {error}")),
         }
     }
@@ -123,6 +161,7 @@ pub fn check(dir: &Path) -> Result<Vec<String>, Vec<String>> {
             Ok(bytes) => match runtime.load(&bytes, origin, Budget::default()) {
                 Ok(plugin) => {
                     loaded.push(format!("{} ({})", plugin.identity().name, path.display()));
+                    names.push(plugin.identity().name.clone());
                 }
                 Err(error) => failed.push(error.to_string()),
             },
@@ -132,6 +171,8 @@ pub fn check(dir: &Path) -> Result<Vec<String>, Vec<String>> {
             )),
         }
     }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    failed.extend(unknown(config, &names));
     if failed.is_empty() {
         Ok(loaded)
     } else {
