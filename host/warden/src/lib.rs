@@ -1,10 +1,12 @@
-//! warden, the supervisor: its configuration, and (as they land) the master
-//! loop, the control socket and metrics.
+//! warden, the supervisor: its configuration ([`config`], pure, what
+//! `warden check` and `warden config` run), the listeners it opens from it
+//! ([`listen`]), the master that runs the services ([`master`]), the
+//! control protocol the CLI speaks to it ([`control`]) and its log
+//! ([`logging`]).
 //!
 //! This crate decides nothing about privileges or descriptors itself and
 //! contains no `unsafe`: every system call that needs care goes through
 //! `warden-sys`, and every policy decision through `warden-policy`.
-//! [`config`] is pure and is what `warden check` and `warden config` run.
 
 #![forbid(unsafe_code)]
 

@@ -1,11 +1,11 @@
 //! The master: `warden run`.
 //!
 //! One task on a single-threaded tokio runtime owns every table — services,
-//! processes, connections waiting — and reacts to [`Event`]s: a process
+//! processes, connections waiting — and reacts to events: a process
 //! exited (its pidfd became readable), a notify message, a listener became
 //! readable while no process could take the connection, a connection
 //! accepted for an inetd service, a control command, a signal, and a round
-//! every [`ROUND`]. Helper tasks only watch descriptors and forward events;
+//! every 100 ms. Helper tasks only watch descriptors and forward events;
 //! they never change state. Nothing here blocks on a child.
 //!
 //! The mechanics are here; the decisions — how many processes to start,
