@@ -1,5 +1,6 @@
 //! warden, the supervisor: its configuration ([`config`], pure, what
-//! `warden check` and `warden config` run), the listeners it opens from it
+//! `warden check` and `warden config` run), the check that the users and
+//! groups it names exist ([`accounts`]), the listeners it opens from it
 //! ([`listen`]), the master that runs the services ([`master`]), the
 //! control protocol the CLI speaks to it ([`control`]) and its log
 //! ([`logging`]).
@@ -10,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod config;
 pub mod control;
 pub mod listen;

@@ -333,6 +333,15 @@ fn check(path: &Path) -> Outcome {
         Ok(config) => config,
         Err(outcome) => return outcome,
     };
+    let missing = warden::accounts::missing(&config);
+    if !missing.is_empty() {
+        let source = std::fs::read_to_string(path).unwrap_or_default();
+        eprintln!(
+            "{}",
+            config::Problems::locate(&path.to_string_lossy(), &source, missing)
+        );
+        return Outcome::BadConfig;
+    }
     let plugins = match master::check_plugins(&config) {
         Ok(plugins) => plugins,
         Err(failures) => {
