@@ -63,7 +63,7 @@ use nix::unistd::{Gid, Pid, Uid};
 use crate::process::Child;
 
 /// Bytes of stack for the child between clone and exec; it runs a few
-/// dozen frames of straight-line code.
+/// dozen frames of straight-line code. A guard page lies below it.
 const CHILD_STACK_SIZE: usize = 64 * 1024;
 
 /// Descriptor numbers a plan may place descriptors at are below this.
@@ -692,11 +692,8 @@ struct ChildPlan<'a> {
 /// Starts the child with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`.
 /// Returns when the child has executed its program or exited.
 fn clone_child(plan: &ChildPlan<'_>) -> io::Result<(Pid, OwnedFd)> {
-    let mut stack = vec![0u8; CHILD_STACK_SIZE];
-    // The stack grows down on every architecture Linux runs warden on; the
-    // top is aligned to 16 bytes as the ABI wants.
-    let top = stack.as_mut_ptr().wrapping_add(CHILD_STACK_SIZE);
-    let top = top.wrapping_sub(top as usize % 16);
+    let stack = ChildStack::new()?;
+    let top = stack.top();
 
     // Block every signal so none of the parent's handlers runs in the child
     // before it resets them; the child empties its mask itself.
@@ -712,8 +709,8 @@ fn clone_child(plan: &ChildPlan<'_>) -> io::Result<(Pid, OwnedFd)> {
     // SAFETY: `child_entry` is an `extern "C"` function that only reads
     // `plan`, which outlives the call because CLONE_VFORK suspends this
     // thread until the child has executed or exited. `top` is the aligned
-    // end of `stack`, which also lives until then and is used by nothing
-    // else. With CLONE_PIDFD the kernel stores the pidfd in `pidfd`, passed
+    // end of `stack`'s writable pages, which also live until then and are
+    // used by nothing else. With CLONE_PIDFD the kernel stores the pidfd in `pidfd`, passed
     // as the parent_tid argument.
     let pid = unsafe {
         libc::clone(
@@ -772,6 +769,67 @@ type Failed = (Step, i32);
 /// The errno of the last failed call.
 fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// The child's stack: its own mapping, with an inaccessible guard page
+/// below it, so an overflow faults instead of writing into the parent's
+/// memory, which the child shares.
+struct ChildStack {
+    base: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl ChildStack {
+    fn new() -> io::Result<ChildStack> {
+        let guard = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)?
+            .and_then(|size| usize::try_from(size).ok())
+            .unwrap_or(4096);
+        let len = guard + CHILD_STACK_SIZE;
+        let Some(length) = std::num::NonZeroUsize::new(len) else {
+            return Err(io::Error::other("a child stack of no size"));
+        };
+        // SAFETY: an anonymous private mapping of new memory, placed by the
+        // kernel; no existing memory is affected.
+        let base = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                length,
+                nix::sys::mman::ProtFlags::PROT_NONE,
+                nix::sys::mman::MapFlags::MAP_PRIVATE | nix::sys::mman::MapFlags::MAP_STACK,
+            )
+        }?;
+        let stack = ChildStack { base, len };
+        let Some(usable) = std::ptr::NonNull::new(base.as_ptr().cast::<u8>().wrapping_add(guard))
+        else {
+            return Err(io::Error::other(
+                "the child stack mapping is at the end of memory",
+            ));
+        };
+        // SAFETY: the pages above the guard lie inside the mapping just
+        // made, which nothing else uses.
+        unsafe {
+            nix::sys::mman::mprotect(
+                usable.cast(),
+                CHILD_STACK_SIZE,
+                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+            )
+        }?;
+        Ok(stack)
+    }
+
+    /// The top of the stack (it grows down), aligned to 16 bytes as the
+    /// ABI wants; the mapping is page-aligned, so its end already is.
+    fn top(&self) -> *mut u8 {
+        self.base.as_ptr().cast::<u8>().wrapping_add(self.len)
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, and the child that ran on it has
+        // executed or exited (CLONE_VFORK), so nothing uses it any more.
+        let _ = unsafe { nix::sys::mman::munmap(self.base, self.len) };
+    }
 }
 
 /// Runs a raw system call's result check: `-1` means failure with errno.
