@@ -112,13 +112,9 @@ fn main() {
             .collect();
         for (listener, _) in listeners.iter().zip(ready).filter(|(_, ready)| *ready) {
             // Another process of the service may have taken it first.
-            let Ok(client) = accept4(listener.as_fd(), SockFlag::SOCK_CLOEXEC) else {
+            let Some(client) = accept(&service, listener) else {
                 continue;
             };
-            if !accepted(&service) {
-                drop(client);
-                continue;
-            }
             let service = Arc::clone(&service);
             thread::spawn(move || {
                 serve(client);
@@ -128,12 +124,16 @@ fn main() {
     }
 }
 
-/// Counts a new client; false if the process has stopped taking them.
-fn accepted(service: &Service) -> bool {
+/// Accepts a client and counts it, as one step under the lock, so a
+/// SIGINT ("exit if you are idle") can never see no client while one has
+/// been accepted but not yet counted. `None` if there was nothing to
+/// accept or the process takes no more clients.
+fn accept(service: &Service, listener: &OwnedFd) -> Option<OwnedFd> {
     let mut counts = service.counts();
     if counts.stopping {
-        return false;
+        return None;
     }
+    let client = accept4(listener.as_fd(), SockFlag::SOCK_CLOEXEC).ok()?;
     counts.clients += 1;
     counts.served += 1;
     report(counts.clients);
@@ -146,7 +146,7 @@ fn accepted(service: &Service) -> bool {
             eprintln!("warden-echo: cannot tell warden it is stopping: {error}");
         }
     }
-    true
+    Some(client)
 }
 
 /// Greets the client, then echoes its lines.
