@@ -21,6 +21,9 @@
 //!   and exit when the last client is gone;
 //! - on SIGINT (warden's "you are idle, exit if you can"), exit if there
 //!   are no clients, else report the clients and carry on; on SIGTERM, exit.
+//!   Count a client in the same step as accepting it, so the SIGINT check
+//!   never misses one just accepted; connections not yet accepted stay
+//!   queued for the service's other processes.
 //!
 //! warden's native interface (`interface = "warden"`), where warden accepts
 //! and passes each connection, will be spoken through this crate too.
