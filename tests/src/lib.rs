@@ -139,6 +139,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Writes `body` as `dir/warden.toml`, after a `base_dir` of `dir/run`, and
+/// returns the file's path.
+pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let config = dir.join("warden.toml");
+    let base = dir.join("run");
+    std::fs::write(
+        &config,
+        format!("base_dir = {:?}\n{body}", base.display().to_string()),
+    )
+    .expect("write the configuration");
+    config
+}
+
+/// Runs `warden check -c config`.
+pub fn check(config: &Path) -> std::process::Output {
+    std::process::Command::new(warden())
+        .arg("check")
+        .arg("-c")
+        .arg(config)
+        .env_remove("WARDEN_CONFIG")
+        .output()
+        .expect("run warden check")
+}
+
 /// A running `warden run`, with its own `base_dir` and log file, stopped
 /// (and, if need be, killed) when dropped.
 pub struct Running {
@@ -155,14 +179,9 @@ impl Running {
     /// its default). Returns once the control socket answers.
     pub fn start(body: &str) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("warden.toml");
+        let config = write_config(dir.path(), body);
         let log = dir.path().join("warden.log");
         let base = dir.path().join("run");
-        std::fs::write(
-            &config,
-            format!("base_dir = {:?}\n{body}", base.display().to_string()),
-        )
-        .expect("write the configuration");
         let process = std::process::Command::new(warden())
             .arg("run")
             .arg("-c")
@@ -273,12 +292,7 @@ impl Running {
 
     /// Rewrites the configuration (with the same base_dir) and reloads.
     pub fn reload_with(&self, body: &str) {
-        let base = self.dir.path().join("run");
-        std::fs::write(
-            &self.config,
-            format!("base_dir = {:?}\n{body}", base.display().to_string()),
-        )
-        .expect("rewrite the configuration");
+        write_config(self.dir.path(), body);
         self.signal(nix::sys::signal::Signal::SIGHUP);
     }
 

@@ -51,12 +51,9 @@ fn the_annotated_configuration_checks_clean_where_dovecot_users_exist() {
 #[test]
 fn a_missing_user_is_reported_once_where_it_is_named_with_the_setting_to_change() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"base_dir = {:?}
-default_login_user = "no-such-login-user"
+    let config = warden_tests::write_config(
+        dir.path(),
+        r#"default_login_user = "no-such-login-user"
 default_internal_user = "root"
 default_internal_group = "root"
 
@@ -69,11 +66,8 @@ user = "$default_login_user"
 executable = "/bin/true"
 extra_groups = ["no-such-group-for-warden"]
 "#,
-            dir.path().join("run").display().to_string()
-        ),
-    )
-    .expect("write the configuration");
-    let output = warden(&["check", "-c", config.to_str().expect("utf-8 path")]);
+    );
+    let output = warden_tests::check(&config);
     assert_eq!(output.status.code(), Some(78));
     let stderr = text(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
@@ -169,13 +163,8 @@ fn commands_not_built_yet_say_so_and_exit_69() {
 
 #[test]
 fn control_commands_without_a_running_master_say_so_and_exit_69() {
-    let base = tempfile::tempdir().expect("tempdir");
-    let config = base.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!("base_dir = {:?}\n", base.path().display().to_string()),
-    )
-    .expect("write the configuration");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = warden_tests::write_config(dir.path(), "");
     let config = config.to_str().expect("utf-8 path");
     for args in [
         &["status", "-c", config][..],

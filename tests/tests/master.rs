@@ -575,16 +575,7 @@ fn daemonized_warden_writes_its_pid_file_and_tells_systemd_it_is_ready() {
     let notify = dir.path().join("notify");
     let listener = std::os::unix::net::UnixDatagram::bind(&notify).expect("bind notify");
     listener.set_read_timeout(Some(WAIT)).expect("timeout");
-    let config = dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "base_dir = {:?}\n{}",
-            dir.path().join("run").display().to_string(),
-            echo_service("echo", free_port(), "")
-        ),
-    )
-    .expect("write the configuration");
+    let config = warden_tests::write_config(dir.path(), &echo_service("echo", free_port(), ""));
     let pid_file = dir.path().join("warden.pid");
     let status = std::process::Command::new(warden_tests::warden())
         .arg("run")

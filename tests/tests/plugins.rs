@@ -125,22 +125,14 @@ fn check_reports_a_plugin_that_cannot_load() {
         &plugins_dir.path().join("bare.wasm"),
         fixture("missing-plugin"),
     );
-    let config = plugins_dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "base_dir = {:?}\nplugins_dir = {:?}\n",
-            plugins_dir.path().join("run").display().to_string(),
+    let config = warden_tests::write_config(
+        plugins_dir.path(),
+        &format!(
+            "plugins_dir = {:?}\n",
             plugins_dir.path().display().to_string()
         ),
-    )
-    .expect("write the configuration");
-    let output = std::process::Command::new(warden_tests::warden())
-        .arg("check")
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .expect("run warden check");
+    );
+    let output = warden_tests::check(&config);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(78), "{stderr}");
     assert!(
@@ -188,22 +180,14 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn check_reports_a_policy_naming_no_loaded_plugin() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "base_dir = {:?}\nplugins_dir = {:?}\n[service.imap-login]\nexecutable = \"/bin/true\"\npolicies = [\"dovecot\", \"blocklsit\"]\n",
-            dir.path().join("run").display().to_string(),
+    let config = warden_tests::write_config(
+        dir.path(),
+        &format!(
+            "plugins_dir = {:?}\n[service.imap-login]\nexecutable = \"/bin/true\"\npolicies = [\"dovecot\", \"blocklsit\"]\n",
             dir.path().display().to_string()
         ),
-    )
-    .expect("write the configuration");
-    let output = std::process::Command::new(warden_tests::warden())
-        .arg("check")
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .expect("run warden check");
+    );
+    let output = warden_tests::check(&config);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(78), "{stderr}");
     assert!(
