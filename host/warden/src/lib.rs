@@ -17,3 +17,15 @@ pub mod control;
 pub mod listen;
 pub mod logging;
 pub mod master;
+
+/// An error and its causes, as one line: `what failed: why: why deeper`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

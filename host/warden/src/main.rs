@@ -172,22 +172,10 @@ fn run(options: &master::Options) -> Outcome {
             Outcome::BadConfig
         }
         Err(error) => {
-            eprintln!("warden run: {}", error_chain(&error));
+            eprintln!("warden run: {}", warden::error_chain(&error));
             Outcome::Failed
         }
     }
-}
-
-/// An error and its causes, as one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Sends `request` to the running master named by the configuration's
@@ -208,7 +196,7 @@ fn ask(path: &Path, request: &Request) -> Outcome {
             Outcome::Success
         }
         Err(error) => {
-            eprintln!("warden: {}", error_chain(&error));
+            eprintln!("warden: {}", warden::error_chain(&error));
             Outcome::Unavailable
         }
     }

@@ -1329,7 +1329,7 @@ impl Master {
                         .iter()
                         .position(|c| c.name == s.config.name)
                 });
-                return Err(error_chain(&error));
+                return Err(crate::error_chain(&error));
             }
         };
         self.generation = generation;
@@ -1693,18 +1693,6 @@ fn remove_file_listener(spec: &Spec) {
     if let Spec::Unix { path, .. } | Spec::Fifo { path, .. } = spec {
         let _ = std::fs::remove_file(path);
     }
-}
-
-/// An error and its causes, as one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What the UCSPI variables say about an accepted connection.
