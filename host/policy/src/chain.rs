@@ -13,7 +13,10 @@ use crate::decide::{
     ExitCause, ExitView, Fallback, IdleAction, Lifecycle, Policy, ProcessView, ServiceKind,
     ServiceView,
 };
-use crate::runtime::{Origin, Plugin};
+use wasmtime::Store;
+use wasmtime::component::Instance;
+
+use crate::runtime::{Origin, Plugin, State};
 
 /// The longest throttle a plugin may ask for: a day.
 const MAX_THROTTLE_MS: u64 = 24 * 3600 * 1000;
@@ -113,6 +116,42 @@ fn wit_processes(processes: &[ProcessView]) -> Vec<types::Process> {
         .collect()
 }
 
+impl Plugins {
+    /// Asks `service`'s chain: the first plugin exporting the hook (its
+    /// indices from `indices`) is called with `call`; an answer `check`
+    /// refuses counts as that plugin's failure, and the question passes on,
+    /// as it does after a failed call. `None` when no plugin answered.
+    fn ask<I, T, R>(
+        &mut self,
+        service: &ServiceView<'_>,
+        hook: &str,
+        indices: impl Fn(&Plugin) -> Option<I>,
+        mut call: impl FnMut(&I, &mut Store<State>, &Instance) -> wasmtime::Result<T>,
+        mut check: impl FnMut(T) -> Result<R, String>,
+    ) -> Option<R> {
+        for index in self.chain(service) {
+            let Some(plugin) = self.plugins.get_mut(index) else {
+                continue;
+            };
+            let Some(indices) = indices(plugin) else {
+                continue;
+            };
+            let Ok(answer) = plugin.call(hook, service.name, |store, instance| {
+                call(&indices, store, instance)
+            }) else {
+                continue;
+            };
+            match check(answer) {
+                Ok(decision) => return Some(decision),
+                Err(reason) => {
+                    plugin.invalid(hook, service.name, reason);
+                }
+            }
+        }
+        None
+    }
+}
+
 impl Policy for Plugins {
     fn scaling(
         &mut self,
@@ -122,14 +161,12 @@ impl Policy for Plugins {
         busy: bool,
     ) -> u32 {
         let (wit_service, wit_processes) = (wit_service(service), wit_processes(processes));
-        for index in self.chain(service) {
-            let Some(plugin) = self.plugins.get_mut(index) else {
-                continue;
-            };
-            let Some(hook) = plugin.scaling() else {
-                continue;
-            };
-            let answer = plugin.call("scaling", service.name, |store, instance| {
+        let limit = service.process_limit;
+        let answer = self.ask(
+            service,
+            "scaling",
+            Plugin::scaling,
+            |hook, store, instance| {
                 hook.load(&mut *store, instance)?.call_start(
                     &mut *store,
                     &wit_service,
@@ -137,23 +174,18 @@ impl Policy for Plugins {
                     at_startup,
                     busy,
                 )
-            });
-            match answer {
-                Ok(count) if count <= service.process_limit => return count,
-                Ok(count) => {
-                    plugin.invalid(
-                        "scaling",
-                        service.name,
-                        format!(
-                            "start {count} processes, more than process_limit ({})",
-                            service.process_limit
-                        ),
-                    );
+            },
+            |count| {
+                if count <= limit {
+                    Ok(count)
+                } else {
+                    Err(format!(
+                        "start {count} processes, more than process_limit ({limit})"
+                    ))
                 }
-                Err(_) => {}
-            }
-        }
-        self.fallback.scaling(service, processes, at_startup, busy)
+            },
+        );
+        answer.unwrap_or_else(|| self.fallback.scaling(service, processes, at_startup, busy))
     }
 
     fn idle(
@@ -164,14 +196,11 @@ impl Policy for Plugins {
         now_ms: u64,
     ) -> Vec<IdleAction> {
         let (wit_service, wit_processes) = (wit_service(service), wit_processes(processes));
-        for index in self.chain(service) {
-            let Some(plugin) = self.plugins.get_mut(index) else {
-                continue;
-            };
-            let Some(hook) = plugin.idle() else {
-                continue;
-            };
-            let answer = plugin.call("idle", service.name, |store, instance| {
+        let answer = self.ask(
+            service,
+            "idle",
+            Plugin::idle,
+            |hook, store, instance| {
                 hook.load(&mut *store, instance)?.call_retire(
                     &mut *store,
                     &wit_service,
@@ -179,18 +208,10 @@ impl Policy for Plugins {
                     lowwater,
                     now_ms,
                 )
-            });
-            let Ok(actions) = answer else {
-                continue;
-            };
-            match check_idle(processes, actions) {
-                Ok(actions) => return actions,
-                Err(reason) => {
-                    plugin.invalid("idle", service.name, reason);
-                }
-            }
-        }
-        self.fallback.idle(service, processes, lowwater, now_ms)
+            },
+            |actions| check_idle(processes, actions),
+        );
+        answer.unwrap_or_else(|| self.fallback.idle(service, processes, lowwater, now_ms))
     }
 
     fn lifecycle(&mut self, service: &ServiceView<'_>, exit: &ExitView) -> Lifecycle {
@@ -208,46 +229,40 @@ impl Policy for Plugins {
             failures_in_last_second: exit.failures_in_last_second,
             last_throttle_ms: exit.last_throttle_ms,
         };
-        for index in self.chain(service) {
-            let Some(plugin) = self.plugins.get_mut(index) else {
-                continue;
-            };
-            let Some(hook) = plugin.lifecycle() else {
-                continue;
-            };
-            let answer = plugin.call("lifecycle", service.name, |store, instance| {
+        let answer = self.ask(
+            service,
+            "lifecycle",
+            Plugin::lifecycle,
+            |hook, store, instance| {
                 hook.load(&mut *store, instance)?.call_after_exit(
                     &mut *store,
                     &wit_service,
                     wit_exit,
                 )
-            });
-            match answer {
-                Ok(lifecycle::Decision::Restart) => return Lifecycle::Continue,
-                Ok(lifecycle::Decision::RestartAfter(ms)) if ms <= MAX_THROTTLE_MS => {
-                    return Lifecycle::Throttle { ms };
-                }
-                Ok(lifecycle::Decision::GiveUp(reason)) if reason.len() <= MAX_REASON => {
-                    return Lifecycle::GiveUp { reason };
-                }
-                Ok(lifecycle::Decision::RestartAfter(ms)) => {
-                    plugin.invalid(
-                        "lifecycle",
-                        service.name,
-                        format!("a throttle of {ms} ms, longer than a day"),
-                    );
-                }
-                Ok(lifecycle::Decision::GiveUp(reason)) => {
-                    plugin.invalid(
-                        "lifecycle",
-                        service.name,
-                        format!("a reason of {} bytes, more than {MAX_REASON}", reason.len()),
-                    );
-                }
-                Err(_) => {}
-            }
+            },
+            check_lifecycle,
+        );
+        answer.unwrap_or_else(|| self.fallback.lifecycle(service, exit))
+    }
+}
+
+/// Checks a lifecycle answer: a throttle of at most a day, a bounded reason.
+fn check_lifecycle(decision: lifecycle::Decision) -> Result<Lifecycle, String> {
+    match decision {
+        lifecycle::Decision::Restart => Ok(Lifecycle::Continue),
+        lifecycle::Decision::RestartAfter(ms) if ms <= MAX_THROTTLE_MS => {
+            Ok(Lifecycle::Throttle { ms })
         }
-        self.fallback.lifecycle(service, exit)
+        lifecycle::Decision::RestartAfter(ms) => {
+            Err(format!("a throttle of {ms} ms, longer than a day"))
+        }
+        lifecycle::Decision::GiveUp(reason) if reason.len() <= MAX_REASON => {
+            Ok(Lifecycle::GiveUp { reason })
+        }
+        lifecycle::Decision::GiveUp(reason) => Err(format!(
+            "a reason of {} bytes, more than {MAX_REASON}",
+            reason.len()
+        )),
     }
 }
 
