@@ -79,7 +79,9 @@ impl Default for Budget {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The bytes are not a valid component.
-    #[error("plugin {source_name}: not a valid WebAssembly component: {reason}")]
+    #[error(
+        "plugin {source_name}: not a valid WebAssembly component: {reason}; build it as a component, e.g. with cargo build --target wasm32-wasip2"
+    )]
     Compile {
         /// Where it came from.
         source_name: String,
