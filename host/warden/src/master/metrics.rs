@@ -4,8 +4,8 @@
 //! exposition format. The endpoint is a minimal HTTP/1.1 responder written
 //! here, because all it ever does is answer any request with the current
 //! text and close; a full HTTP stack would be the largest dependency of the
-//! supervisor for that. It reads at most a few kilobytes of request, so a
-//! client cannot make it hold more.
+//! supervisor for that. It reads at most a few kilobytes of request, for at
+//! most a few seconds, so a client cannot make it hold more.
 
 use std::sync::Arc;
 
@@ -106,6 +106,9 @@ pub(super) fn label(service: &str) -> ServiceLabel {
 /// The most request bytes read before answering.
 const MAX_REQUEST: usize = 8192;
 
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves the metrics on `listen` until the task is aborted.
 pub(super) async fn serve(listen: MetricsListen, registry: Arc<Registry>) -> std::io::Result<()> {
     match listen {
@@ -131,11 +134,17 @@ pub(super) async fn serve(listen: MetricsListen, registry: Arc<Registry>) -> std
 async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, registry: Arc<Registry>) {
     let mut request = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    while request.len() < MAX_REQUEST && !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => request.extend_from_slice(chunk.get(..read).unwrap_or_default()),
+    let head = async {
+        while request.len() < MAX_REQUEST && !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => request.extend_from_slice(chunk.get(..read).unwrap_or_default()),
+            }
         }
+    };
+    // A client that sends nothing does not keep its connection open.
+    if tokio::time::timeout(REQUEST_TIMEOUT, head).await.is_err() {
+        return;
     }
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &registry).is_err() {
