@@ -85,6 +85,30 @@ pub fn scaling(service: &Service, processes: &[Process], at_startup: bool, busy:
     wanted.min(room).min(per_round)
 }
 
+/// A service of one process (`process_limit = 1`): never more than one,
+/// whatever `process_limit` says. With `always`, that one runs from
+/// startup and is replaced whenever it is gone, as the log and anvil
+/// services must be; otherwise it starts like any other service.
+pub fn singleton(
+    service: &Service,
+    processes: &[Process],
+    at_startup: bool,
+    busy: bool,
+    always: bool,
+) -> u32 {
+    if processes.iter().any(|p| !p.retired) {
+        return 0;
+    }
+    if always {
+        return 1;
+    }
+    let one = Service {
+        process_limit: 1,
+        ..*service
+    };
+    scaling(&one, processes, at_startup, busy).min(1)
+}
+
 /// The low-water idle kill: ask as many of the longest-idle processes to
 /// exit as were idle at once all interval long (`lowwater`), less
 /// `process_min_avail`. A process asked within the last interval is not
@@ -201,6 +225,19 @@ mod tests {
         s.startup = true;
         assert_eq!(scaling(&s, &[], true, false), 1);
         assert_eq!(scaling(&s, &[], false, false), 0);
+    }
+
+    #[test]
+    fn a_singleton_never_has_more_than_one() {
+        let mut s = service();
+        s.process_min_avail = 4;
+        assert_eq!(singleton(&s, &[], false, false, false), 1);
+        let one = [process(1, Some(10), None)];
+        assert_eq!(singleton(&s, &one, false, false, false), 0);
+        s.process_min_avail = 0;
+        assert_eq!(singleton(&s, &[], false, false, false), 0);
+        assert_eq!(singleton(&s, &[], false, false, true), 1);
+        assert_eq!(singleton(&s, &one, false, false, true), 0);
     }
 
     #[test]

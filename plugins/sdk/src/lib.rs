@@ -2,32 +2,21 @@
 //!
 //! The algorithms here are written once over plain Rust values, so every
 //! built-in plugin states its service's policy in a few lines and the
-//! logic is unit-tested natively. A plugin converts the types its
-//! `wit-bindgen` bindings generate into these and back.
+//! logic is unit-tested natively. The [macros](macros) implement the
+//! contract's interfaces over them inside a plugin crate.
 //!
-//! [`dovecot`] is Dovecot's master: prefork, the low-water idle kill, and
-//! failure throttling.
+//! - [`dovecot`]: Dovecot's master: prefork, the low-water idle kill, and
+//!   failure throttling;
+//! - [`defaults`]: a service's documented settings and listeners;
+//! - [`typing`]: the auth service's client type of a listener;
+//! - [`login`]: eviction and idle kill for login services;
+//! - [`stats`]: the figures a plugin reports for its services.
 
 #![forbid(unsafe_code)]
 
+pub mod defaults;
 pub mod dovecot;
-
-/// Implements the required `plugin` interface for `$plugin`: its name, a
-/// one-line description, and the globs of the services it applies to; the
-/// version is the crate's. Call it where `wit_bindgen::generate!` made the
-/// `exports` module.
-#[macro_export]
-macro_rules! identity {
-    ($plugin:ty, $name:expr, $description:expr, [$($service:expr),* $(,)?]) => {
-        impl exports::warden::policy::plugin::Guest for $plugin {
-            fn describe() -> exports::warden::policy::plugin::Identity {
-                exports::warden::policy::plugin::Identity {
-                    name: ($name).to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    description: ($description).to_owned(),
-                    services: vec![$(($service).to_owned()),*],
-                }
-            }
-        }
-    };
-}
+pub mod login;
+pub mod macros;
+pub mod stats;
+pub mod typing;

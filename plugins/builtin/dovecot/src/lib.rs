@@ -26,88 +26,21 @@ wit_bindgen::generate!({
     path: "../../../wit",
 });
 
-use exports::warden::policy::idle::Action;
-use exports::warden::policy::lifecycle::{Cause, Decision, Exit};
-use warden::policy::types::{Process, Service};
-use warden_plugin_sdk::dovecot;
+use warden_plugin_sdk::{dovecot, identity};
 
 struct Dovecot;
 
-fn service(service: &Service) -> dovecot::Service {
-    dovecot::Service {
-        startup: matches!(service.kind, warden::policy::types::ServiceKind::Startup),
-        client_limit: service.client_limit,
-        process_limit: service.process_limit,
-        process_min_avail: service.process_min_avail,
-        idle_kill_ms: service.idle_kill_ms,
-    }
-}
-
-fn processes(processes: &[Process]) -> Vec<dovecot::Process> {
-    processes
-        .iter()
-        .map(|p| dovecot::Process {
-            pid: p.pid,
-            clients: p.clients,
-            idle_since_ms: p.idle_since_ms,
-            asked_to_exit_ms: p.asked_to_exit_ms,
-            retired: p.retired,
-        })
-        .collect()
-}
-
-warden_plugin_sdk::identity!(
+identity!(
     Dovecot,
     "dovecot",
     "Dovecot's master: prefork, low-water idle kill, failure throttling",
     ["*"]
 );
 
-impl exports::warden::policy::scaling::Guest for Dovecot {
-    fn start(service_: Service, processes_: Vec<Process>, at_startup: bool, busy: bool) -> u32 {
-        dovecot::scaling(
-            &service(&service_),
-            &processes(&processes_),
-            at_startup,
-            busy,
-        )
-    }
-}
+warden_plugin_sdk::scaling!(Dovecot, dovecot::scaling);
 
-impl exports::warden::policy::idle::Guest for Dovecot {
-    fn retire(
-        service_: Service,
-        processes_: Vec<Process>,
-        lowwater: u32,
-        now_ms: u64,
-    ) -> Vec<Action> {
-        dovecot::idle(
-            &service(&service_),
-            &processes(&processes_),
-            lowwater,
-            now_ms,
-        )
-        .into_iter()
-        .map(Action::AskToExit)
-        .collect()
-    }
-}
+warden_plugin_sdk::idle!(Dovecot, dovecot::idle);
 
-impl exports::warden::policy::lifecycle::Guest for Dovecot {
-    fn after_exit(_service: Service, exit: Exit) -> Decision {
-        let failed = !exit.was_asked && !matches!(exit.cause, Cause::Exited(0));
-        let throttle = dovecot::throttle(&dovecot::Exit {
-            failed,
-            was_ready: exit.was_ready,
-            service_proven: exit.service_proven,
-            failures_in_last_second: exit.failures_in_last_second,
-            last_throttle_ms: exit.last_throttle_ms,
-        });
-        match throttle {
-            Some(ms) => Decision::RestartAfter(ms),
-            None => Decision::Restart,
-        }
-    }
-}
+warden_plugin_sdk::lifecycle!(Dovecot, dovecot::throttle);
 
 export!(Dovecot);
