@@ -2,21 +2,33 @@
 //!
 //! A service's chain is: the plugins its `policies` setting names, in that
 //! order; then the plugins from `plugins_dir` whose `services` globs match
-//! it, in name order; then the built-in plugins whose globs match. The
+//! it; then the built-in plugins whose globs match. In each of the last two
+//! groups, plugins naming the service exactly come before those matching it
+//! by a pattern (so the built-in `login` plugin answers for `imap-login`
+//! before `dovecot`, which applies to `*`), and otherwise go by name. The
 //! first plugin in the chain that exports a hook answers it; a plugin that
 //! fails (trap, deadline, memory cap, invalid answer) passes the question
-//! on, and when no plugin is left the [`Fallback`] answers.
+//! on, and when no plugin is left the [`Fallback`] answers. `defaults` are
+//! merged over the whole chain instead, and `stats` events go to every
+//! plugin in the chain that keeps statistics.
 
-use crate::bindings::exports::warden::policy::{idle, lifecycle};
+use std::collections::BTreeMap;
+
+use crate::bindings::exports::warden::policy::{defaults, idle, lifecycle, typing};
 use crate::bindings::warden::policy::types;
 use crate::decide::{
-    ExitCause, ExitView, Fallback, IdleAction, Lifecycle, Policy, ProcessView, ServiceKind,
-    ServiceView,
+    ClientType, ConnectionView, ExitCause, ExitView, Fallback, IdleAction, Lifecycle, ListenerKind,
+    ListenerView, Millis, PeerView, Policy, ProcessView, ServiceKind, ServiceView,
 };
+use crate::defaults::Defaults;
+use crate::stats::{Event, Metric, MetricKind, PluginMetrics, Sample, Value};
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
 use crate::runtime::{Origin, Plugin, State};
+
+/// The longest client type name a plugin may give.
+const MAX_TYPE_NAME: usize = 64;
 
 /// The longest throttle a plugin may ask for: a day.
 const MAX_THROTTLE_MS: u64 = 24 * 3600 * 1000;
@@ -29,6 +41,11 @@ const MAX_REASON: usize = 1024;
 pub struct Plugins {
     plugins: Vec<Plugin>,
     fallback: Fallback,
+    /// The metrics each plugin declared, by its index.
+    declared: BTreeMap<usize, Vec<Metric>>,
+    /// Count and sum of each histogram's observations, by plugin index,
+    /// metric index and label values.
+    observed: BTreeMap<(usize, usize, Vec<String>), (u64, f64)>,
 }
 
 impl Plugins {
@@ -48,9 +65,33 @@ impl Plugins {
                 plugins.push(builtin);
             }
         }
-        Plugins {
+        let mut chained = Plugins {
             plugins,
-            fallback: Fallback,
+            ..Plugins::default()
+        };
+        chained.declare();
+        chained
+    }
+
+    /// Asks every plugin that keeps statistics which metrics it reports.
+    fn declare(&mut self) {
+        for (index, plugin) in self.plugins.iter_mut().enumerate() {
+            let Some(hook) = plugin.stats_hook() else {
+                continue;
+            };
+            let Ok(answer) = plugin.call("stats", "", |store, instance| {
+                hook.load(&mut *store, instance)?.call_declare(&mut *store)
+            }) else {
+                continue;
+            };
+            match crate::stats::check_declared(answer) {
+                Ok(metrics) => {
+                    self.declared.insert(index, metrics);
+                }
+                Err(reason) => {
+                    plugin.invalid("stats", "", reason);
+                }
+            }
         }
     }
 
@@ -64,19 +105,149 @@ impl Plugins {
         self.plugins
     }
 
-    /// The indices of `service`'s chain.
-    fn chain(&self, service: &ServiceView<'_>) -> Vec<usize> {
-        let mut chain: Vec<usize> = service
-            .policies
+    /// The indices of the chain of the service `name` whose `policies`
+    /// setting is `policies`.
+    fn chain(&self, name: &str, policies: &[String]) -> Vec<usize> {
+        let mut chain: Vec<usize> = policies
             .iter()
-            .filter_map(|name| self.plugins.iter().position(|p| p.identity().name == *name))
+            .filter_map(|policy| {
+                self.plugins
+                    .iter()
+                    .position(|p| p.identity().name == *policy)
+            })
             .collect();
-        for (index, plugin) in self.plugins.iter().enumerate() {
-            if plugin.applies_to(service.name) && !chain.contains(&index) {
-                chain.push(index);
+        for builtin in [false, true] {
+            for exact in [true, false] {
+                for (index, plugin) in self.plugins.iter().enumerate() {
+                    let group = matches!(plugin.origin(), Origin::Builtin) == builtin
+                        && plugin.names_exactly(name) == exact;
+                    if group && plugin.applies_to(name) && !chain.contains(&index) {
+                        chain.push(index);
+                    }
+                }
             }
         }
         chain
+    }
+
+    /// The names of the plugins in the chain of the service `name`, in
+    /// order.
+    pub fn chain_of(&self, name: &str, policies: &[String]) -> Vec<&str> {
+        self.chain(name, policies)
+            .into_iter()
+            .filter_map(|index| self.plugins.get(index))
+            .map(|plugin| plugin.identity().name.as_str())
+            .collect()
+    }
+
+    /// The defaults the chain of the service `name` supplies on a machine
+    /// with `cpus` CPUs, merged: each setting from the first plugin that
+    /// supplies it. A plugin whose answer fails its check supplies nothing.
+    pub fn defaults(&mut self, name: &str, policies: &[String], cpus: u32) -> Defaults {
+        let mut merged = Defaults::default();
+        let machine = defaults::Machine { cpus };
+        for index in self.chain(name, policies) {
+            let Some(plugin) = self.plugins.get_mut(index) else {
+                continue;
+            };
+            let Some(hook) = plugin.defaults() else {
+                continue;
+            };
+            let Ok(answer) = plugin.call("defaults", name, |store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_defaults(&mut *store, name, machine)
+            }) else {
+                continue;
+            };
+            let Some(settings) = answer else {
+                continue;
+            };
+            match crate::defaults::check(&settings) {
+                Ok(()) => {
+                    let plugin_name = plugin.identity().name.clone();
+                    merged.merge(&plugin_name, settings);
+                }
+                Err(reason) => {
+                    plugin.invalid("defaults", name, reason);
+                }
+            }
+        }
+        merged
+    }
+
+    /// Tells every plugin in `service`'s chain that keeps statistics what
+    /// happened.
+    pub fn observe(&mut self, service: &str, policies: &[String], event: Event, now_ms: Millis) {
+        for index in self.chain(service, policies) {
+            let Some(plugin) = self.plugins.get_mut(index) else {
+                continue;
+            };
+            let Some(hook) = plugin.stats_hook() else {
+                continue;
+            };
+            let _ = plugin.call("stats", service, |store, instance| {
+                hook.load(&mut *store, instance)?.call_observe(
+                    &mut *store,
+                    service,
+                    event.wit(),
+                    now_ms,
+                )
+            });
+        }
+    }
+
+    /// Every plugin's metrics with their samples now. A plugin whose report
+    /// fails its check reports nothing this time.
+    pub fn report(&mut self, now_ms: Millis) -> Vec<PluginMetrics> {
+        let mut reports = Vec::new();
+        for (&index, declared) in &self.declared {
+            let Some(plugin) = self.plugins.get_mut(index) else {
+                continue;
+            };
+            let Some(hook) = plugin.stats_hook() else {
+                continue;
+            };
+            let Ok(answer) = plugin.call("stats", "", |store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_report(&mut *store, now_ms)
+            }) else {
+                continue;
+            };
+            let samples = match crate::stats::check_samples(declared, answer) {
+                Ok(samples) => samples,
+                Err(reason) => {
+                    plugin.invalid("stats", "", reason);
+                    continue;
+                }
+            };
+            let mut metrics: Vec<(Metric, Vec<Sample>)> =
+                declared.iter().map(|m| (m.clone(), Vec::new())).collect();
+            for (metric, labels, value) in samples {
+                let Some((declaration, samples)) = metrics.get_mut(metric) else {
+                    continue;
+                };
+                let value = if declaration.kind == MetricKind::Histogram {
+                    let seen = self
+                        .observed
+                        .entry((index, metric, labels.clone()))
+                        .or_insert((0, 0.0));
+                    seen.0 += 1;
+                    seen.1 += value;
+                    Value::Observed {
+                        count: seen.0,
+                        sum: seen.1,
+                    }
+                } else {
+                    Value::Plain(value)
+                };
+                samples.push(Sample { labels, value });
+            }
+            reports.push(PluginMetrics {
+                plugin: plugin.identity().name.clone(),
+                metrics,
+            });
+        }
+        reports
     }
 }
 
@@ -129,7 +300,7 @@ impl Plugins {
         mut call: impl FnMut(&I, &mut Store<State>, &Instance) -> wasmtime::Result<T>,
         mut check: impl FnMut(T) -> Result<R, String>,
     ) -> Option<R> {
-        for index in self.chain(service) {
+        for index in self.chain(service.name, service.policies) {
             let Some(plugin) = self.plugins.get_mut(index) else {
                 continue;
             };
@@ -244,6 +415,135 @@ impl Policy for Plugins {
         );
         answer.unwrap_or_else(|| self.fallback.lifecycle(service, exit))
     }
+
+    fn typing(
+        &mut self,
+        service: &ServiceView<'_>,
+        listener: &ListenerView,
+        peer: Option<&PeerView>,
+    ) -> ClientType {
+        let wit_service = wit_service(service);
+        let wit_listener = wit_listener(listener);
+        let wit_peer = peer.map(wit_peer);
+        let answer = self.ask(
+            service,
+            "typing",
+            Plugin::typing,
+            |hook, store, instance| {
+                hook.load(&mut *store, instance)?.call_classify(
+                    &mut *store,
+                    &wit_service,
+                    &wit_listener,
+                    wit_peer.as_ref(),
+                )
+            },
+            check_typing,
+        );
+        answer.unwrap_or_else(|| self.fallback.typing(service, listener, peer))
+    }
+
+    fn evict(
+        &mut self,
+        service: &ServiceView<'_>,
+        candidates: &[ConnectionView],
+        waiting: u32,
+        now_ms: Millis,
+    ) -> Vec<u64> {
+        let wit_service = wit_service(service);
+        let wit_candidates: Vec<types::Connection> =
+            candidates.iter().map(wit_connection).collect();
+        let answer = self.ask(
+            service,
+            "eviction",
+            Plugin::eviction,
+            |hook, store, instance| {
+                hook.load(&mut *store, instance)?.call_evict(
+                    &mut *store,
+                    &wit_service,
+                    &wit_candidates,
+                    waiting,
+                    now_ms,
+                )
+            },
+            |ids| check_evict(candidates, ids),
+        );
+        answer.unwrap_or_else(|| self.fallback.evict(service, candidates, waiting, now_ms))
+    }
+}
+
+fn wit_listener(listener: &ListenerView) -> types::Listener {
+    types::Listener {
+        name: listener.name.clone(),
+        kind: match listener.kind {
+            ListenerKind::Unix => types::ListenerKind::Unix,
+            ListenerKind::Fifo => types::ListenerKind::Fifo,
+            ListenerKind::Inet => types::ListenerKind::Inet,
+        },
+        path: listener.path.clone(),
+        mode: listener.mode,
+        owner_uid: listener.owner_uid,
+        owner_gid: listener.owner_gid,
+        configured_type: listener.configured_type.clone(),
+        ssl: listener.ssl,
+        haproxy: listener.haproxy,
+    }
+}
+
+fn wit_peer(peer: &PeerView) -> types::Peer {
+    types::Peer {
+        address: peer.address.clone(),
+        port: peer.port,
+        uid: peer.uid,
+        gid: peer.gid,
+        pid: peer.pid,
+    }
+}
+
+fn wit_connection(connection: &ConnectionView) -> types::Connection {
+    types::Connection {
+        id: connection.id,
+        listener: connection.listener.clone(),
+        peer: wit_peer(&connection.peer),
+        accepted_ms: connection.accepted_ms,
+        authenticated: connection.authenticated,
+        pid: connection.pid,
+    }
+}
+
+/// Checks a typing answer: a short name of letters, digits, `-`, `_`, `.`.
+fn check_typing(answer: typing::ClientType) -> Result<ClientType, String> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if answer.name.is_empty() || answer.name.len() > MAX_TYPE_NAME || !answer.name.chars().all(fine)
+    {
+        return Err(format!(
+            "the client type {:?}; a type is 1 to {MAX_TYPE_NAME} letters, digits, '-', '_' or '.'",
+            answer.name
+        ));
+    }
+    Ok(ClientType {
+        name: answer.name,
+        restricted_to_uid: answer.restricted_to_uid,
+    })
+}
+
+/// Checks an eviction answer: ids among the candidates, each once.
+fn check_evict(candidates: &[ConnectionView], ids: Vec<u64>) -> Result<Vec<u64>, String> {
+    if ids.len() > candidates.len() {
+        return Err(format!(
+            "{} victims for {} candidates",
+            ids.len(),
+            candidates.len()
+        ));
+    }
+    for (place, id) in ids.iter().enumerate() {
+        if !candidates.iter().any(|c| c.id == *id) {
+            return Err(format!("connection {id}, which is not a candidate"));
+        }
+        if ids.get(..place).is_some_and(|before| before.contains(id)) {
+            return Err(format!("connection {id} twice"));
+        }
+    }
+    Ok(ids)
 }
 
 /// Checks a lifecycle answer: a throttle of at most a day, a bounded reason.

@@ -159,6 +159,81 @@ pub enum Lifecycle {
     },
 }
 
+/// What a listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// A unix stream socket.
+    Unix,
+    /// A fifo.
+    Fifo,
+    /// A TCP socket.
+    Inet,
+}
+
+/// What the policy is told about a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerView {
+    /// An inet listener's name, or the file name of a socket's path.
+    pub name: String,
+    /// What it is.
+    pub kind: ListenerKind,
+    /// The full path of a socket or fifo.
+    pub path: Option<String>,
+    /// The file mode of a socket or fifo.
+    pub mode: Option<u32>,
+    /// The owner of a socket or fifo.
+    pub owner_uid: Option<u32>,
+    /// The group of a socket or fifo.
+    pub owner_gid: Option<u32>,
+    /// The `type` the configuration gives it; empty when unset.
+    pub configured_type: String,
+    /// Whether connections speak TLS from the start.
+    pub ssl: bool,
+    /// Whether a PROXY protocol header comes first.
+    pub haproxy: bool,
+}
+
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerView {
+    /// The client's address, for TCP.
+    pub address: Option<String>,
+    /// The client's port, for TCP.
+    pub port: Option<u16>,
+    /// The peer's user, for unix sockets.
+    pub uid: Option<u32>,
+    /// The peer's group, for unix sockets.
+    pub gid: Option<u32>,
+    /// The peer's process, for unix sockets.
+    pub pid: Option<u32>,
+}
+
+/// A listener's client type: what a connection on it may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientType {
+    /// The type's name.
+    pub name: String,
+    /// When set, the peer may only look up users with this uid.
+    pub restricted_to_uid: Option<u32>,
+}
+
+/// What the policy is told about a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionView {
+    /// Its id, unique for the life of the supervisor.
+    pub id: u64,
+    /// The name of the listener it came in on.
+    pub listener: String,
+    /// Who is at the other end.
+    pub peer: PeerView,
+    /// When it was accepted.
+    pub accepted_ms: Millis,
+    /// Whether the process reported its client logged in.
+    pub authenticated: bool,
+    /// The process serving it.
+    pub pid: u32,
+}
+
 /// The decisions the master delegates.
 pub trait Policy {
     /// How many processes to start now, beyond those connections ask for.
@@ -185,6 +260,25 @@ pub trait Policy {
 
     /// What to do after a process exited.
     fn lifecycle(&mut self, service: &ServiceView<'_>, exit: &ExitView) -> Lifecycle;
+
+    /// The client type of `listener`; `peer` when the master accepted the
+    /// connection itself.
+    fn typing(
+        &mut self,
+        service: &ServiceView<'_>,
+        listener: &ListenerView,
+        peer: Option<&PeerView>,
+    ) -> ClientType;
+
+    /// Which connections to close in a full login service, among
+    /// `candidates` (those not logged in), for `waiting` connections.
+    fn evict(
+        &mut self,
+        service: &ServiceView<'_>,
+        candidates: &[ConnectionView],
+        waiting: u32,
+        now_ms: Millis,
+    ) -> Vec<u64>;
 }
 
 /// The decisions the master falls back on when no plugin answers: the
@@ -194,7 +288,10 @@ pub trait Policy {
 ///   per round at most) and start a `startup` service's one process;
 /// - idle: retire nothing;
 /// - lifecycle: throttle a service whose process failed before it was
-///   ready, 2 s doubling to 60 s, so a broken program cannot fork in a loop.
+///   ready, 2 s doubling to 60 s, so a broken program cannot fork in a loop;
+/// - typing: the configured type, else the listener's name;
+/// - eviction: the oldest connections not logged in, one per waiting
+///   connection, so a full login service keeps taking new clients.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Fallback;
 
@@ -242,6 +339,40 @@ impl Policy for Fallback {
             .saturating_mul(2)
             .clamp(THROTTLE_MIN_MS, THROTTLE_MAX_MS);
         Lifecycle::Throttle { ms }
+    }
+
+    fn typing(
+        &mut self,
+        _service: &ServiceView<'_>,
+        listener: &ListenerView,
+        _peer: Option<&PeerView>,
+    ) -> ClientType {
+        let name = if listener.configured_type.is_empty() {
+            &listener.name
+        } else {
+            &listener.configured_type
+        };
+        ClientType {
+            name: name.clone(),
+            restricted_to_uid: None,
+        }
+    }
+
+    fn evict(
+        &mut self,
+        _service: &ServiceView<'_>,
+        candidates: &[ConnectionView],
+        waiting: u32,
+        _now_ms: Millis,
+    ) -> Vec<u64> {
+        let mut pending: Vec<&ConnectionView> =
+            candidates.iter().filter(|c| !c.authenticated).collect();
+        pending.sort_by_key(|c| (c.accepted_ms, c.id));
+        pending
+            .into_iter()
+            .take(usize::try_from(waiting).unwrap_or(usize::MAX))
+            .map(|c| c.id)
+            .collect()
     }
 }
 

@@ -7,8 +7,11 @@
 //!   capability;
 //! - [`chain`] puts a configuration's plugins in front of the fallback and
 //!   checks every answer;
+//! - [`defaults`] and [`stats`] are the settings and metrics plugins
+//!   supply;
 //! - [`BUILTINS`] are the plugins embedded in warden, built from
-//!   `plugins/` by the build script: `dovecot`, Dovecot's master.
+//!   `plugins/` by the build script: `dovecot`, Dovecot's master, and one
+//!   plugin per documented Dovecot service.
 //!
 //! It must never act: it answers questions and returns decisions; it binds
 //! no socket, starts no process and holds no privilege. A broken plugin
@@ -18,7 +21,9 @@
 
 pub mod chain;
 pub mod decide;
+pub mod defaults;
 pub mod runtime;
+pub mod stats;
 
 /// The host side of the WIT contract, generated once.
 mod bindings {
@@ -42,7 +47,8 @@ pub use fixtures::FIXTURES;
 
 pub use chain::Plugins;
 pub use decide::{
-    ExitCause, ExitView, Fallback, IdleAction, Lifecycle, Millis, Policy, ProcessView, ServiceKind,
-    ServiceView,
+    ClientType, ConnectionView, ExitCause, ExitView, Fallback, IdleAction, Lifecycle, ListenerKind,
+    ListenerView, Millis, PeerView, Policy, ProcessView, ServiceKind, ServiceView,
 };
+pub use defaults::{Defaults, InetDefault, Supplied, UnixDefault};
 pub use runtime::{Budget, Failure, Hooks, LoadError, Origin, Plugin, Runtime};

@@ -487,12 +487,41 @@ impl Plugin {
         self.last_failure.as_ref()
     }
 
+    /// Whether one of its `services` entries is `service` itself, not a
+    /// pattern that matches it.
+    pub fn names_exactly(&self, service: &str) -> bool {
+        self.identity
+            .services
+            .iter()
+            .any(|pattern| pattern == service)
+    }
+
     /// Whether it applies to `service`: its globs match the name.
     pub fn applies_to(&self, service: &str) -> bool {
         self.identity
             .services
             .iter()
             .any(|pattern| glob_matches(pattern, service))
+    }
+
+    /// The `defaults` hook, if exported and not quarantined.
+    pub(crate) fn defaults(&self) -> Option<hooks::defaults::GuestIndices> {
+        self.indices.defaults.clone().filter(|_| !self.quarantined)
+    }
+
+    /// The `typing` hook, if exported and not quarantined.
+    pub(crate) fn typing(&self) -> Option<hooks::typing::GuestIndices> {
+        self.indices.typing.clone().filter(|_| !self.quarantined)
+    }
+
+    /// The `eviction` hook, if exported and not quarantined.
+    pub(crate) fn eviction(&self) -> Option<hooks::eviction::GuestIndices> {
+        self.indices.eviction.clone().filter(|_| !self.quarantined)
+    }
+
+    /// The `stats` hook, if exported and not quarantined.
+    pub(crate) fn stats_hook(&self) -> Option<hooks::stats::GuestIndices> {
+        self.indices.stats.clone().filter(|_| !self.quarantined)
     }
 
     /// The `idle` hook, if exported and not quarantined.
