@@ -35,7 +35,32 @@ fn the_annotated_configuration_checks_clean_where_dovecot_users_exist() {
     if users == [true, true] {
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
         assert!(text(&output.stdout).contains("ok; 24 services"));
-        assert!(text(&output.stdout).contains("plugins: dovecot (built-in)"));
+        for plugin in [
+            "anvil",
+            "auth",
+            "auth-worker",
+            "config",
+            "dict",
+            "director",
+            "dns-client",
+            "doveadm",
+            "dovecot",
+            "indexer",
+            "indexer-worker",
+            "ipc",
+            "lmtp",
+            "log",
+            "login",
+            "mail",
+            "ssl-params",
+            "stats",
+        ] {
+            assert!(
+                text(&output.stdout).contains(&format!("{plugin} (built-in)")),
+                "{}",
+                text(&output.stdout)
+            );
+        }
     } else {
         // Without Debian's dovecot-core, the users it creates are missing,
         // and check names the setting to change.
@@ -102,11 +127,86 @@ fn config_shows_one_service_with_the_origin_of_each_setting() {
     assert!(!shown.contains("[service.imap]"), "{shown}");
     assert!(
         shown.contains(r#"user = "dovenull""#)
-            && shown.contains("# file, written as $default_login_user"),
+            && shown.contains("# from plugin login (written as $default_login_user)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#"chroot = "/run/dovecot/login""#) && shown.contains("# from plugin login"),
         "{shown}"
     );
     assert!(shown.contains("# from default_client_limit"), "{shown}");
     assert!(shown.contains("# built-in default"), "{shown}");
+}
+
+#[test]
+fn what_the_file_sets_wins_over_the_plugin_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = warden_tests::write_config(
+        dir.path(),
+        r#"default_internal_user = "root"
+default_internal_group = "root"
+
+[service.anvil]
+executable = "/bin/true"
+process_limit = 3
+chroot = ""
+client_limit = 0
+"#,
+    );
+    let output = warden(&[
+        "config",
+        "-c",
+        config.to_str().expect("utf-8 path"),
+        "--service",
+        "anvil",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let shown = text(&output.stdout);
+    let line = |key: &str| {
+        shown
+            .lines()
+            .find(|line| line.starts_with(&format!("{key} = ")))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("process_limit"), "process_limit = 3 # file");
+    assert_eq!(line("chroot"), r#"chroot = "" # file"#);
+    assert_eq!(
+        line("client_limit"),
+        "client_limit = 1000 # from default_client_limit (client_limit = 0 in the file)",
+        "an explicit 0 asks for the global, and the plugin does not override it"
+    );
+    assert_eq!(line("type"), r#"type = "anvil" # from plugin anvil"#);
+    assert_eq!(
+        line("idle_kill"),
+        r#"idle_kill = "infinite" # from plugin anvil"#
+    );
+}
+
+#[test]
+fn a_user_a_plugin_default_names_is_looked_up_and_blamed_on_its_global() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = warden_tests::write_config(
+        dir.path(),
+        r#"default_internal_user = "no-such-internal-user"
+default_internal_group = "root"
+
+[service.anvil]
+executable = "/bin/true"
+chroot = ""
+"#,
+    );
+    let output = warden_tests::check(&config);
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "default_internal_user: the user \"no-such-internal-user\" does not exist on this system"
+        ) && stderr.contains("or change default_internal_user"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -219,10 +219,12 @@ fn log_starts_first_and_stops_last_config_precedes_the_rest_and_anvil_survives_r
     let body = format!(
         "{}{}{}{}",
         echo_service("plain", free_port(), "process_min_avail = 1"),
+        // The anvil plugin would chroot to base_dir/empty as the internal
+        // user; echo is a dynamic binary, so it stays where it is.
         echo_service(
             "anvil",
             free_port(),
-            "type = \"anvil\"\nprocess_min_avail = 1"
+            "type = \"anvil\"\nprocess_min_avail = 1\nchroot = \"\"\nuser = \"\""
         ),
         echo_service("config", free_port(), "type = \"config\""),
         echo_service("log", free_port(), "type = \"log\""),

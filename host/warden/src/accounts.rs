@@ -38,20 +38,25 @@ fn place<T>(config: &Config, key: &str, setting: &Setting<T>) -> (Range<usize>, 
         };
         (span.unwrap_or(0..0), global.to_owned())
     };
+    let through = |note: &Option<String>| {
+        note.as_deref()
+            .and_then(|note| note.strip_prefix("written as $"))
+            .map(|variable| variable.strip_prefix("SET:").unwrap_or(variable).to_owned())
+    };
     match &setting.origin {
-        Origin::File { span, note } => {
-            let through = note
-                .as_deref()
-                .and_then(|note| note.strip_prefix("written as $"))
-                .map(|variable| variable.strip_prefix("SET:").unwrap_or(variable));
-            match through {
-                Some(variable) => (span.clone(), variable.to_owned()),
-                None => (span.clone(), key.to_owned()),
-            }
-        }
+        Origin::File { span, note } => match through(note) {
+            Some(variable) => (span.clone(), variable),
+            None => (span.clone(), key.to_owned()),
+        },
         Origin::Global {
             key: global_key, ..
         } => global(global_key),
+        // A plugin's `$default_internal_user` is fixed at the global; a
+        // name it supplies as it is, by setting the key in the file.
+        Origin::Plugin { name, note } => match through(note) {
+            Some(variable) => global(&variable),
+            None => (0..0, format!("{key} (supplied by the plugin {name})")),
+        },
         Origin::Builtin { .. } => (0..0, key.to_owned()),
     }
 }

@@ -181,9 +181,10 @@ fn run(options: &master::Options) -> Outcome {
 /// Sends `request` to the running master named by the configuration's
 /// control socket, and prints its answer.
 fn ask(path: &Path, request: &Request) -> Outcome {
-    let config = match load(path) {
+    // Only the globals matter here, which plugins never supply.
+    let config = match Config::load(path) {
         Ok(config) => config,
-        Err(outcome) => return outcome,
+        Err(error) => return load_failed(&error),
     };
     let socket = &config.globals.control_socket.value;
     match control::request(socket, request) {
@@ -305,23 +306,28 @@ fn unavailable(command: &str, needs: &str) -> Outcome {
     Outcome::Unavailable
 }
 
-/// Reads and parses the configuration, printing why when it cannot.
-fn load(path: &Path) -> Result<Config, Outcome> {
-    Config::load(path).map_err(|error| {
-        eprintln!("{error}");
-        match error {
-            LoadError::Read { .. } => Outcome::NoInput,
-            LoadError::Problems(_) => Outcome::BadConfig,
-        }
-    })
+/// Reads the configuration with its plugins' defaults, printing why when
+/// it cannot.
+fn load(path: &Path) -> Result<master::Checked, Outcome> {
+    master::check_config(path).map_err(|error| load_failed(&error))
+}
+
+/// Prints why the configuration cannot be read, and the outcome.
+fn load_failed(error: &LoadError) -> Outcome {
+    eprintln!("{error}");
+    match error {
+        LoadError::Read { .. } => Outcome::NoInput,
+        LoadError::Problems(_) => Outcome::BadConfig,
+    }
 }
 
 fn check(path: &Path) -> Outcome {
-    let config = match load(path) {
-        Ok(config) => config,
+    let checked = match load(path) {
+        Ok(checked) => checked,
         Err(outcome) => return outcome,
     };
-    let missing = warden::accounts::missing(&config);
+    let config = &checked.config;
+    let missing = warden::accounts::missing(config);
     if !missing.is_empty() {
         let source = std::fs::read_to_string(path).unwrap_or_default();
         eprintln!(
@@ -330,15 +336,23 @@ fn check(path: &Path) -> Outcome {
         );
         return Outcome::BadConfig;
     }
-    let plugins = match master::check_plugins(&config) {
-        Ok(plugins) => plugins,
-        Err(failures) => {
-            for failure in failures {
-                eprintln!("{}: {failure}", path.display());
-            }
-            return Outcome::BadConfig;
+    if !checked.failures.is_empty() {
+        for failure in &checked.failures {
+            eprintln!("{}: {failure}", path.display());
         }
-    };
+        return Outcome::BadConfig;
+    }
+    let plugins: Vec<String> = checked
+        .plugins
+        .plugins()
+        .iter()
+        .map(|plugin| match plugin.origin() {
+            warden_policy::Origin::Builtin => format!("{} (built-in)", plugin.identity().name),
+            warden_policy::Origin::File { path, .. } => {
+                format!("{} ({path})", plugin.identity().name)
+            }
+        })
+        .collect();
     let total = config.services.len();
     let running = config.services.iter().filter(|s| config.runs(s)).count();
     println!(
@@ -351,10 +365,14 @@ fn check(path: &Path) -> Outcome {
 }
 
 fn show(path: &Path, service: Option<&str>) -> Outcome {
-    let config = match load(path) {
-        Ok(config) => config,
+    let checked = match load(path) {
+        Ok(checked) => checked,
         Err(outcome) => return outcome,
     };
+    for failure in &checked.failures {
+        eprintln!("warden config: {failure}");
+    }
+    let config = checked.config;
     let Some(text) = config::render(&config, service) else {
         let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
         eprintln!(

@@ -343,7 +343,7 @@ fn builtin<T>(value: T) -> impl FnOnce() -> Setting<T> {
 
 /// Resolves `path` against `base`. Relative paths may not leave `base` with
 /// `..`; absolute ones are taken as they are.
-fn resolve_under(base: &Path, path: &str) -> Result<PathBuf, String> {
+pub(super) fn resolve_under(base: &Path, path: &str) -> Result<PathBuf, String> {
     if Path::new(path).is_absolute() {
         return Ok(PathBuf::from(path));
     }
@@ -706,7 +706,10 @@ fn read_vsz_limit(item: &Item<'_, '_>) -> Result<VszRead, String> {
 /// Replaces a `$default_*` variable in a user or group setting with the
 /// global it names (Dovecot 2.3 writes `$default_login_user`, 2.4
 /// `$SET:default_login_user`).
-fn expand_identity(text: &str, globals: &Globals) -> Result<(String, Option<String>), String> {
+pub(super) fn expand_identity(
+    text: &str,
+    globals: &Globals,
+) -> Result<(String, Option<String>), String> {
     let Some(variable) = text.strip_prefix('$') else {
         return Ok((text.to_owned(), None));
     };

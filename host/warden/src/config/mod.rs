@@ -2,7 +2,8 @@
 //!
 //! [`Config::parse`] turns the text of a file into the *effective*
 //! configuration: every setting of every service filled in, each with its
-//! [`Origin`] (the file, a global default, or warden's built-in default), all
+//! [`Origin`] (the file, a global default, a policy plugin's defaults, or
+//! warden's built-in default), all
 //! relative paths resolved against `base_dir`, and every mistake in the file
 //! reported at once as [`Problems`].
 //!
@@ -18,6 +19,7 @@
 mod load;
 mod problem;
 mod show;
+mod supply;
 mod validate;
 pub mod value;
 
@@ -29,6 +31,7 @@ use std::path::{Path, PathBuf};
 pub use problem::{Problem, Problems};
 pub use show::render;
 use value::{Duration, ListenAddress, Mode, ServiceName, Size};
+use warden_policy::Defaults;
 
 /// Where a setting's value came from, shown by `warden config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +57,13 @@ pub enum Origin {
         /// Why this default, when it depends on other settings.
         note: Option<&'static str>,
     },
+    /// Supplied by a policy plugin's `defaults`.
+    Plugin {
+        /// The plugin's name.
+        name: String,
+        /// How its value was read (a `$default_*` variable).
+        note: Option<String>,
+    },
 }
 
 impl Origin {
@@ -69,7 +79,7 @@ impl Origin {
     pub fn span(&self) -> Option<Range<usize>> {
         match self {
             Origin::File { span, .. } => Some(span.clone()),
-            Origin::Global { .. } | Origin::Builtin { .. } => None,
+            Origin::Global { .. } | Origin::Builtin { .. } | Origin::Plugin { .. } => None,
         }
     }
 }
@@ -421,6 +431,17 @@ impl Config {
     /// Reads and checks the configuration file at `path`. This is the one
     /// place that touches the file system: parsing itself stays pure.
     pub fn load(path: &Path) -> Result<Config, LoadError> {
+        Config::load_supplied(path, |_| Vec::new())
+    }
+
+    /// Like [`Config::load`], with the defaults of the services' plugins:
+    /// `defaults` gets the configuration as the file gives it and returns
+    /// what the plugins supply for each service, in the order of
+    /// `services` (see [`Config::parse_supplied`]).
+    pub fn load_supplied(
+        path: &Path,
+        defaults: impl FnOnce(&Config) -> Vec<Defaults>,
+    ) -> Result<Config, LoadError> {
         let name = path.to_string_lossy();
         let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
             path: name.to_string(),
@@ -429,7 +450,33 @@ impl Config {
         let dir = std::path::absolute(path)
             .ok()
             .and_then(|file| file.parent().map(Path::to_path_buf));
-        Config::parse_in(&name, dir.as_deref(), &source).map_err(LoadError::Problems)
+        Config::parse_supplied(&name, dir.as_deref(), &source, defaults)
+            .map_err(LoadError::Problems)
+    }
+
+    /// Reads the configuration in `source` like [`Config::parse_in`], then
+    /// puts in what the plugins supply: `defaults` gets the configuration
+    /// as the file gives it and returns one [`Defaults`] per service, in
+    /// order. A supplied value fills only what the file left unset, and
+    /// the result is checked again as a whole.
+    pub fn parse_supplied(
+        file: &str,
+        dir: Option<&Path>,
+        source: &str,
+        defaults: impl FnOnce(&Config) -> Vec<Defaults>,
+    ) -> Result<Config, Problems> {
+        let mut config = Config::parse_in(file, dir, source)?;
+        let supplied = defaults(&config);
+        let mut problems = Vec::new();
+        for (service, defaults) in config.services.iter_mut().zip(&supplied) {
+            supply::supply(service, &config.globals, defaults, &mut problems);
+        }
+        validate::validate(&config, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(Problems::locate(file, source, problems))
+        }
     }
 
     /// Reads the configuration in `source`, the text of the file named

@@ -3,7 +3,7 @@
 //! `warden config` prints this. The output is itself a valid configuration
 //! that reads back to the same effective values, so an operator can start
 //! from it; the comment after each setting says whether the file, a global
-//! default or warden's built-in default supplied it.
+//! default, a policy plugin or warden's built-in default supplied it.
 
 use std::fmt::Write as _;
 
@@ -84,6 +84,11 @@ fn describe(origin: &Origin) -> String {
         } => format!("from {key} ({note})"),
         Origin::Builtin { note: None } => "built-in default".to_owned(),
         Origin::Builtin { note: Some(note) } => format!("built-in default; {note}"),
+        Origin::Plugin { name, note: None } => format!("from plugin {name}"),
+        Origin::Plugin {
+            name,
+            note: Some(note),
+        } => format!("from plugin {name} ({note})"),
     }
 }
 

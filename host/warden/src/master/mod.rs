@@ -29,7 +29,7 @@ mod notify;
 mod output;
 mod plugins;
 
-pub use plugins::check as check_plugins;
+pub use plugins::{Checked, check as check_config};
 mod service;
 
 use std::collections::BTreeMap;
@@ -179,10 +179,22 @@ struct Draining {
     killed: bool,
 }
 
-/// Reads and checks the configuration at `path`, including that this
-/// version can run every interface it asks for.
-fn read_config(path: &Path) -> Result<Config, RunError> {
-    let config = Config::load(path).map_err(|error| RunError::Config(error.to_string()))?;
+/// Reads and checks the configuration at `path` with the defaults of its
+/// plugins, which `load` loads (given the configuration as the file gives
+/// it), including that this version can run every interface it asks for.
+fn read_config(
+    path: &Path,
+    load: impl FnOnce(&Config) -> Plugins,
+) -> Result<(Config, Plugins), RunError> {
+    let (config, plugins) =
+        plugins::load_config(path, load).map_err(|error| RunError::Config(error.to_string()))?;
+    check_interfaces(path, &config)?;
+    Ok((config, plugins))
+}
+
+/// Fails when a running service asks for an interface this version cannot
+/// run.
+fn check_interfaces(path: &Path, config: &Config) -> Result<(), RunError> {
     for service in config.services.iter().filter(|s| config.runs(s)) {
         if matches!(
             service.interface.value,
@@ -196,12 +208,17 @@ fn read_config(path: &Path) -> Result<Config, RunError> {
             )));
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 /// Runs the master until it is stopped.
 pub fn run(options: &Options) -> Result<(), RunError> {
-    let config = read_config(&options.config)?;
+    // Read once as the file gives it, so that a broken file is reported on
+    // the terminal before daemonizing; the master reads it again with its
+    // plugins' defaults once logging is set up.
+    let config =
+        Config::load(&options.config).map_err(|error| RunError::Config(error.to_string()))?;
+    check_interfaces(&options.config, &config)?;
     if options.daemonize {
         warden_sys::daemon::daemonize().map_err(|e| RunError::start("cannot daemonize", e))?;
     }
@@ -276,14 +293,23 @@ impl Drop for Master {
 }
 
 impl Master {
-    async fn start(config_path: PathBuf, config: Config) -> Result<Master, RunError> {
+    async fn start(config_path: PathBuf, file_config: Config) -> Result<Master, RunError> {
         let (events, receiver) = mpsc::unbounded_channel();
         let (metrics, registry) = Metrics::new();
-        prepare_base_dir(&config.globals.base_dir.value)?;
-        let cache = config.globals.base_dir.value.join("plugin-cache");
+        prepare_base_dir(&file_config.globals.base_dir.value)?;
+        let cache = file_config.globals.base_dir.value.join("plugin-cache");
         prepare_private_dir(&cache)?;
         let runtime =
             Runtime::new(Some(&cache)).map_err(|what| RunError::Start { what, source: None })?;
+        let (config, policy) = read_config(&config_path, |config| {
+            plugins::load(
+                &runtime,
+                &config.globals.plugins_dir.value,
+                Plugins::default(),
+                &config.plugins,
+            )
+        })?;
+        let plugins_listing = plugins::listing(&config.globals.plugins_dir.value);
         let mut master = Master {
             config_path,
             config: config.clone(),
@@ -295,8 +321,8 @@ impl Master {
             receiver,
             origin: Instant::now(),
             runtime,
-            policy: Plugins::default(),
-            plugins_listing: Vec::new(),
+            policy,
+            plugins_listing,
             plugins_checked: Instant::now(),
             metrics,
             registry,
@@ -305,7 +331,9 @@ impl Master {
             tasks: Vec::new(),
             control_clients: tokio::task::JoinSet::new(),
         };
-        master.load_plugins();
+        for missing in plugins::unknown_policies(&master.config, &master.policy) {
+            tracing::warn!("{missing}");
+        }
         master.services = master.set_up(&config, 0, Vec::new(), &mut Vec::new())?;
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
@@ -370,6 +398,10 @@ impl Master {
             let cannot = |what: &str| format!("service {name}: {what}");
             state.identity = launch::identity(service)
                 .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
+            if let Some(chroot) = &service.chroot.value {
+                prepare_chroot(&config.globals.base_dir.value, chroot)
+                    .map_err(|e| RunError::start(cannot("cannot create its chroot"), e))?;
+            }
             let wanted = listen::wanted(config, service)
                 .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
             for want in wanted {
@@ -471,27 +503,65 @@ impl Master {
         Ok(())
     }
 
-    /// (Re)loads the plugins from `plugins_dir`.
-    fn load_plugins(&mut self) {
-        let dir = self.config.globals.plugins_dir.value.clone();
+    /// Reads the configuration file again with freshly loaded plugins. The
+    /// plugins are installed even when the file turns out broken, so that
+    /// the running configuration is served by what `plugins_dir` holds now.
+    fn read_again(&mut self) -> Result<Config, RunError> {
         let previous = std::mem::take(&mut self.policy);
-        self.policy = plugins::load(&self.runtime, &dir, previous, &self.config.plugins);
-        self.plugins_listing = plugins::listing(&dir);
+        let runtime = &self.runtime;
+        let mut loaded = None;
+        let result = read_config(&self.config_path, |config| {
+            let dir = &config.globals.plugins_dir.value;
+            let plugins = plugins::load(runtime, dir, previous, &config.plugins);
+            loaded = Some(plugins::listing(dir));
+            plugins
+        });
+        let config = match result {
+            Ok((config, plugins)) => {
+                self.policy = plugins;
+                config
+            }
+            Err(error) => {
+                if self.policy.plugins().is_empty() {
+                    self.policy = plugins::load(
+                        runtime,
+                        &self.config.globals.plugins_dir.value,
+                        Plugins::default(),
+                        &self.config.plugins,
+                    );
+                }
+                return Err(error);
+            }
+        };
+        self.plugins_listing = loaded.unwrap_or_default();
         self.plugins_checked = Instant::now();
-        for missing in plugins::unknown_policies(&self.config, &self.policy) {
+        for missing in plugins::unknown_policies(&config, &self.policy) {
             tracing::warn!("{missing}");
         }
+        Ok(config)
     }
 
     /// Reloads the plugins when `plugins_dir` changed; looks once a second.
+    /// When the new plugins change a service's defaults, the configuration
+    /// is reloaded as on SIGHUP.
     fn watch_plugins(&mut self, now: Instant) {
         if now.saturating_duration_since(self.plugins_checked) < PLUGINS_CHECK {
             return;
         }
         self.plugins_checked = now;
-        if plugins::listing(&self.config.globals.plugins_dir.value) != self.plugins_listing {
-            tracing::info!("plugins_dir changed: reloading the plugins");
-            self.load_plugins();
+        if plugins::listing(&self.config.globals.plugins_dir.value) == self.plugins_listing {
+            return;
+        }
+        tracing::info!("plugins_dir changed: reloading the plugins");
+        match self.read_again() {
+            Ok(config) if config == self.config => {}
+            Ok(_) => {
+                tracing::info!("the plugins supply other defaults: reloading the configuration");
+                let _ = self.reload();
+            }
+            Err(error) => tracing::error!(
+                "with the new plugins the configuration has problems; the running one stays:\n{error}"
+            ),
         }
     }
 
@@ -1288,7 +1358,9 @@ impl Master {
         if self.phase != Phase::Running {
             return Err("warden is stopping".to_owned());
         }
-        let config = read_config(&self.config_path).map_err(|e| e.to_string())?;
+        // Plugins are loaded afresh: changed files and [plugin.NAME]
+        // settings take effect, and quarantines end.
+        let config = self.read_again().map_err(|e| e.to_string())?;
         let now = Instant::now();
         // Every open listener of the running configuration, by what it is,
         // so that the new one can keep those that did not change.
@@ -1353,9 +1425,6 @@ impl Master {
         }
         self.services = services;
         self.config = config;
-        // Plugins are loaded afresh: changed files and [plugin.NAME]
-        // settings take effect, and quarantines end.
-        self.load_plugins();
         Ok(format!(
             "configuration reloaded (generation {}); {drained} old processes are finishing",
             self.generation
@@ -1551,6 +1620,21 @@ fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
 
 /// Creates `base_dir` if it is missing, readable and searchable by all
 /// (services that dropped privileges start in it), as Dovecot does.
+/// Creates a missing chroot directory inside `base_dir`, root's and mode
+/// 0755, as Dovecot's master does for `empty`: the built-in plugins chroot
+/// services to `base_dir/empty` and `base_dir/login`, which must work on a
+/// fresh machine. A chroot elsewhere must already exist.
+fn prepare_chroot(base_dir: &Path, chroot: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !chroot.starts_with(base_dir) || chroot.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(chroot)
+}
+
 fn prepare_base_dir(base_dir: &Path) -> Result<(), RunError> {
     use std::os::unix::fs::PermissionsExt;
     let cannot = |e| RunError::start(format!("cannot prepare base_dir {}", base_dir.display()), e);

@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use warden_policy::{Budget, Origin, Plugins, Runtime};
+use warden_policy::{Budget, Defaults, Origin, Plugins, Runtime};
 
-use crate::config::{Config, PluginSettings};
+use crate::config::{Config, LoadError, PluginSettings};
 
 /// What `plugins_dir` held when last looked at: each `.wasm` file's path,
 /// size and modification time.
@@ -39,24 +39,40 @@ pub(super) fn listing(dir: &Path) -> Listing {
 /// Loads the built-ins and the files of `dir`, then gives each the budget
 /// and directory its `[plugin.NAME]` table sets. `previous` are the
 /// plugins loaded before; a file that fails now keeps its previous version.
+/// Each failure is logged.
 pub(super) fn load(
     runtime: &Runtime,
     dir: &Path,
     previous: Plugins,
     settings: &[PluginSettings],
 ) -> Plugins {
+    let (plugins, failures) = load_all(runtime, dir, previous, settings);
+    for failure in failures {
+        tracing::error!("{failure}");
+    }
+    plugins
+}
+
+/// Like [`load`], returning each failure as a line instead of logging it.
+fn load_all(
+    runtime: &Runtime,
+    dir: &Path,
+    previous: Plugins,
+    settings: &[PluginSettings],
+) -> (Plugins, Vec<String>) {
     let mut previous = previous.into_plugins();
     let mut loaded = Vec::new();
+    let mut failures = Vec::new();
     for (name, bytes) in warden_policy::BUILTINS {
         match runtime.load(bytes, Origin::Builtin, Budget::default()) {
             Ok(plugin) => loaded.push(plugin),
-            Err(error) => tracing::error!(plugin = name, "cannot load a built-in plugin: {error}"),
+            Err(error) => failures.push(format!("cannot load the built-in plugin {name}: {error}")),
         }
     }
     for (path, _, _) in listing(dir) {
         let shown = path.display().to_string();
         let result = std::fs::read(&path)
-            .map_err(|error| format!("cannot read it: {error}"))
+            .map_err(|error| format!("plugin {shown}: cannot read it: {error}"))
             .and_then(|bytes| {
                 let origin = Origin::File {
                     path: shown.clone(),
@@ -82,10 +98,10 @@ pub(super) fn load(
                 );
                 match kept {
                     Some(place) => {
-                        tracing::error!(file = shown, "{error}; the version loaded before stays");
+                        failures.push(format!("{error}; the version loaded before stays"));
                         loaded.push(previous.swap_remove(place));
                     }
-                    None => tracing::error!(file = shown, "{error}; the plugin is not used"),
+                    None => failures.push(format!("{error}; the plugin is not used")),
                 }
             }
         }
@@ -99,7 +115,35 @@ pub(super) fn load(
             plugin.configure(budget, set.directory.value.clone());
         }
     }
-    Plugins::new(loaded)
+    (Plugins::new(loaded), failures)
+}
+
+/// Reads the configuration at `path` with the defaults of its services'
+/// plugins, which `load` loads given the configuration as the file gives
+/// it. Returns the configuration and the plugins.
+pub(super) fn load_config(
+    path: &Path,
+    load: impl FnOnce(&Config) -> Plugins,
+) -> Result<(Config, Plugins), LoadError> {
+    let mut loaded = None;
+    let config = Config::load_supplied(path, |config| {
+        let mut plugins = load(config);
+        let defaults = defaults(&mut plugins, config);
+        loaded = Some(plugins);
+        defaults
+    })?;
+    Ok((config, loaded.unwrap_or_default()))
+}
+
+/// What `plugins` supply for each of `config`'s services, in order.
+fn defaults(plugins: &mut Plugins, config: &Config) -> Vec<Defaults> {
+    let cpus = std::thread::available_parallelism()
+        .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    config
+        .services
+        .iter()
+        .map(|service| plugins.defaults(service.name.as_str(), &service.policies.value, cpus))
+        .collect()
 }
 
 /// Every `policies` entry naming a plugin that is not loaded, as a line
@@ -133,49 +177,43 @@ fn unknown(config: &Config, loaded: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// Loads and links every plugin, built-in and in `plugins_dir`, as
-/// `warden check` does, and checks that every plugin a service's
-/// `policies` names is among them: the names and origins of those that
-/// load, or every problem.
-pub fn check(config: &Config) -> Result<Vec<String>, Vec<String>> {
-    let dir = config.globals.plugins_dir.value.as_path();
-    let runtime = Runtime::new(None).map_err(|error| vec![error])?;
-    let mut loaded = Vec::new();
-    let mut names = Vec::new();
-    let mut failed = Vec::new();
-    for (name, bytes) in warden_policy::BUILTINS {
-        match runtime.load(bytes, Origin::Builtin, Budget::default()) {
-            Ok(plugin) => {
-                loaded.push(format!("{} (built-in)", plugin.identity().name));
-                names.push(plugin.identity().name.clone());
-            }
-            Err(error) => failed.push(format!("built-in {name}: {error}")),
+/// What `warden check` and `warden config` read: the configuration with
+/// its plugins' defaults, the plugins, and each plugin that failed to load.
+#[derive(Debug)]
+pub struct Checked {
+    /// The effective configuration.
+    pub config: Config,
+    /// Every plugin that loaded.
+    pub plugins: Plugins,
+    /// A line for each plugin that failed to load.
+    pub failures: Vec<String>,
+}
+
+/// Reads the configuration at `path` as `warden check` does: every plugin,
+/// built-in and in `plugins_dir`, is loaded and linked, and supplies its
+/// defaults.
+pub fn check(path: &Path) -> Result<Checked, LoadError> {
+    let mut failures = Vec::new();
+    let (config, plugins) = load_config(path, |config| match Runtime::new(None) {
+        Ok(runtime) => {
+            let (plugins, failed) = load_all(
+                &runtime,
+                &config.globals.plugins_dir.value,
+                Plugins::default(),
+                &config.plugins,
+            );
+            failures = failed;
+            plugins
         }
-    }
-    for (path, _, _) in listing(dir) {
-        let origin = Origin::File {
-            path: path.display().to_string(),
-            sha256: String::new(),
-        };
-        match std::fs::read(&path) {
-            Ok(bytes) => match runtime.load(&bytes, origin, Budget::default()) {
-                Ok(plugin) => {
-                    loaded.push(format!("{} ({})", plugin.identity().name, path.display()));
-                    names.push(plugin.identity().name.clone());
-                }
-                Err(error) => failed.push(error.to_string()),
-            },
-            Err(error) => failed.push(format!(
-                "plugin {}: cannot read it: {error}",
-                path.display()
-            )),
+        Err(error) => {
+            failures.push(error);
+            Plugins::default()
         }
-    }
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    failed.extend(unknown(config, &names));
-    if failed.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(failed)
-    }
+    })?;
+    failures.extend(unknown_policies(&config, &plugins));
+    Ok(Checked {
+        config,
+        plugins,
+        failures,
+    })
 }
