@@ -516,9 +516,12 @@ fn kick_stops_one_process_and_status_shows_the_service() {
 #[test]
 fn metrics_are_served_in_openmetrics_text() {
     let (port, metrics) = (free_port(), free_port());
+    // ssl-params gets its defaults and its statistics from its built-in
+    // plugin: a startup service whose one process reports and exits.
     let warden = Running::start(&format!(
-        "metrics_listen = \"127.0.0.1:{metrics}\"\n{}",
-        echo_service("echo", port, "process_min_avail = 1")
+        "metrics_listen = \"127.0.0.1:{metrics}\"\n{}\n[service.ssl-params]\nexecutable = \"{}\"\n",
+        echo_service("echo", port, "process_min_avail = 1"),
+        probe().display()
     ));
     let scrape = || {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics)).expect("connect");
@@ -531,12 +534,23 @@ fn metrics_are_served_in_openmetrics_text() {
     warden.wait_for("the ready process in the metrics", WAIT, || {
         scrape().contains("warden_available_slots{service=\"echo\"} 1000")
     });
+    warden.wait_for(
+        "the ssl-params plugin's figures in the metrics",
+        WAIT,
+        || {
+            scrape().contains(
+                "warden_plugin_ssl_params_processes_exited_total{service=\"ssl-params\"} 1",
+            )
+        },
+    );
     let answer = scrape();
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.contains("application/openmetrics-text"), "{answer}");
     for expected in [
         "warden_processes{service=\"echo\"} 1",
         "warden_spawns_total{service=\"echo\"} 1",
+        "# TYPE warden_plugin_ssl_params_processes_started counter",
+        "warden_plugin_ssl_params_processes_started_total{service=\"ssl-params\"} 1",
         "# EOF",
     ] {
         assert!(answer.contains(expected), "no {expected} in:\n{answer}");

@@ -69,3 +69,83 @@ fn anvil_runs_alone_in_an_empty_chroot_as_the_internal_user_and_survives_reload(
         "anvil was restarted by the reload"
     );
 }
+
+// seed: svc.auth
+#[test]
+fn auth_gets_its_sockets_each_typed_by_the_name_after_its_last_dash() {
+    let Some(uid) = internal_user("auth_gets_its_sockets") else {
+        return;
+    };
+    let warden = Running::start(&format!(
+        "[service.auth]\nexecutable = \"{} sleep\"\n",
+        probe().display()
+    ));
+    // auth starts on its first connection.
+    let _client = std::os::unix::net::UnixStream::connect(warden.dir().join("run/auth-client"))
+        .expect("connect to auth-client");
+    warden.wait_for("the auth probe's report", WAIT, || {
+        warden.log().contains("env.WARDEN_SERVICE=auth")
+    });
+    let log = warden.log();
+    let has = |needle: &str| log.lines().any(|line| line.contains(needle));
+    assert!(
+        has(&format!("uid={uid} {uid} {uid}")),
+        "not the internal user:\n{log}"
+    );
+    assert!(
+        has("env.LISTEN_FDNAMES=login:tokenlogin:auth-login:auth-client:auth-userdb:auth-master"),
+        "not auth's sockets:\n{log}"
+    );
+    assert!(
+        has("env.WARDEN_CLIENT_TYPES=login:tokenlogin:login:client:userdb:master"),
+        "not typed by their names:\n{log}"
+    );
+    let userdb = std::fs::metadata(warden.dir().join("run/auth-userdb")).expect("auth-userdb");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&userdb.permissions()) & 0o777,
+        0o666
+    );
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&userdb), uid);
+}
+
+#[test]
+fn warden_plugins_lists_every_built_in_with_its_hooks() {
+    let warden = Running::start("");
+    let output = std::process::Command::new(warden_tests::warden())
+        .args(["plugins", "-c"])
+        .arg(warden.config())
+        .output()
+        .expect("run warden plugins");
+    assert_eq!(output.status.code(), Some(0));
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let row = |plugin: &str| {
+        listing
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(plugin))
+            .unwrap_or_else(|| panic!("{plugin} is not listed:\n{listing}"))
+            .to_owned()
+    };
+    for (plugin, hooks) in [
+        ("anvil", "defaults,idle,scaling,stats"),
+        ("auth", "defaults,typing,scaling,stats"),
+        ("auth-worker", "defaults,lifecycle,stats"),
+        ("config", "defaults,stats"),
+        ("dict", "defaults,stats"),
+        ("director", "defaults,scaling,stats"),
+        ("dns-client", "defaults,stats"),
+        ("doveadm", "defaults,lifecycle,stats"),
+        ("dovecot", "idle,scaling,lifecycle"),
+        ("indexer", "defaults,scaling,stats"),
+        ("indexer-worker", "defaults,lifecycle,stats"),
+        ("ipc", "defaults,scaling,stats"),
+        ("lmtp", "defaults,lifecycle,stats"),
+        ("log", "defaults,idle,scaling,stats"),
+        ("login", "defaults,eviction,idle,stats"),
+        ("mail", "defaults,lifecycle,stats"),
+        ("ssl-params", "defaults,stats"),
+        ("stats", "defaults,idle,scaling,stats"),
+    ] {
+        let row = row(plugin);
+        assert!(row.contains(hooks) && row.ends_with("built-in"), "{row}");
+    }
+}

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
+use warden_policy::{ListenerKind, ListenerView};
 use warden_sys::listener::backlog;
 use warden_sys::{Endpoint, FileAccess, ListenError, Listener};
 
@@ -30,6 +31,11 @@ pub struct OpenListener {
     pub haproxy: bool,
     /// The socket or fifo.
     pub listener: Listener,
+    /// The listener as the policies see it.
+    pub view: ListenerView,
+    /// Its client type, as the service's `typing` policy decided; the
+    /// configured type until it is asked.
+    pub client_type: String,
 }
 
 /// Why a service's listeners could not be opened.
@@ -143,6 +149,38 @@ impl Wanted {
             ssl: self.ssl,
             haproxy: self.haproxy,
             listener,
+            view: self.view(),
+            client_type: self.kind.clone(),
+        }
+    }
+
+    /// The listener as the policies see it.
+    pub fn view(&self) -> ListenerView {
+        let file = |kind, path: &PathBuf, access: &FileAccess| ListenerView {
+            name: self.name.clone(),
+            kind,
+            path: Some(path.display().to_string()),
+            mode: Some(access.mode),
+            owner_uid: Some(access.user.unwrap_or_else(nix::unistd::geteuid).as_raw()),
+            owner_gid: Some(access.group.unwrap_or_else(nix::unistd::getegid).as_raw()),
+            configured_type: self.kind.clone(),
+            ssl: self.ssl,
+            haproxy: self.haproxy,
+        };
+        match &self.spec {
+            Spec::Unix { path, access } => file(ListenerKind::Unix, path, access),
+            Spec::Fifo { path, access } => file(ListenerKind::Fifo, path, access),
+            Spec::Inet { .. } => ListenerView {
+                name: self.name.clone(),
+                kind: ListenerKind::Inet,
+                path: None,
+                mode: None,
+                owner_uid: None,
+                owner_gid: None,
+                configured_type: self.kind.clone(),
+                ssl: self.ssl,
+                haproxy: self.haproxy,
+            },
         }
     }
 }

@@ -258,35 +258,51 @@ fn show_response(response: &Response) -> String {
             }
         }
         Response::Plugins { plugins } => {
-            out.push_str(&format!(
-                "{:<16} {:<8} {:<10} {:<26} {:>8} {:>8} {:>9} {:>9}  {}\n",
-                "PLUGIN",
-                "VERSION",
-                "SERVICES",
-                "HOOKS",
-                "CALLS",
-                "FAILURES",
-                "MEAN",
-                "P99",
-                "ORIGIN"
-            ));
-            for p in plugins {
-                let origin = match &p.sha256 {
-                    Some(sha) => format!("{} (sha256 {})", p.origin, sha.get(..16).unwrap_or(sha)),
-                    None => p.origin.clone(),
-                };
-                let state = if p.quarantined { "  QUARANTINED" } else { "" };
-                out.push_str(&format!(
-                    "{:<16} {:<8} {:<10} {:<26} {:>8} {:>8} {:>7}us {:>7}us  {origin}{state}\n",
-                    p.name,
-                    p.version,
-                    p.services.join(","),
-                    p.hooks.join(","),
-                    p.calls,
-                    p.failures,
-                    p.mean_us,
-                    p.p99_us
-                ));
+            let rows: Vec<[String; 9]> = plugins
+                .iter()
+                .map(|p| {
+                    let origin = match &p.sha256 {
+                        Some(sha) => {
+                            format!("{} (sha256 {})", p.origin, sha.get(..16).unwrap_or(sha))
+                        }
+                        None => p.origin.clone(),
+                    };
+                    let state = if p.quarantined { "  QUARANTINED" } else { "" };
+                    [
+                        p.name.clone(),
+                        p.version.clone(),
+                        p.services.join(","),
+                        p.hooks.join(","),
+                        p.calls.to_string(),
+                        p.failures.to_string(),
+                        format!("{}us", p.mean_us),
+                        format!("{}us", p.p99_us),
+                        format!("{origin}{state}"),
+                    ]
+                })
+                .collect();
+            let head = [
+                "PLUGIN", "VERSION", "SERVICES", "HOOKS", "CALLS", "FAILURES", "MEAN", "P99",
+                "ORIGIN",
+            ]
+            .map(str::to_owned);
+            let mut widths = [0usize; 9];
+            for row in std::iter::once(&head).chain(&rows) {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.len());
+                }
+            }
+            for row in std::iter::once(&head).chain(&rows) {
+                let mut line = String::new();
+                for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
+                    match column {
+                        8 => line.push_str(cell),
+                        4..=7 => line.push_str(&format!("{cell:>width$}  ")),
+                        _ => line.push_str(&format!("{cell:<width$}  ")),
+                    }
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
             }
         }
         Response::Done { message } | Response::Failed { message } => {

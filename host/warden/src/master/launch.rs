@@ -1,6 +1,8 @@
 //! Turning a service's configuration into a spawn plan, per interface.
 //!
 //! - `systemd`: listeners from fd 3 with `LISTEN_FDS`, `LISTEN_PID` and
+//!   `LISTEN_FDNAMES`; `WARDEN_CLIENT_TYPES`, each listener's client type
+//!   as the service's `typing` policy decided, in the order of
 //!   `LISTEN_FDNAMES`; `NOTIFY_SOCKET`; `WARDEN_SERVICE`,
 //!   `WARDEN_CLIENT_LIMIT` and `WARDEN_SERVICE_COUNT` (when limited).
 //! - `inetd`: the accepted connection on stdin and stdout, and the UCSPI
@@ -213,9 +215,11 @@ pub(super) fn systemd(
     let mut plan = common(service, identity, base_dir);
     let count = listeners.len();
     let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    let types: Vec<&str> = listeners.iter().map(|l| l.client_type.as_str()).collect();
     plan.env("LISTEN_FDS", count.to_string())
         .env_own_pid("LISTEN_PID")
         .env("LISTEN_FDNAMES", names.join(":"))
+        .env("WARDEN_CLIENT_TYPES", types.join(":"))
         .env("NOTIFY_SOCKET", notify_socket)
         .env(
             "WARDEN_CLIENT_LIMIT",

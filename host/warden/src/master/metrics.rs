@@ -7,7 +7,8 @@
 //! supervisor for that. It reads at most a few kilobytes of request, for at
 //! most a few seconds, so a client cannot make it hold more.
 
-use std::sync::Arc;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use warden_policy::stats::{MetricKind, PluginMetrics, Value};
 
 use crate::config::MetricsListen;
 
@@ -109,14 +111,23 @@ const MAX_REQUEST: usize = 8192;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Serves the metrics on `listen` until the task is aborted.
-pub(super) async fn serve(listen: MetricsListen, registry: Arc<Registry>) -> std::io::Result<()> {
+/// The plugins' metrics as OpenMetrics text, as the master last rendered
+/// them.
+pub(super) type PluginText = Arc<Mutex<String>>;
+
+/// Serves the metrics on `listen` until the task is aborted: the master's
+/// own from `registry`, then the plugins' from `plugins`.
+pub(super) async fn serve(
+    listen: MetricsListen,
+    registry: Arc<Registry>,
+    plugins: PluginText,
+) -> std::io::Result<()> {
     match listen {
         MetricsListen::Inet(address) => {
             let listener = tokio::net::TcpListener::bind(address).await?;
             loop {
                 let (stream, _) = listener.accept().await?;
-                tokio::spawn(answer(stream, Arc::clone(&registry)));
+                tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
             }
         }
         MetricsListen::Unix(path) => {
@@ -124,14 +135,75 @@ pub(super) async fn serve(listen: MetricsListen, registry: Arc<Registry>) -> std
             let listener = tokio::net::UnixListener::bind(&path)?;
             loop {
                 let (stream, _) = listener.accept().await?;
-                tokio::spawn(answer(stream, Arc::clone(&registry)));
+                tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
             }
         }
     }
 }
 
+/// Renders the plugins' metrics as OpenMetrics families named
+/// `warden_plugin_PLUGIN_NAME` (`-` in a plugin's name written `_`), each
+/// sample labelled as the plugin declared. A histogram's observations are
+/// shown as a summary of their count and sum.
+pub(super) fn render_plugins(reports: &[PluginMetrics]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        let plugin = report
+            .plugin
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        for (metric, samples) in &report.metrics {
+            let family = format!("warden_plugin_{plugin}_{}", metric.name);
+            let kind = match metric.kind {
+                MetricKind::Counter => "counter",
+                MetricKind::Gauge => "gauge",
+                MetricKind::Histogram => "summary",
+            };
+            let _ = writeln!(out, "# HELP {family} {}", metric.help);
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+            for sample in samples {
+                let labels: Vec<String> = metric
+                    .labels
+                    .iter()
+                    .zip(&sample.labels)
+                    .map(|(name, value)| format!("{name}=\"{}\"", escape(value)))
+                    .collect();
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", labels.join(","))
+                };
+                match (metric.kind, sample.value) {
+                    (MetricKind::Counter, Value::Plain(value)) => {
+                        let _ = writeln!(out, "{family}_total{labels} {value}");
+                    }
+                    (_, Value::Plain(value)) => {
+                        let _ = writeln!(out, "{family}{labels} {value}");
+                    }
+                    (_, Value::Observed { count, sum }) => {
+                        let _ = writeln!(out, "{family}_count{labels} {count}");
+                        let _ = writeln!(out, "{family}_sum{labels} {sum}");
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A label value escaped for the exposition format.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Reads the request head (or what fits) and answers with the metrics.
-async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, registry: Arc<Registry>) {
+async fn answer(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    registry: Arc<Registry>,
+    plugins: PluginText,
+) {
     let mut request = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let head = async {
@@ -147,7 +219,11 @@ async fn answer(mut stream: impl AsyncRead + AsyncWrite + Unpin, registry: Arc<R
         return;
     }
     let mut body = String::new();
-    if prometheus_client::encoding::text::encode(&mut body, &registry).is_err() {
+    if prometheus_client::encoding::text::encode_registry(&mut body, &registry).is_err() {
+        return;
+    }
+    body.push_str(&plugins.lock().unwrap_or_else(PoisonError::into_inner));
+    if prometheus_client::encoding::text::encode_eof(&mut body).is_err() {
         return;
     }
     let head = format!(

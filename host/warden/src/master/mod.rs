@@ -35,7 +35,7 @@ mod service;
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -45,6 +45,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
+use warden_policy::stats::Event as StatsEvent;
 use warden_policy::{ExitCause, ExitView, IdleAction, Lifecycle, Plugins, Policy, Runtime};
 use warden_sys::{Endpoint, Exit, Listener};
 
@@ -60,6 +61,9 @@ use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
 /// How often the master runs its round: prefork, throttles, idle kill,
 /// waiting connections, draining.
 const ROUND: Duration = Duration::from_millis(100);
+
+/// How often the plugins are asked for their metrics.
+const PLUGIN_METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often `plugins_dir` is looked at for changes.
 const PLUGINS_CHECK: Duration = Duration::from_secs(1);
@@ -276,6 +280,10 @@ struct Master {
     plugins_checked: Instant,
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
+    /// The plugins' metrics as OpenMetrics text, for the endpoint.
+    plugin_metrics: Arc<Mutex<String>>,
+    /// When the plugins were last asked for their metrics.
+    plugin_metrics_at: Option<Instant>,
     phase: Phase,
     spawned_this_round: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -326,6 +334,8 @@ impl Master {
             plugins_checked: Instant::now(),
             metrics,
             registry,
+            plugin_metrics: Arc::default(),
+            plugin_metrics_at: None,
             phase: Phase::Running,
             spawned_this_round: false,
             tasks: Vec::new(),
@@ -338,8 +348,9 @@ impl Master {
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
             let registry = Arc::clone(&master.registry);
+            let plugin_metrics = Arc::clone(&master.plugin_metrics);
             master.tasks.push(tokio::spawn(async move {
-                if let Err(error) = metrics::serve(listen, registry).await {
+                if let Err(error) = metrics::serve(listen, registry, plugin_metrics).await {
                     tracing::error!(%error, "the metrics endpoint failed");
                 }
             }));
@@ -440,7 +451,10 @@ impl Master {
         let mut services = Vec::with_capacity(slots.len());
         for slot in slots {
             let state = match slot {
-                Ok(state) => state,
+                Ok(mut state) => {
+                    self.type_listeners(&mut state);
+                    state
+                }
                 Err(config) => {
                     let Some(place) = keep.iter().position(|k| k.config == *config) else {
                         continue;
@@ -465,6 +479,22 @@ impl Master {
             }
         }
         Ok(services)
+    }
+
+    /// Asks the service's `typing` policy for the client type of each of
+    /// its listeners.
+    fn type_listeners(&mut self, state: &mut ServiceState) {
+        let types: Vec<String> = {
+            let view = state.view();
+            state
+                .listeners
+                .iter()
+                .map(|listener| self.policy.typing(&view, &listener.view, None).name)
+                .collect()
+        };
+        for (listener, client_type) in state.listeners.iter_mut().zip(types) {
+            listener.client_type = client_type;
+        }
     }
 
     /// Opens the control socket and serves it.
@@ -603,6 +633,34 @@ impl Master {
         Ok(())
     }
 
+    /// Tells the plugins of the service at `index` that keep statistics
+    /// what happened.
+    fn observe(&mut self, index: usize, event: StatsEvent) {
+        let now = self.now_ms(Instant::now());
+        if let Some(state) = self.services.get(index) {
+            self.policy
+                .observe(state.name(), &state.config.policies.value, event, now);
+        }
+    }
+
+    /// Asks the plugins for their metrics, at most once a second, for the
+    /// metrics endpoint to show.
+    fn report_plugin_metrics(&mut self, now: Instant) {
+        if self
+            .plugin_metrics_at
+            .is_some_and(|at| now.saturating_duration_since(at) < PLUGIN_METRICS_EVERY)
+        {
+            return;
+        }
+        self.plugin_metrics_at = Some(now);
+        let reports = self.policy.report(self.now_ms(now));
+        let text = metrics::render_plugins(&reports);
+        *self
+            .plugin_metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
+    }
+
     fn now_ms(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
@@ -692,6 +750,7 @@ impl Master {
         self.metrics.spawns.get_or_create(&label(&name)).inc();
         self.spawned_this_round = true;
         tracing::debug!(service = name, pid, "process started");
+        self.observe(index, StatsEvent::Spawned(pid.unsigned_abs()));
         Some(pid)
     }
 
@@ -760,6 +819,9 @@ impl Master {
                 cause: cause.to_owned(),
             })
             .inc();
+        if let Some(index) = index {
+            self.observe(index, StatsEvent::Exited(pid.unsigned_abs()));
+        }
         let (Some(index), Phase::Running) = (index, self.phase) else {
             return;
         };
@@ -823,6 +885,7 @@ impl Master {
                 );
                 self.metrics.throttles.get_or_create(&label(&name)).inc();
                 self.metrics.throttled.get_or_create(&label(&name)).set(1);
+                self.observe(index, StatsEvent::Throttled(ms));
             }
             Lifecycle::GiveUp { reason: why } => {
                 tracing::error!(service = name, "giving up until reload: {why} ({reason})");
@@ -931,6 +994,9 @@ impl Master {
     /// Logs that the service is at its limit (at most once a second) and
     /// counts `dropped` connections.
     fn count_drops(&mut self, index: usize, dropped: u64, now: Instant) {
+        if dropped == 0 {
+            self.observe(index, StatsEvent::Full);
+        }
         let Some(state) = self.services.get_mut(index) else {
             return;
         };
@@ -988,6 +1054,7 @@ impl Master {
         let now = Instant::now();
         if self.phase == Phase::Running {
             self.watch_plugins(now);
+            self.report_plugin_metrics(now);
             for index in 0..self.services.len() {
                 self.round_service(index, now);
             }
@@ -1187,6 +1254,7 @@ impl Master {
             now_ms,
         );
         let name = state.name().to_owned();
+        let mut asked = Vec::new();
         for action in actions {
             let (pid, signal) = match action {
                 IdleAction::AskToExit(pid) => (pid, Signal::SIGINT),
@@ -1207,12 +1275,16 @@ impl Master {
             match process.child.signal(signal) {
                 Ok(()) => {
                     process.asked_to_exit = Some(now);
+                    asked.push(pid);
                     tracing::debug!(service = name, pid, "asked an idle process to exit");
                 }
                 Err(error) => {
                     tracing::warn!(service = name, pid, %error, "cannot signal an idle process");
                 }
             }
+        }
+        for pid in asked {
+            self.observe(index, StatsEvent::IdleAsked(pid));
         }
     }
 
