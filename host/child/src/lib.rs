@@ -1,6 +1,6 @@
 //! warden-child: the library a service uses to speak to warden.
 //!
-//! Today it covers the `systemd` interface, which any daemon can speak:
+//! For the `systemd` interface, which any daemon can speak:
 //!
 //! - [`Activation::take`] gives the listeners warden passed (fd 3 and up,
 //!   with the names from `LISTEN_FDNAMES`) and the limits the service is
@@ -26,12 +26,17 @@
 //!   queued for the service's other processes.
 //!
 //! warden's native interface (`interface = "warden"`), where warden accepts
-//! and passes each connection, will be spoken through this crate too.
+//! each connection and passes it over a control channel, is spoken through
+//! [`native`]; [`protocol`] documents the wire protocol completely, for
+//! services written in other languages.
 //!
 //! It runs inside service processes, never in the supervisor, and assumes
 //! no privilege.
 
 #![forbid(unsafe_code)]
+
+pub mod native;
+pub mod protocol;
 
 use std::io;
 use std::os::fd::OwnedFd;

@@ -1,6 +1,8 @@
 //! The service side of socket activation: taking the listeners a
 //! supervisor passed at fd 3 and up (`LISTEN_FDS`, `LISTEN_PID`,
-//! `LISTEN_FDNAMES`, as systemd and warden's `systemd` interface pass them).
+//! `LISTEN_FDNAMES`, as systemd and warden's `systemd` interface pass them),
+//! or the control channel of warden's native interface
+//! (`WARDEN_CONTROL_FD`).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -61,4 +63,40 @@ pub fn take_listeners() -> io::Result<Vec<(String, OwnedFd)>> {
         listeners.push((name, owned));
     }
     Ok(listeners)
+}
+
+/// Whether the native interface's control channel was taken already.
+static CONTROL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Takes the control channel of warden's native interface, the descriptor
+/// `WARDEN_CONTROL_FD` names, once, and makes it close-on-exec.
+///
+/// Returns nothing when the variable is absent. A second call, or a value
+/// that is not a descriptor above 2, returns an error.
+pub fn take_control() -> io::Result<Option<OwnedFd>> {
+    let Some(value) = std::env::var_os("WARDEN_CONTROL_FD") else {
+        return Ok(None);
+    };
+    if CONTROL_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(io::Error::other("the control channel was taken already"));
+    }
+    let fd = value
+        .to_str()
+        .and_then(|text| text.parse::<RawFd>().ok())
+        .filter(|fd| *fd > 2)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("WARDEN_CONTROL_FD={value:?} is not a descriptor above 2"),
+            )
+        })?;
+    nix::fcntl::fcntl(
+        // SAFETY: `fd` is only borrowed for this call; fcntl fails cleanly
+        // if it is not open.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    // SAFETY: the supervisor passed `fd` to this process, it is open
+    // (fcntl above succeeded), and CONTROL_TAKEN guarantees one owner.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
