@@ -14,11 +14,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::bindings::exports::warden::policy::{defaults, idle, lifecycle, typing};
+use crate::bindings::exports::warden::policy::{admission, defaults, idle, lifecycle, typing};
 use crate::bindings::warden::policy::types;
 use crate::decide::{
-    ClientType, ConnectionView, ExitCause, ExitView, Fallback, IdleAction, Lifecycle, ListenerKind,
-    ListenerView, Millis, PeerView, Policy, ProcessView, ServiceKind, ServiceView,
+    Admission, ClientType, ConnectionView, ExitCause, ExitView, Fallback, IdleAction, Lifecycle,
+    ListenerKind, ListenerView, Millis, PeerView, Policy, ProcessView, ServiceKind, ServiceView,
+    SourceCounts,
 };
 use crate::defaults::Defaults;
 use crate::stats::{Event, Metric, MetricKind, PluginMetrics, Sample, Value};
@@ -269,6 +270,8 @@ fn wit_service(service: &ServiceView<'_>) -> types::Service {
         process_min_avail: service.process_min_avail,
         service_count: service.service_count,
         idle_kill_ms: service.idle_kill_ms,
+        per_source_limit: service.per_source_limit,
+        per_source_rate: service.per_source_rate,
     }
 }
 
@@ -442,6 +445,37 @@ impl Policy for Plugins {
         answer.unwrap_or_else(|| self.fallback.typing(service, listener, peer))
     }
 
+    fn admit(
+        &mut self,
+        service: &ServiceView<'_>,
+        connection: &ConnectionView,
+        counts: SourceCounts,
+        now_ms: Millis,
+    ) -> Admission {
+        let wit_service = wit_service(service);
+        let wit_connection = wit_connection(connection);
+        let wit_counts = admission::SourceCounts {
+            concurrent: counts.concurrent,
+            last_second: counts.last_second,
+        };
+        let answer = self.ask(
+            service,
+            "admission",
+            Plugin::admission,
+            |hook, store, instance| {
+                hook.load(&mut *store, instance)?.call_admit(
+                    &mut *store,
+                    &wit_service,
+                    &wit_connection,
+                    wit_counts,
+                    now_ms,
+                )
+            },
+            check_admission,
+        );
+        answer.unwrap_or_else(|| self.fallback.admit(service, connection, counts, now_ms))
+    }
+
     fn evict(
         &mut self,
         service: &ServiceView<'_>,
@@ -524,6 +558,29 @@ fn check_typing(answer: typing::ClientType) -> Result<ClientType, String> {
         name: answer.name,
         restricted_to_uid: answer.restricted_to_uid,
     })
+}
+
+/// The longest delay an admission answer may ask for.
+const MAX_DELAY_MS: Millis = 10_000;
+
+/// Checks an admission answer: a reject reason that is a short word (it
+/// becomes a metric label), a delay of at most ten seconds.
+fn check_admission(verdict: admission::Verdict) -> Result<Admission, String> {
+    match verdict {
+        admission::Verdict::Accept => Ok(Admission::Accept),
+        admission::Verdict::Reject(reason) => {
+            let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_');
+            if reason.is_empty() || reason.len() > MAX_TYPE_NAME || !reason.chars().all(fine) {
+                Err(format!(
+                    "the reject reason {reason:?}; a reason is 1 to {MAX_TYPE_NAME} letters, digits, '-' or '_'"
+                ))
+            } else {
+                Ok(Admission::Reject(reason))
+            }
+        }
+        admission::Verdict::Delay(ms) if ms <= MAX_DELAY_MS => Ok(Admission::Delay(ms)),
+        admission::Verdict::Delay(ms) => Err(format!("a delay of {ms} ms, longer than 10 s")),
+    }
 }
 
 /// Checks an eviction answer: ids among the candidates, each once.

@@ -60,6 +60,12 @@ pub struct ServiceView<'a> {
     pub process_min_avail: u32,
     /// How long an idle process may live; `None` is never idle-killed.
     pub idle_kill_ms: Option<Millis>,
+    /// Connections one client address may have open at once; `None` is no
+    /// limit.
+    pub per_source_limit: Option<u32>,
+    /// Connections one client address may open per second; `None` is no
+    /// limit.
+    pub per_source_rate: Option<u32>,
 }
 
 /// What the policy is told about one process.
@@ -234,6 +240,27 @@ pub struct ConnectionView {
     pub pid: u32,
 }
 
+/// How busy a connection's source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// Connections from the same address open now, this one included.
+    pub concurrent: u32,
+    /// Connections from the same address in the last second, this one
+    /// included.
+    pub last_second: u32,
+}
+
+/// What happens to a connection the master accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// It goes to a process.
+    Accept,
+    /// It is closed; the reason is logged and counted.
+    Reject(String),
+    /// It waits this long, then is decided again.
+    Delay(Millis),
+}
+
 /// The decisions the master delegates.
 pub trait Policy {
     /// How many processes to start now, beyond those connections ask for.
@@ -270,6 +297,15 @@ pub trait Policy {
         peer: Option<&PeerView>,
     ) -> ClientType;
 
+    /// Whether `connection`, just accepted, may reach a process.
+    fn admit(
+        &mut self,
+        service: &ServiceView<'_>,
+        connection: &ConnectionView,
+        counts: SourceCounts,
+        now_ms: Millis,
+    ) -> Admission;
+
     /// Which connections to close in a full login service, among
     /// `candidates` (those not logged in), for `waiting` connections.
     fn evict(
@@ -290,6 +326,7 @@ pub trait Policy {
 /// - lifecycle: throttle a service whose process failed before it was
 ///   ready, 2 s doubling to 60 s, so a broken program cannot fork in a loop;
 /// - typing: the configured type, else the listener's name;
+/// - admission: the service's `per_source_limit` and `per_source_rate`;
 /// - eviction: the oldest connections not logged in, one per waiting
 ///   connection, so a full login service keeps taking new clients.
 #[derive(Debug, Clone, Copy, Default)]
@@ -358,6 +395,16 @@ impl Policy for Fallback {
         }
     }
 
+    fn admit(
+        &mut self,
+        service: &ServiceView<'_>,
+        _connection: &ConnectionView,
+        counts: SourceCounts,
+        _now_ms: Millis,
+    ) -> Admission {
+        per_source(service, counts)
+    }
+
     fn evict(
         &mut self,
         _service: &ServiceView<'_>,
@@ -376,6 +423,25 @@ impl Policy for Fallback {
     }
 }
 
+/// The per-source limits: `per-source-limit` when a source has more
+/// connections open than `per_source_limit`, `per-source-rate` when it
+/// opened more than `per_source_rate` in the last second.
+pub fn per_source(service: &ServiceView<'_>, counts: SourceCounts) -> Admission {
+    if service
+        .per_source_limit
+        .is_some_and(|limit| counts.concurrent > limit)
+    {
+        Admission::Reject("per-source-limit".to_owned())
+    } else if service
+        .per_source_rate
+        .is_some_and(|rate| counts.last_second > rate)
+    {
+        Admission::Reject("per-source-rate".to_owned())
+    } else {
+        Admission::Accept
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +457,8 @@ mod tests {
             process_limit: 20,
             process_min_avail: min_avail,
             idle_kill_ms: Some(60_000),
+            per_source_limit: None,
+            per_source_rate: None,
         }
     }
 

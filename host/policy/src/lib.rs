@@ -47,8 +47,9 @@ pub use fixtures::FIXTURES;
 
 pub use chain::Plugins;
 pub use decide::{
-    ClientType, ConnectionView, ExitCause, ExitView, Fallback, IdleAction, Lifecycle, ListenerKind,
-    ListenerView, Millis, PeerView, Policy, ProcessView, ServiceKind, ServiceView,
+    Admission, ClientType, ConnectionView, ExitCause, ExitView, Fallback, IdleAction, Lifecycle,
+    ListenerKind, ListenerView, Millis, PeerView, Policy, ProcessView, ServiceKind, ServiceView,
+    SourceCounts,
 };
 pub use defaults::{Defaults, InetDefault, Supplied, UnixDefault};
 pub use runtime::{Budget, Failure, Hooks, LoadError, Origin, Plugin, Runtime};

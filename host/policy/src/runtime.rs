@@ -514,6 +514,11 @@ impl Plugin {
         self.indices.typing.clone().filter(|_| !self.quarantined)
     }
 
+    /// The `admission` hook, if exported and not quarantined.
+    pub(crate) fn admission(&self) -> Option<hooks::admission::GuestIndices> {
+        self.indices.admission.clone().filter(|_| !self.quarantined)
+    }
+
     /// The `eviction` hook, if exported and not quarantined.
     pub(crate) fn eviction(&self) -> Option<hooks::eviction::GuestIndices> {
         self.indices.eviction.clone().filter(|_| !self.quarantined)

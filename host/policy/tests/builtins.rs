@@ -71,6 +71,8 @@ fn view(name: &'static str, kind: ServiceKind, process_limit: u32) -> ServiceVie
         process_limit,
         process_min_avail: 0,
         idle_kill_ms: Some(60_000),
+        per_source_limit: None,
+        per_source_rate: None,
     }
 }
 

@@ -62,6 +62,8 @@ fn service() -> ServiceView<'static> {
         process_limit: 20,
         process_min_avail: 0,
         idle_kill_ms: Some(60_000),
+        per_source_limit: None,
+        per_source_rate: None,
     }
 }
 
@@ -330,4 +332,35 @@ fn the_builtin_dovecot_plugin_answers_every_scheduling_hook() {
         [IdleAction::AskToExit(1), IdleAction::AskToExit(2)]
     );
     assert_eq!(failure_of(&plugins), None);
+}
+
+#[test]
+fn a_plugin_named_in_policies_decides_eviction_before_the_built_in() {
+    let runtime = Runtime::new(None).expect("the runtime");
+    let file = runtime
+        .load(
+            bytes_of(fixture("evict-newest")),
+            Origin::File {
+                path: "evict-newest.wasm".to_owned(),
+                sha256: String::new(),
+            },
+            Budget::default(),
+        )
+        .expect("it loads");
+    let mut plugins = Plugins::new(vec![file]);
+    let policies = ["evict-newest".to_owned()];
+    let mut login = service();
+    login.policies = &policies;
+    let connection = |id: u64, accepted_ms: u64| warden_policy::ConnectionView {
+        id,
+        listener: "imap".to_owned(),
+        peer: warden_policy::PeerView::default(),
+        accepted_ms,
+        authenticated: false,
+        pid: 1,
+    };
+    let candidates = [connection(1, 100), connection(2, 300), connection(3, 200)];
+    assert_eq!(plugins.evict(&login, &candidates, 1, 1_000), [2]);
+    // Without it in `policies`, a service falls back to the oldest.
+    assert_eq!(plugins.evict(&service(), &candidates, 1, 1_000), [1]);
 }

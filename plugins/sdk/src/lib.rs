@@ -5,6 +5,7 @@
 //! logic is unit-tested natively. The [macros](macros) implement the
 //! contract's interfaces over them inside a plugin crate.
 //!
+//! - [`admission`]: per-source limits on the connections warden accepts;
 //! - [`dovecot`]: Dovecot's master: prefork, the low-water idle kill, and
 //!   failure throttling;
 //! - [`defaults`]: a service's documented settings and listeners;
@@ -14,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod defaults;
 pub mod dovecot;
 pub mod login;

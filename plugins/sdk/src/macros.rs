@@ -135,6 +135,42 @@ macro_rules! typing {
     };
 }
 
+/// Implements `admission` with
+/// `$admit: fn(&admission::Limits, &admission::Source) -> admission::Verdict`.
+#[macro_export]
+macro_rules! admission {
+    ($plugin:ty, $admit:expr) => {
+        impl exports::warden::policy::admission::Guest for $plugin {
+            fn admit(
+                service: warden::policy::types::Service,
+                _connection: warden::policy::types::Connection,
+                counts: exports::warden::policy::admission::SourceCounts,
+                _now_ms: u64,
+            ) -> exports::warden::policy::admission::Verdict {
+                let limits = $crate::admission::Limits {
+                    concurrent: service.per_source_limit,
+                    per_second: service.per_source_rate,
+                };
+                let source = $crate::admission::Source {
+                    concurrent: counts.concurrent,
+                    last_second: counts.last_second,
+                };
+                match ($admit)(&limits, &source) {
+                    $crate::admission::Verdict::Accept => {
+                        exports::warden::policy::admission::Verdict::Accept
+                    }
+                    $crate::admission::Verdict::Reject(reason) => {
+                        exports::warden::policy::admission::Verdict::Reject(reason.to_owned())
+                    }
+                    $crate::admission::Verdict::Delay(ms) => {
+                        exports::warden::policy::admission::Verdict::Delay(ms)
+                    }
+                }
+            }
+        }
+    };
+}
+
 /// Implements `eviction` with
 /// `$evict: fn(&[login::Connection], waiting: u32) -> Vec<u64>`.
 #[macro_export]
