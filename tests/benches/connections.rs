@@ -1,11 +1,14 @@
-//! Connections per second and latency through warden's two interfaces.
+//! Connections per second and latency through warden's interfaces.
 //!
 //! Runs the real `warden` with the example services: the echo service on
-//! the `systemd` interface (preforked, the processes accept themselves)
-//! and the whoami service on the `inetd` interface (warden accepts and
-//! starts a process per connection). Each connection is opened, its
-//! greeting read and closed, one after another; the latency is from
-//! `connect` to the greeting.
+//! the `systemd` interface (preforked, the processes accept themselves),
+//! the login service on the native `warden` interface (preforked alike,
+//! but warden accepts, admits and hands each connection over its control
+//! channel, and hears it closed), and the whoami service on the `inetd`
+//! interface (warden accepts and starts a process per connection). Echo
+//! and login both serve a client on a thread of their own and greet it
+//! with one line. Each connection is opened, its greeting read and closed,
+//! one after another; the latency is from `connect` to the greeting.
 //!
 //!     cargo bench -p warden-tests --bench connections
 
@@ -17,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use warden_tests::{LineClient, Running, echo, free_port, whoami};
+use warden_tests::{LineClient, Running, echo, free_port, login, whoami};
 
 fn measure(port: u16, connections: usize) -> (f64, Duration, Duration) {
     let mut latencies = Vec::with_capacity(connections);
@@ -39,7 +42,9 @@ fn measure(port: u16, connections: usize) -> (f64, Duration, Duration) {
 }
 
 fn main() {
-    let (systemd, inetd) = (free_port(), free_port());
+    let (systemd, native, inetd) = (free_port(), free_port(), free_port());
+    let users = std::env::temp_dir().join(format!("warden-bench-users-{}", std::process::id()));
+    std::fs::write(&users, "alice:secret\n").expect("write the users");
     let warden = Running::start(&format!(
         r#"
 [service.echo]
@@ -53,6 +58,18 @@ name = "echo"
 address = "127.0.0.1"
 port = {systemd}
 
+[service.login]
+executable = "{login} {users}"
+interface = "warden"
+client_limit = 100
+process_limit = 4
+process_min_avail = 2
+
+[[service.login.inet_listener]]
+name = "login"
+address = "127.0.0.1"
+port = {native}
+
 [service.whoami]
 executable = "{whoami}"
 interface = "inetd"
@@ -64,15 +81,18 @@ address = "127.0.0.1"
 port = {inetd}
 "#,
         echo = echo().display(),
+        login = login().display(),
+        users = users.display(),
         whoami = whoami().display(),
     ));
     warden.wait_for(
         "the preforked echo processes",
         Duration::from_secs(20),
-        || warden.status("echo").available == 2,
+        || warden.status("echo").available == 2 && warden.status("login").available == 2,
     );
-    // Warm up both paths.
+    // Warm up every path.
     measure(systemd, 50);
+    measure(native, 50);
     measure(inetd, 50);
     println!("sequential connections: connect, read the greeting, close");
     println!(
@@ -81,6 +101,7 @@ port = {inetd}
     );
     for (name, port, count) in [
         ("systemd (preforked echo)", systemd, 5000),
+        ("warden (preforked, handed over)", native, 5000),
         ("inetd (process per connection)", inetd, 2000),
     ] {
         let (per_second, p50, p99) = measure(port, count);
@@ -90,4 +111,5 @@ port = {inetd}
             p99.as_secs_f64() * 1000.0
         );
     }
+    let _ = std::fs::remove_file(&users);
 }

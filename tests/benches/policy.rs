@@ -34,6 +34,8 @@ fn service(processes: u32) -> ServiceView<'static> {
         process_limit: processes * 2,
         process_min_avail: processes / 4,
         idle_kill_ms: Some(60_000),
+        per_source_limit: None,
+        per_source_rate: None,
     }
 }
 

@@ -114,6 +114,21 @@ pub fn echo() -> &'static Path {
     BINARY.get_or_init(|| build_example("warden-example-echo", "warden-echo"))
 }
 
+/// The example login service (`examples/login`), on the native interface.
+pub fn login() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_example("warden-example-login", "warden-login"))
+}
+
+/// The component of the plugin fixture `plugins/fixtures/NAME`.
+pub fn fixture(name: &str) -> &'static [u8] {
+    warden_policy::FIXTURES
+        .iter()
+        .find(|(fixture, _)| *fixture == name)
+        .map(|(_, bytes)| *bytes)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+}
+
 /// The example inetd service (`examples/inetd-whoami`).
 pub fn whoami() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -356,7 +371,25 @@ impl LineClient {
 
     /// Sends one line.
     pub fn send(&mut self, line: &str) -> std::io::Result<()> {
-        std::io::Write::write_all(&mut self.stream, format!("{line}\n").as_bytes())
+        self.send_bytes(format!("{line}\n").as_bytes())
+    }
+
+    /// Sends `bytes` as they are.
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        std::io::Write::write_all(&mut self.stream, bytes)
+    }
+
+    /// Whether the other end closed the connection: end of input, or a
+    /// reset.
+    pub fn closed(&mut self) -> bool {
+        match self.line() {
+            Ok(None) => true,
+            Ok(Some(_)) => false,
+            Err(error) => {
+                error.kind() != std::io::ErrorKind::WouldBlock
+                    && error.kind() != std::io::ErrorKind::TimedOut
+            }
+        }
     }
 
     /// The pid an echo server greets with (`hello from <pid>`).

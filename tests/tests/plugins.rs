@@ -12,17 +12,9 @@ use std::thread;
 use std::time::Duration;
 
 use warden::control::{Request, Response};
-use warden_tests::{LineClient, Running, echo, free_port};
+use warden_tests::{LineClient, Running, echo, fixture, free_port};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn fixture(name: &str) -> &'static [u8] {
-    warden_policy::FIXTURES
-        .iter()
-        .find(|(fixture, _)| *fixture == name)
-        .map(|(_, bytes)| *bytes)
-        .unwrap_or_else(|| panic!("no fixture {name}"))
-}
 
 /// Puts `bytes` at `path` at once, as an operator's `mv` would.
 fn install(path: &Path, bytes: &[u8]) {

@@ -44,6 +44,29 @@
 //!
 //! SIGTERM means exit now. When warden's end of the channel closes (warden
 //! is gone), the process should finish its connections and exit.
+//!
+//! # An example
+//!
+//! A process of a login service, from its start to its exit (`→` is from
+//! warden, `←` from the process; a `connection` packet carries the socket):
+//!
+//! ```text
+//! → {"type":"hello","version":1,"service":"imap-login","client_limit":2}
+//! ← {"type":"ready","version":1}
+//! → {"type":"connection","id":17,"listener":"imap","client_type":"imap","ssl":false,
+//!    "peer":{"address":"203.0.113.9:50123","local":"192.0.2.1:143"}}
+//! ← {"type":"authenticated","id":17}
+//! → {"type":"connection","id":18,"listener":"imap","client_type":"imap","ssl":false,
+//!    "peer":{"address":"198.51.100.4:40110","local":"192.0.2.1:143"}}
+//! → {"type":"closed","id":18,"reason":"evicted"}
+//! ← {"type":"closed","id":18}
+//! ← {"type":"closed","id":17}
+//! → {"type":"exit-if-idle"}
+//! ← {"type":"exiting"}
+//! ```
+//!
+//! A service in another language needs: `recvmsg` with room for one
+//! descriptor, a JSON parser, and `send` of one packet per message.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
-//! The control socket: how `warden status`, `ps`, `reload`, `stop` and
-//! `kick` talk to a running master.
+//! The control socket: how `warden status`, `ps`, `who`, `reload`, `stop`,
+//! `kick` and `plugins` talk to a running master.
 //!
 //! The socket is a unix stream socket in `base_dir` (`control_socket`),
 //! mode 0600, and the master also checks each peer's credentials: only
@@ -39,6 +39,17 @@ pub enum Request {
         /// Its pid.
         pid: i32,
     },
+    /// Close connections of native-interface services.
+    KickConnection {
+        /// A connection id, or a peer address (`192.0.2.7`, or with its
+        /// port) whose every connection is closed.
+        target: String,
+    },
+    /// The connections of native-interface services, or of one.
+    Who {
+        /// Only this service's.
+        service: Option<String>,
+    },
     /// The loaded policy plugins.
     Plugins,
 }
@@ -56,6 +67,11 @@ pub enum Response {
     Ps {
         /// One entry per process.
         processes: Vec<ProcessStatus>,
+    },
+    /// Connections.
+    Connections {
+        /// One entry per connection, oldest first.
+        connections: Vec<ConnectionStatus>,
     },
     /// The loaded policy plugins, in chain order.
     Plugins {
@@ -100,6 +116,26 @@ pub struct ServiceStatus {
     pub spawns: u64,
     /// Connections dropped at `process_limit`.
     pub dropped: u64,
+}
+
+/// One connection, as `warden who` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionStatus {
+    /// Its id, for `warden kick --connection`.
+    pub id: u64,
+    /// Its service.
+    pub service: String,
+    /// The process serving it.
+    pub pid: i32,
+    /// The listener it came in on.
+    pub listener: String,
+    /// The client's address and port (after any PROXY header), or the
+    /// peer's uid on a unix socket.
+    pub peer: String,
+    /// Seconds since it was accepted.
+    pub age_secs: u64,
+    /// `waiting` (not logged in) or `authenticated`.
+    pub state: String,
 }
 
 /// One process, as `warden ps` shows it.

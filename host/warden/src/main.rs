@@ -84,10 +84,16 @@ enum Command {
     Reload,
     /// Stop the running supervisor and every service.
     Stop,
-    /// Ask a process to stop (SIGTERM), by pid.
+    /// Ask a process to stop (SIGTERM), by pid; or, with --connection,
+    /// close connections of native-interface services.
     Kick {
         /// The process id, as `warden ps` shows it.
-        pid: i32,
+        #[arg(required_unless_present = "connection", conflicts_with = "connection")]
+        pid: Option<i32>,
+        /// A connection id, or a peer address whose every connection is
+        /// closed, as `warden who` shows them.
+        #[arg(long, value_name = "ID|ADDRESS")]
+        connection: Option<String>,
     },
     /// List the connections the supervisor sees.
     Who {
@@ -152,8 +158,27 @@ fn main() -> ExitCode {
         ),
         Command::Reload => ask(&cli.config, &Request::Reload),
         Command::Stop => ask(&cli.config, &Request::Stop),
-        Command::Kick { pid } => ask(&cli.config, &Request::Kick { pid: *pid }),
-        Command::Who { .. } => unavailable("who", "the native interface"),
+        Command::Kick {
+            connection: Some(target),
+            ..
+        } => ask(
+            &cli.config,
+            &Request::KickConnection {
+                target: target.clone(),
+            },
+        ),
+        Command::Kick { pid, .. } => ask(
+            &cli.config,
+            &Request::Kick {
+                pid: pid.unwrap_or_default(),
+            },
+        ),
+        Command::Who { service } => ask(
+            &cli.config,
+            &Request::Who {
+                service: service.clone(),
+            },
+        ),
         Command::Stats => unavailable("stats", "the policy runtime's stats plugins"),
         Command::Plugins => ask(&cli.config, &Request::Plugins),
         Command::Policy {
@@ -254,6 +279,18 @@ fn show_response(response: &Response) -> String {
                     clients,
                     p.age_secs,
                     p.status.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        Response::Connections { connections } => {
+            out.push_str(&format!(
+                "{:>6} {:<20} {:>8} {:<12} {:<40} {:>6}  {}\n",
+                "ID", "SERVICE", "PID", "LISTENER", "PEER", "AGE", "STATE"
+            ));
+            for c in connections {
+                out.push_str(&format!(
+                    "{:>6} {:<20} {:>8} {:<12} {:<40} {:>5}s  {}\n",
+                    c.id, c.service, c.pid, c.listener, c.peer, c.age_secs, c.state
                 ));
             }
         }

@@ -18,7 +18,8 @@ use toml::de::{DeTable, DeValue};
 use toml_writer::ToTomlKey;
 
 use super::value::{
-    DOVECOT_DEFAULT_SIZE, DOVECOT_INFINITE_SECS, Duration, ListenAddress, Mode, ServiceName, Size,
+    DOVECOT_DEFAULT_SIZE, DOVECOT_INFINITE_SECS, Duration, ListenAddress, Mode, Network,
+    ServiceName, Size,
 };
 use super::{
     Config, Executable, FileListener, Globals, IdleKill, InetListener, Interface, MetricsListen,
@@ -562,6 +563,32 @@ fn read_globals(
         |item, problems| item.parsed(problems, read_duration),
         builtin(Duration::from_secs(6)),
     );
+    let haproxy_trusted_networks = setting(
+        root.get("haproxy_trusted_networks"),
+        problems,
+        |item, problems| {
+            let words = item.words(problems)?;
+            let networks: Result<Vec<Network>, String> =
+                words.iter().map(|word| Network::parse(word)).collect();
+            item.parsed(problems, |_| networks)
+        },
+        builtin(Vec::new()),
+    );
+    let haproxy_timeout = setting(
+        root.get("haproxy_timeout"),
+        problems,
+        |item, problems| {
+            let duration = item.parsed(problems, read_duration)?;
+            if duration.as_millis() == 0 {
+                problems.push(item.problem(
+                    "haproxy_timeout must be longer than 0; write a duration like \"3s\"",
+                ));
+                return None;
+            }
+            Some(duration)
+        },
+        builtin(Duration::from_secs(3)),
+    );
     Globals {
         base_dir,
         protocols,
@@ -580,6 +607,8 @@ fn read_globals(
         metrics_listen,
         process_limit_wait,
         shutdown_grace,
+        haproxy_trusted_networks,
+        haproxy_timeout,
     }
 }
 
@@ -986,6 +1015,21 @@ fn read_service(
         Item::words,
         builtin(Vec::new()),
     );
+    let no_limit = || {
+        Setting::new(
+            0,
+            Origin::Builtin {
+                note: Some("0: no limit"),
+            },
+        )
+    };
+    let per_source_limit = setting(
+        table.get("per_source_limit"),
+        problems,
+        Item::uint,
+        no_limit,
+    );
+    let per_source_rate = setting(table.get("per_source_rate"), problems, Item::uint, no_limit);
 
     let mut unix_listeners = Vec::new();
     if let Some(item) = table.get("unix_listener") {
@@ -1027,6 +1071,8 @@ fn read_service(
         idle_kill,
         vsz_limit,
         policies,
+        per_source_limit,
+        per_source_rate,
         unix_listeners,
         fifo_listeners,
         inet_listeners,

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use problem::{Problem, Problems};
 pub use show::render;
-use value::{Duration, ListenAddress, Mode, ServiceName, Size};
+use value::{Duration, ListenAddress, Mode, Network, ServiceName, Size};
 use warden_policy::Defaults;
 
 /// Where a setting's value came from, shown by `warden config`.
@@ -172,6 +172,12 @@ pub struct Globals {
     /// How long old processes may finish after a reload or stop before
     /// SIGTERM, and after SIGTERM before SIGKILL.
     pub shutdown_grace: Setting<Duration>,
+    /// The networks a PROXY protocol header is accepted from, on listeners
+    /// with `haproxy = yes`; a connection from anywhere else is closed.
+    pub haproxy_trusted_networks: Setting<Vec<Network>>,
+    /// How long a connection on a `haproxy = yes` listener has to send its
+    /// PROXY header.
+    pub haproxy_timeout: Setting<Duration>,
 }
 
 /// The global `ssl` setting.
@@ -346,6 +352,12 @@ pub struct Service {
     pub vsz_limit: Setting<VszLimit>,
     /// Policy plugins asked first for this service's decisions.
     pub policies: Setting<Vec<String>>,
+    /// Connections one client address may have open at once, for services
+    /// whose connections warden accepts (`warden`, `inetd`); 0 is no limit.
+    pub per_source_limit: Setting<u32>,
+    /// Connections one client address may open per second, likewise; 0 is
+    /// no limit.
+    pub per_source_rate: Setting<u32>,
     /// `[[service.NAME.unix_listener]]` tables.
     pub unix_listeners: Vec<FileListener>,
     /// `[[service.NAME.fifo_listener]]` tables.

@@ -165,6 +165,17 @@ fn render_globals(out: &mut String, config: &Config) {
     s.add("shutdown_grace", &g.shutdown_grace, |d| {
         string(&d.to_string())
     });
+    s.add(
+        "haproxy_trusted_networks",
+        &g.haproxy_trusted_networks,
+        |n| {
+            let words: Vec<String> = n.iter().map(ToString::to_string).collect();
+            string(&words.join(" "))
+        },
+    );
+    s.add("haproxy_timeout", &g.haproxy_timeout, |d| {
+        string(&d.to_string())
+    });
     s.write(out);
 }
 
@@ -215,6 +226,12 @@ fn render_service(out: &mut String, config: &Config, service: &Service) {
     });
     s.add("vsz_limit", &service.vsz_limit, vsz);
     s.add("policies", &service.policies, |p| strings(p));
+    s.add(
+        "per_source_limit",
+        &service.per_source_limit,
+        u32::to_string,
+    );
+    s.add("per_source_rate", &service.per_source_rate, u32::to_string);
     s.write(out);
     for listener in &service.unix_listeners {
         render_file_listener(out, &table, "unix_listener", listener);

@@ -342,6 +342,65 @@ impl fmt::Display for ServiceName {
     }
 }
 
+/// A network, `address/prefix` (`10.0.0.0/8`, `2001:db8::/32`), or one
+/// address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Parses `192.0.2.0/24`, `::1`, or `2001:db8::/32`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let bad = || {
+            format!(
+                "`{text}` is not a network; write an address or address/prefix, like \"10.0.0.0/8\""
+            )
+        };
+        let address: IpAddr = address.parse().map_err(|_| bad())?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Network { address, prefix })
+    }
+
+    /// Whether `address` is inside the network. An IPv4 address mapped
+    /// into IPv6 (`::ffff:192.0.2.1`) counts as the IPv4 address.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        let (network, candidate, bits) = match (self.address, address) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                (u128::from(n.to_bits()), u128::from(a.to_bits()), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => (n.to_bits(), a.to_bits(), 128),
+            _ => return false,
+        };
+        let host_bits = bits - u32::from(self.prefix);
+        let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0) & (u128::MAX >> (128 - bits));
+        network & mask == candidate & mask
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,5 +562,23 @@ mod tests {
         assert!(ServiceName::parse("a.b").is_err());
         assert!(ServiceName::parse("im ap").is_err());
         assert!(ServiceName::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn networks_hold_their_addresses() {
+        let loopback = Network::parse("127.0.0.0/8").expect("a network");
+        assert!(loopback.contains("127.0.0.2".parse().expect("an address")));
+        assert!(loopback.contains("::ffff:127.0.0.1".parse().expect("an address")));
+        assert!(!loopback.contains("128.0.0.1".parse().expect("an address")));
+        assert!(!loopback.contains("::1".parse().expect("an address")));
+        let one = Network::parse("::1").expect("an address");
+        assert!(one.contains("::1".parse().expect("an address")));
+        assert!(
+            Network::parse("0.0.0.0/0")
+                .expect("everything")
+                .contains("203.0.113.9".parse().expect("an address"))
+        );
+        assert!(Network::parse("10.0.0.0/33").is_err());
+        assert!(Network::parse("example.com").is_err());
     }
 }

@@ -7,6 +7,9 @@
 //!   `WARDEN_CLIENT_LIMIT` and `WARDEN_SERVICE_COUNT` (when limited).
 //! - `inetd`: the accepted connection on stdin and stdout, and the UCSPI
 //!   variables describing both ends.
+//! - `warden`: the native interface's control channel at fd 3
+//!   (`WARDEN_CONTROL_FD`, `WARDEN_PROTOCOL`), `WARDEN_SERVICE`,
+//!   `WARDEN_CLIENT_LIMIT` and `WARDEN_SERVICE_COUNT` (when limited).
 //!
 //! Every process gets `/dev/null` on stdin unless the interface says
 //! otherwise, its stdout and stderr on pipes the master reads, a clean
@@ -17,6 +20,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+use warden_child::protocol::{CONTROL_FD, VERSION};
 use warden_sys::{Identity, SpawnPlan};
 
 use crate::config::{Service, ServiceCount, VszLimit};
@@ -75,11 +79,16 @@ pub(super) struct Output {
     pub stderr: OwnedFd,
 }
 
-/// A connection an inetd-interface process is started for.
+/// A connection the master accepted, for an inetd-interface process or a
+/// native-interface one.
 #[derive(Debug)]
 pub(super) struct Connection {
     /// The socket.
     pub socket: OwnedFd,
+    /// The place of the listener it came in on, in its service's listeners.
+    pub listener: usize,
+    /// When it was accepted.
+    pub accepted: std::time::Instant,
     /// What the UCSPI variables say about the two ends.
     pub ends: Ends,
 }
@@ -220,19 +229,9 @@ pub(super) fn systemd(
         .env_own_pid("LISTEN_PID")
         .env("LISTEN_FDNAMES", names.join(":"))
         .env("WARDEN_CLIENT_TYPES", types.join(":"))
-        .env("NOTIFY_SOCKET", notify_socket)
-        .env(
-            "WARDEN_CLIENT_LIMIT",
-            service.effective_client_limit().to_string(),
-        );
-    if let ServiceCount::Limited(count) = service.service_count.value {
-        plan.env("WARDEN_SERVICE_COUNT", count.to_string());
-    }
-    let (stdout_read, stdout_write) = pipe(service)?;
-    let (stderr_read, stderr_write) = pipe(service)?;
-    plan.fd(dev_null(service)?, 0)
-        .fd(stdout_write, 1)
-        .fd(stderr_write, 2);
+        .env("NOTIFY_SOCKET", notify_socket);
+    limits(&mut plan, service);
+    let output = standard_fds(&mut plan, service)?;
     for (target, listener) in (LISTEN_FDS_START..).zip(listeners) {
         let fd = listener
             .listener
@@ -244,13 +243,50 @@ pub(super) fn systemd(
             })?;
         plan.fd(fd.into(), target);
     }
-    Ok((
-        plan,
-        Output {
-            stdout: Some(stdout_read),
-            stderr: stderr_read,
-        },
-    ))
+    Ok((plan, output))
+}
+
+/// `WARDEN_CLIENT_LIMIT` and, when limited, `WARDEN_SERVICE_COUNT`.
+fn limits(plan: &mut SpawnPlan, service: &Service) {
+    plan.env(
+        "WARDEN_CLIENT_LIMIT",
+        service.effective_client_limit().to_string(),
+    );
+    if let ServiceCount::Limited(count) = service.service_count.value {
+        plan.env("WARDEN_SERVICE_COUNT", count.to_string());
+    }
+}
+
+/// `/dev/null` on stdin; stdout and stderr on pipes whose read ends the
+/// master keeps.
+fn standard_fds(plan: &mut SpawnPlan, service: &Service) -> Result<Output, LaunchError> {
+    let (stdout_read, stdout_write) = pipe(service)?;
+    let (stderr_read, stderr_write) = pipe(service)?;
+    plan.fd(dev_null(service)?, 0)
+        .fd(stdout_write, 1)
+        .fd(stderr_write, 2);
+    Ok(Output {
+        stdout: Some(stdout_read),
+        stderr: stderr_read,
+    })
+}
+
+/// A plan for a process of a `warden`-interface service: its end of the
+/// control channel at fd 3, named by `WARDEN_CONTROL_FD`, and the protocol
+/// version in `WARDEN_PROTOCOL` (see `warden_child::protocol`).
+pub(super) fn native(
+    base_dir: &Path,
+    service: &Service,
+    identity: Option<&Identity>,
+    control: OwnedFd,
+) -> Result<(SpawnPlan, Output), LaunchError> {
+    let mut plan = common(service, identity, base_dir);
+    plan.env("WARDEN_CONTROL_FD", CONTROL_FD.to_string())
+        .env("WARDEN_PROTOCOL", VERSION.to_string());
+    limits(&mut plan, service);
+    let output = standard_fds(&mut plan, service)?;
+    plan.fd(control, CONTROL_FD);
+    Ok((plan, output))
 }
 
 /// A plan for the process an `inetd`-interface service starts for one

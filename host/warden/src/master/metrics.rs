@@ -36,6 +36,15 @@ pub(super) struct ExitLabels {
     pub cause: String,
 }
 
+/// Labels of a refused connection.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RejectLabels {
+    /// The service's name.
+    pub service: String,
+    /// Why: the admission policy's reason, or the PROXY rule broken.
+    pub reason: String,
+}
+
 /// Every metric the master keeps.
 #[derive(Debug, Default)]
 pub(super) struct Metrics {
@@ -55,6 +64,10 @@ pub(super) struct Metrics {
     pub throttles: Family<ServiceLabel, Counter>,
     /// Connections dropped because the service was at `process_limit`.
     pub dropped: Family<ServiceLabel, Counter>,
+    /// Connections refused before they reached a process, by reason.
+    pub rejected: Family<RejectLabels, Counter>,
+    /// Connections of a full login service closed to make room.
+    pub evicted: Family<ServiceLabel, Counter>,
 }
 
 impl Metrics {
@@ -93,6 +106,16 @@ impl Metrics {
             "dropped_connections",
             "Connections dropped because the service was at process_limit",
             metrics.dropped.clone(),
+        );
+        registry.register(
+            "rejected_connections",
+            "Connections refused before they reached a process, by reason",
+            metrics.rejected.clone(),
+        );
+        registry.register(
+            "evicted_connections",
+            "Connections of a full login service closed to make room",
+            metrics.evicted.clone(),
         );
         (metrics, Arc::new(registry))
     }

@@ -25,6 +25,7 @@
 
 mod launch;
 mod metrics;
+mod native;
 mod notify;
 mod output;
 mod plugins;
@@ -45,6 +46,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
+use warden_child::protocol::FromService;
 use warden_policy::stats::Event as StatsEvent;
 use warden_policy::{ExitCause, ExitView, IdleAction, Lifecycle, Plugins, Policy, Runtime};
 use warden_sys::{Endpoint, Exit, Listener};
@@ -61,6 +63,9 @@ use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
 /// How often the master runs its round: prefork, throttles, idle kill,
 /// waiting connections, draining.
 const ROUND: Duration = Duration::from_millis(100);
+
+/// How long a native-interface process has to answer hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the plugins are asked for their metrics.
 const PLUGIN_METRICS_EVERY: Duration = Duration::from_secs(1);
@@ -149,6 +154,30 @@ enum Event {
         /// The connection.
         connection: Connection,
     },
+    /// A connection on a `haproxy` listener broke the PROXY protocol.
+    Rejected {
+        /// The configuration generation.
+        generation: u64,
+        /// The service's place in the table.
+        index: usize,
+        /// The connection's source.
+        peer: String,
+        /// What it broke.
+        error: warden_proxy::ProxyError,
+    },
+    /// A native-interface process sent a message, or something that is not
+    /// one.
+    Child {
+        /// The process.
+        pid: i32,
+        /// The message, or why it is not one.
+        message: Result<FromService, String>,
+    },
+    /// A native-interface process's control channel closed.
+    ChannelClosed {
+        /// The process.
+        pid: i32,
+    },
     /// A client connected to the control socket.
     ControlClient(tokio::net::UnixStream),
     /// A control command.
@@ -200,12 +229,9 @@ fn read_config(
 /// run.
 fn check_interfaces(path: &Path, config: &Config) -> Result<(), RunError> {
     for service in config.services.iter().filter(|s| config.runs(s)) {
-        if matches!(
-            service.interface.value,
-            Interface::Dovecot | Interface::Warden
-        ) {
+        if service.interface.value == Interface::Dovecot {
             return Err(RunError::Config(format!(
-                "{}: service {}: interface = \"{}\" is not available in this version of warden; use interface = \"systemd\" or \"inetd\"",
+                "{}: service {}: interface = \"{}\" is not available in this version of warden; use interface = \"systemd\", \"inetd\" or \"warden\"",
                 path.display(),
                 service.name,
                 service.interface.value.as_str()
@@ -282,6 +308,10 @@ struct Master {
     registry: Arc<Registry>,
     /// The plugins' metrics as OpenMetrics text, for the endpoint.
     plugin_metrics: Arc<Mutex<String>>,
+    /// Connections handed to native-interface processes, by id.
+    connections: BTreeMap<u64, native::Handed>,
+    /// The id of the next connection handed over.
+    next_connection: u64,
     /// When the plugins were last asked for their metrics.
     plugin_metrics_at: Option<Instant>,
     phase: Phase,
@@ -335,6 +365,8 @@ impl Master {
             metrics,
             registry,
             plugin_metrics: Arc::default(),
+            connections: BTreeMap::new(),
+            next_connection: 1,
             plugin_metrics_at: None,
             phase: Phase::Running,
             spawned_this_round: false,
@@ -469,10 +501,21 @@ impl Master {
             };
             services.push(state);
         }
+        let proxy = Arc::new(ProxyRules {
+            trusted: config.globals.haproxy_trusted_networks.value.clone(),
+            timeout: config.globals.haproxy_timeout.value.to_std(),
+        });
         for (index, state) in services.iter_mut().enumerate() {
-            if state.runs && state.interface() == Interface::Inetd && state.acceptors.is_empty() {
-                for open in &state.listeners {
-                    if let Ok(task) = accept_task(&self.events, generation, index, &open.listener) {
+            let accepts = matches!(state.interface(), Interface::Inetd | Interface::Warden);
+            if state.runs && accepts && state.acceptors.is_empty() {
+                for (place, open) in state.listeners.iter().enumerate() {
+                    let rules = open.haproxy.then(|| Arc::clone(&proxy));
+                    let at = Acceptor {
+                        generation,
+                        index,
+                        listener: place,
+                    };
+                    if let Ok(task) = accept_task(&self.events, at, &open.listener, rules) {
                         state.acceptors.push(task);
                     }
                 }
@@ -681,9 +724,23 @@ impl Master {
                 index,
                 connection,
             } if generation == self.generation => self.accepted(index, connection),
+            Event::Rejected {
+                generation,
+                index,
+                peer,
+                error,
+            } if generation == self.generation => {
+                let name = self
+                    .services
+                    .get(index)
+                    .map_or_else(String::new, |s| s.name().to_owned());
+                self.reject(&name, &peer, error.reason(), &error.to_string());
+            }
             // A connection for a service of an earlier configuration: it
             // goes unanswered and closes.
-            Event::Readable { .. } | Event::Accepted { .. } => {}
+            Event::Readable { .. } | Event::Accepted { .. } | Event::Rejected { .. } => {}
+            Event::Child { pid, message } => self.child_said(pid, message),
+            Event::ChannelClosed { pid } => self.channel_closed(pid),
             Event::ControlClient(stream) => {
                 self.control_clients
                     .spawn(control_connection(stream, self.events.clone()));
@@ -705,10 +762,26 @@ impl Master {
         }
         let service = &state.config;
         let base_dir = &self.config.globals.base_dir.value;
+        let mut channel = None;
+        let peer = connection.as_ref().and_then(|c| match c.ends {
+            Ends::Tcp { remote, .. } => Some(remote.ip()),
+            Ends::Unix { .. } => None,
+        });
         let planned = match (service.interface.value, connection) {
             (Interface::Inetd, Some(connection)) => {
                 launch::inetd(base_dir, service, state.identity.as_ref(), connection)
             }
+            (Interface::Warden, _) => match native::channel_pair() {
+                Ok((master_end, process_end)) => {
+                    channel = Some(master_end);
+                    launch::native(base_dir, service, state.identity.as_ref(), process_end)
+                }
+                Err(source) => Err(launch::LaunchError::Io {
+                    service: service.name.to_string(),
+                    what: "creating a control channel",
+                    source,
+                }),
+            },
             (_, _) => launch::systemd(
                 base_dir,
                 service,
@@ -740,6 +813,7 @@ impl Master {
         output::capture(name.clone(), pid, Stream::Stderr, output.stderr);
         watch_exit(&child, self.events.clone());
         let mut process = Process::new(child, now);
+        process.peer = peer;
         if state.interface() == Interface::Inetd {
             // It serves its one connection from the start and takes no other.
             process.ready_at = Some(now);
@@ -750,6 +824,9 @@ impl Master {
         self.metrics.spawns.get_or_create(&label(&name)).inc();
         self.spawned_this_round = true;
         tracing::debug!(service = name, pid, "process started");
+        if let Some(channel) = channel {
+            self.open_channel(index, pid, channel);
+        }
         self.observe(index, StatsEvent::Spawned(pid.unsigned_abs()));
         Some(pid)
     }
@@ -822,6 +899,7 @@ impl Master {
         if let Some(index) = index {
             self.observe(index, StatsEvent::Exited(pid.unsigned_abs()));
         }
+        self.forget_connections(pid, index);
         let (Some(index), Phase::Running) = (index, self.phase) else {
             return;
         };
@@ -1034,11 +1112,21 @@ impl Master {
 
     fn accepted(&mut self, index: usize, connection: Connection) {
         let now = Instant::now();
+        if self.phase != Phase::Running {
+            return;
+        }
+        let Some(connection) = self.admit(index, connection, now) else {
+            return;
+        };
         let Some(state) = self.services.get_mut(index) else {
             return;
         };
-        if !state.may_spawn(now) || self.phase != Phase::Running {
-            // Throttled or stopping: the connection closes unanswered.
+        if state.interface() == Interface::Warden {
+            self.accepted_native(index, connection, now);
+            return;
+        }
+        if !state.may_spawn(now) {
+            // Throttled: the connection closes unanswered.
             return;
         }
         if state.below_limit() && state.queue.is_empty() {
@@ -1080,8 +1168,27 @@ impl Master {
             tracing::info!(service = name, "throttle over");
             self.metrics.throttled.get_or_create(&label(&name)).set(0);
         }
-        for process in state.processes.values_mut() {
+        // A native process is ready when it answers hello, never before;
+        // one that does not answer in time is stopped.
+        let says_ready = state.interface() == Interface::Warden;
+        for (pid, process) in &mut state.processes {
+            if says_ready
+                && process.ready_at.is_none()
+                && !process.told_to_stop
+                && now.saturating_duration_since(process.started) >= HELLO_TIMEOUT
+            {
+                tracing::error!(
+                    service = name,
+                    pid,
+                    "the process did not answer warden's hello within {}s; stopping it",
+                    HELLO_TIMEOUT.as_secs()
+                );
+                process.told_to_stop = true;
+                process.retired = true;
+                let _ = process.child.signal(Signal::SIGTERM);
+            }
             if process.ready_at.is_none()
+                && !says_ready
                 && now.saturating_duration_since(process.started) >= READY_WITHOUT_NOTICE
             {
                 process.ready_at = Some(now);
@@ -1104,7 +1211,12 @@ impl Master {
 
         match state.interface() {
             Interface::Inetd => self.round_inetd(index, now),
-            Interface::Systemd | Interface::Warden | Interface::Dovecot => {
+            Interface::Warden => {
+                self.round_scaling(index, now);
+                self.dispatch(index, now);
+                self.drop_expired(index, now);
+            }
+            Interface::Systemd | Interface::Dovecot => {
                 self.round_scaling(index, now);
                 self.round_waiting(index, now);
                 self.round_listening(index, now);
@@ -1202,7 +1314,6 @@ impl Master {
     }
 
     fn round_inetd(&mut self, index: usize, now: Instant) {
-        let wait = self.config.globals.process_limit_wait.value.to_std();
         loop {
             let Some(state) = self.services.get_mut(index) else {
                 return;
@@ -1215,6 +1326,12 @@ impl Master {
             };
             self.spawn(index, Some(connection));
         }
+        self.drop_expired(index, now);
+    }
+
+    /// Drops the accepted connections that waited `process_limit_wait`.
+    fn drop_expired(&mut self, index: usize, now: Instant) {
+        let wait = self.config.globals.process_limit_wait.value.to_std();
         let Some(state) = self.services.get_mut(index) else {
             return;
         };
@@ -1257,9 +1374,9 @@ impl Master {
         let mut asked = Vec::new();
         for action in actions {
             let (pid, signal) = match action {
-                IdleAction::AskToExit(pid) => (pid, Signal::SIGINT),
-                IdleAction::Terminate(pid) => (pid, Signal::SIGTERM),
-                IdleAction::Kill(pid) => (pid, Signal::SIGKILL),
+                IdleAction::AskToExit(pid) => (pid, None),
+                IdleAction::Terminate(pid) => (pid, Some(Signal::SIGTERM)),
+                IdleAction::Kill(pid) => (pid, Some(Signal::SIGKILL)),
             };
             let Some(process) = i32::try_from(pid)
                 .ok()
@@ -1272,7 +1389,11 @@ impl Master {
                 );
                 continue;
             };
-            match process.child.signal(signal) {
+            let sent = match signal {
+                Some(signal) => process.child.signal(signal),
+                None => process.ask_if_idle(),
+            };
+            match sent {
                 Ok(()) => {
                     process.asked_to_exit = Some(now);
                     asked.push(pid);
@@ -1479,11 +1600,11 @@ impl Master {
         self.generation = generation;
         let mut drained = 0;
         for mut state in old_services {
-            for (pid, process) in std::mem::take(&mut state.processes) {
+            for (pid, mut process) in std::mem::take(&mut state.processes) {
                 drained += 1;
                 // "Exit if you are idle": an old process with no client goes
                 // now; one with clients finishes them until shutdown_grace.
-                let _ = process.child.signal(Signal::SIGINT);
+                let _ = process.stop_accepting();
                 self.draining.insert(
                     pid,
                     Draining {
@@ -1576,6 +1697,13 @@ impl Master {
                     message: "stopping every service".to_owned(),
                 }
             }
+            Request::Who { service } => Response::Connections {
+                connections: self.who(service.as_deref()),
+            },
+            Request::KickConnection { target } => match self.kick_connection(&target) {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Failed { message },
+            },
             Request::Kick { pid } => {
                 let process = self
                     .services
@@ -1724,11 +1852,35 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// `index` of `generation` and forwards them. An error other than "nothing
 /// to accept" (out of descriptors, out of memory) is logged at most once
 /// per backoff and waited out, so the loop never spins.
+/// The PROXY protocol rules of `haproxy` listeners.
+#[derive(Debug)]
+struct ProxyRules {
+    /// `haproxy_trusted_networks`.
+    trusted: Vec<crate::config::value::Network>,
+    /// `haproxy_timeout`.
+    timeout: Duration,
+}
+
+/// Where an acceptor's connections go.
+#[derive(Debug, Clone, Copy)]
+struct Acceptor {
+    /// The configuration generation.
+    generation: u64,
+    /// The service's place in the table.
+    index: usize,
+    /// The listener's place in the service's listeners.
+    listener: usize,
+}
+
+/// Accepts connections on `listener` for an inetd or native service and
+/// sends them to the master; on a `haproxy` listener (`proxy` given), each
+/// connection's PROXY header is read first, in a task of its own, and one
+/// that breaks the protocol is closed and reported instead.
 fn accept_task(
     events: &mpsc::UnboundedSender<Event>,
-    generation: u64,
-    index: usize,
+    at: Acceptor,
     listener: &Listener,
+    proxy: Option<Arc<ProxyRules>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let endpoint = listener.endpoint().to_string();
     let unix = matches!(listener.endpoint(), Endpoint::Unix(_));
@@ -1763,16 +1915,80 @@ fn accept_task(
             let Some(ends) = ends_of(&socket, unix) else {
                 continue;
             };
-            let event = Event::Accepted {
-                generation,
-                index,
-                connection: Connection { socket, ends },
+            let connection = Connection {
+                socket,
+                listener: at.listener,
+                accepted: Instant::now(),
+                ends,
             };
-            if events.send(event).is_err() {
+            if let Some(rules) = &proxy {
+                tokio::spawn(read_proxy_header(
+                    events.clone(),
+                    at,
+                    connection,
+                    Arc::clone(rules),
+                ));
+            } else if events
+                .send(Event::Accepted {
+                    generation: at.generation,
+                    index: at.index,
+                    connection,
+                })
+                .is_err()
+            {
                 return;
             }
         }
     }))
+}
+
+/// Reads the PROXY header of `connection` and sends it on with the
+/// addresses the header gives, or reports why it was refused (dropping
+/// the connection closes it).
+async fn read_proxy_header(
+    events: mpsc::UnboundedSender<Event>,
+    at: Acceptor,
+    mut connection: Connection,
+    rules: Arc<ProxyRules>,
+) {
+    let Ends::Tcp { remote, .. } = connection.ends else {
+        return;
+    };
+    let result = async {
+        let stream = std::net::TcpStream::from(connection.socket.try_clone()?);
+        stream.set_nonblocking(true)?;
+        let mut stream = tokio::net::TcpStream::from_std(stream)?;
+        let trusted = rules
+            .trusted
+            .iter()
+            .any(|network| network.contains(remote.ip()));
+        let header = warden_proxy::accept(&mut stream, remote.ip(), trusted, rules.timeout).await;
+        stream.into_std()?.set_nonblocking(false)?;
+        header
+    }
+    .await;
+    let event = match result {
+        Ok(addresses) => {
+            if let Some(addresses) = addresses {
+                connection.ends = Ends::Tcp {
+                    remote: addresses.source,
+                    local: addresses.destination,
+                };
+            }
+            Event::Accepted {
+                generation: at.generation,
+                index: at.index,
+                connection,
+            }
+        }
+        Err(error) => Event::Rejected {
+            generation: at.generation,
+            index: at.index,
+            peer: remote.to_string(),
+            error,
+        },
+    };
+    let _ = events.send(event);
 }
 
 /// Creates `dir` if it is missing, open to its owner only: the compiled

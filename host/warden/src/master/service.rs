@@ -8,7 +8,10 @@
 //! [`Policy`](warden_policy::Policy) decides on.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use warden_child::protocol::ToService;
 
 use warden_policy::{ProcessView, ServiceKind, ServiceView};
 use warden_sys::{Child, Identity};
@@ -48,6 +51,23 @@ pub(super) struct Process {
     pub retired: bool,
     /// Its last `STATUS=` line.
     pub status: Option<String>,
+    /// warden's end of its control channel, for the native interface;
+    /// `None` once the channel broke.
+    pub channel: Option<OwnedFd>,
+    /// The task reading its control channel.
+    pub reader: Option<tokio::task::JoinHandle<()>>,
+    /// Connections handed to it in its life (native interface).
+    pub handed: u32,
+    /// The client address of the one connection an inetd process serves.
+    pub peer: Option<std::net::IpAddr>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+    }
 }
 
 impl Process {
@@ -62,6 +82,42 @@ impl Process {
             told_to_stop: false,
             retired: false,
             status: None,
+            channel: None,
+            reader: None,
+            handed: 0,
+            peer: None,
+        }
+    }
+
+    /// Sends `message`, with `fds`, over the native interface's channel.
+    pub(super) fn send(&self, message: &ToService, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+        let Some(channel) = &self.channel else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "its control channel is closed",
+            ));
+        };
+        warden_sys::fdpass::send(channel.as_fd(), &message.encode(), fds)
+    }
+
+    /// "Exit if you are idle": SIGINT, or `exit-if-idle` on the native
+    /// interface.
+    pub(super) fn ask_if_idle(&self) -> std::io::Result<()> {
+        if self.channel.is_some() {
+            self.send(&ToService::ExitIfIdle, &[])
+        } else {
+            Ok(self.child.signal(nix::sys::signal::Signal::SIGINT)?)
+        }
+    }
+
+    /// "Take nothing more, finish what you have": SIGINT, or
+    /// `stop-accepting` on the native interface.
+    pub(super) fn stop_accepting(&mut self) -> std::io::Result<()> {
+        self.retired = true;
+        if self.channel.is_some() {
+            self.send(&ToService::StopAccepting, &[])
+        } else {
+            Ok(self.child.signal(nix::sys::signal::Signal::SIGINT)?)
         }
     }
 
@@ -149,9 +205,12 @@ pub(super) struct ServiceState {
     pub next_idle_round: Option<Instant>,
     /// Whether the startup round of scaling has run.
     pub started: bool,
-    /// Connections accepted for an inetd service, waiting for a slot.
+    /// Connections accepted for an inetd or native service, waiting for a
+    /// slot.
     pub queue: VecDeque<(Connection, Instant)>,
-    /// Tasks accepting connections for an inetd service.
+    /// Client addresses of its recent connections, for `per_source_rate`.
+    pub recent: VecDeque<(Instant, std::net::IpAddr)>,
+    /// Tasks accepting connections for an inetd or native service.
     pub acceptors: Vec<tokio::task::JoinHandle<()>>,
     /// Processes started since the master started.
     pub spawns: u64,
@@ -190,6 +249,7 @@ impl ServiceState {
             next_idle_round: None,
             started: false,
             queue: VecDeque::new(),
+            recent: VecDeque::new(),
             acceptors: Vec::new(),
             spawns: 0,
             dropped: 0,
@@ -292,6 +352,8 @@ impl ServiceState {
             idle_kill_ms: self
                 .idle_kill()
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            per_source_limit: Some(self.config.per_source_limit.value).filter(|n| *n > 0),
+            per_source_rate: Some(self.config.per_source_rate.value).filter(|n| *n > 0),
         }
     }
 

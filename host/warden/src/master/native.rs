@@ -1,0 +1,754 @@
+//! warden's native interface (`interface = "warden"`), the master's side:
+//! the host accepts every connection, admits it, hands it to a process
+//! over that process's control channel, and sees what becomes of it.
+//!
+//! The wire protocol is `warden_child::protocol`'s. Per connection:
+//!
+//! 1. the acceptor reads the PROXY header on `haproxy` listeners (see
+//!    `warden_proxy`); a connection that breaks it is closed and counted;
+//! 2. the service's `admission` policy decides with the source's counts
+//!    (`per_source_limit`, `per_source_rate` in the built-in);
+//! 3. it goes to the ready process with the fewest connections below
+//!    `client_limit`; when none has room a new process is started, up to
+//!    `process_limit`. In a full `login` service the `eviction` policy picks
+//!    connections that have not logged in, which the host closes itself
+//!    (shutdown in both directions, so the client sees the connection end
+//!    and the process's reads see end of file; the process is told
+//!    `closed` with reason `evicted`), and the waiting connection takes the
+//!    freed slot. Otherwise it waits up to `process_limit_wait`, like any
+//!    connection at `process_limit`;
+//! 4. the host keeps a duplicate of the socket until the process reports
+//!    the connection closed, or exits, so `warden kick` can close it.
+//!
+//! A process that sends a malformed or oversized message loses its channel
+//! (the reason is logged), takes no more connections and is asked to stop;
+//! the master and the other processes go on.
+
+use std::net::IpAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::socket::{AddressFamily, Shutdown, SockFlag, SockType};
+use tokio::sync::mpsc;
+use warden_child::protocol::{ConnectionInfo, FromService, MAX_MESSAGE, Peer, ToService, VERSION};
+use warden_policy::stats::Event as StatsEvent;
+use warden_policy::{Admission, ConnectionView, ListenerKind, PeerView, Policy, SourceCounts};
+
+use super::launch::{Connection, Ends};
+use super::metrics::{RejectLabels, label};
+use super::{Event, Master};
+use crate::config::{ServiceCount, ServiceType};
+use crate::control::ConnectionStatus;
+
+/// A connection handed to a native-interface process.
+#[derive(Debug)]
+pub(super) struct Handed {
+    /// Its service.
+    pub service: String,
+    /// The process serving it.
+    pub pid: i32,
+    /// The listener it came in on.
+    pub listener: String,
+    /// Who is at the other end.
+    pub peer: PeerView,
+    /// When it was accepted.
+    pub accepted: Instant,
+    /// Whether its client logged in.
+    pub authenticated: bool,
+    /// The master's duplicate of the socket.
+    pub socket: OwnedFd,
+}
+
+/// A control channel for a new process: the master's end, non-blocking,
+/// and the process's.
+pub(super) fn channel_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (master, process) = nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL)?;
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFL(
+            nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+        ),
+    )?;
+    Ok((master, process))
+}
+
+/// Reads a process's control channel, sending each message to the master,
+/// until the channel closes or breaks.
+fn reader_task(
+    events: mpsc::UnboundedSender<Event>,
+    pid: i32,
+    channel: OwnedFd,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let channel = warden_sys::watch::async_fd(channel)?;
+    Ok(tokio::spawn(async move {
+        let mut buffer = vec![0u8; MAX_MESSAGE];
+        loop {
+            let Ok(mut ready) = channel.readable().await else {
+                return;
+            };
+            let received = warden_sys::fdpass::recv(channel.get_ref().as_fd(), &mut buffer);
+            let message = match received {
+                Ok(received) if received.len == 0 && received.fds.is_empty() => {
+                    let _ = events.send(Event::ChannelClosed { pid });
+                    return;
+                }
+                Ok(received) if !received.fds.is_empty() => {
+                    Err("it sent descriptors, which warden never takes".to_owned())
+                }
+                Ok(received) => FromService::parse(buffer.get(..received.len).unwrap_or_default())
+                    .map_err(|error| error.to_string()),
+                Err(warden_sys::fdpass::RecvError::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock =>
+                {
+                    ready.clear_ready();
+                    continue;
+                }
+                Err(error) => Err(error.to_string()),
+            };
+            let broken = message.is_err();
+            if events.send(Event::Child { pid, message }).is_err() || broken {
+                return;
+            }
+        }
+    }))
+}
+
+/// The peer of a connection, as policies see it.
+fn peer_view(ends: &Ends) -> PeerView {
+    match ends {
+        Ends::Tcp { remote, .. } => PeerView {
+            address: Some(remote.ip().to_string()),
+            port: Some(remote.port()),
+            ..PeerView::default()
+        },
+        Ends::Unix { uid, gid, pid } => PeerView {
+            uid: Some(*uid),
+            gid: Some(*gid),
+            pid: u32::try_from(*pid).ok(),
+            ..PeerView::default()
+        },
+    }
+}
+
+/// The peer of a connection, as the process is told.
+fn peer_info(ends: &Ends) -> Peer {
+    match ends {
+        Ends::Tcp { remote, local } => Peer {
+            address: Some(remote.to_string()),
+            local: Some(local.to_string()),
+            ..Peer::default()
+        },
+        Ends::Unix { uid, gid, pid } => Peer {
+            uid: Some(*uid),
+            gid: Some(*gid),
+            pid: u32::try_from(*pid).ok(),
+            ..Peer::default()
+        },
+    }
+}
+
+/// The client's address, for per-source counting.
+fn source(ends: &Ends) -> Option<IpAddr> {
+    match ends {
+        Ends::Tcp { remote, .. } => Some(remote.ip()),
+        Ends::Unix { .. } => None,
+    }
+}
+
+impl Master {
+    /// Sends a new native process its hello and starts reading its
+    /// channel.
+    pub(super) fn open_channel(&mut self, index: usize, pid: i32, channel: OwnedFd) {
+        let events = self.events.clone();
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let hello = ToService::Hello {
+            version: VERSION,
+            service: state.name().to_owned(),
+            client_limit: state.config.effective_client_limit(),
+            service_count: match state.config.service_count.value {
+                ServiceCount::Limited(count) => Some(count.get()),
+                ServiceCount::Unlimited => None,
+            },
+        };
+        let name = state.name().to_owned();
+        let Some(process) = state.processes.get_mut(&pid) else {
+            return;
+        };
+        let reader = channel
+            .try_clone()
+            .and_then(|copy| reader_task(events, pid, copy));
+        process.channel = Some(channel);
+        process.clients = Some(0);
+        match reader.and_then(|reader| {
+            process.reader = Some(reader);
+            process.send(&hello, &[])
+        }) {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::error!(service = name, pid, %error, "cannot talk to a new process; stopping it");
+                process.channel = None;
+                process.retired = true;
+                let _ = process.child.signal(Signal::SIGTERM);
+            }
+        }
+    }
+
+    /// Whether `connection`, accepted for the service at `index`, may reach
+    /// a process: the service's admission policy decides. A rejected one
+    /// is closed, logged and counted; a delayed one is decided again later.
+    pub(super) fn admit(
+        &mut self,
+        index: usize,
+        connection: Connection,
+        now: Instant,
+    ) -> Option<Connection> {
+        let now_ms = self.now_ms(now);
+        let counts = self.source_counts(index, source(&connection.ends), now);
+        let state = self.services.get(index)?;
+        let listener = state
+            .listeners
+            .get(connection.listener)
+            .map(|l| l.name.clone())
+            .unwrap_or_default();
+        let view = ConnectionView {
+            id: 0,
+            listener,
+            peer: peer_view(&connection.ends),
+            accepted_ms: self.now_ms(connection.accepted),
+            authenticated: false,
+            pid: 0,
+        };
+        let verdict = self.policy.admit(&state.view(), &view, counts, now_ms);
+        let name = state.name().to_owned();
+        match verdict {
+            Admission::Accept => Some(connection),
+            Admission::Reject(reason) => {
+                self.reject(
+                    &name,
+                    &peer_text(&connection.ends),
+                    &reason,
+                    "refused by the admission policy",
+                );
+                None
+            }
+            Admission::Delay(ms) => {
+                let events = self.events.clone();
+                let generation = self.generation;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let _ = events.send(Event::Accepted {
+                        generation,
+                        index,
+                        connection,
+                    });
+                });
+                None
+            }
+        }
+    }
+
+    /// Logs and counts a connection refused before it reached a process.
+    pub(super) fn reject(&mut self, service: &str, peer: &str, reason: &str, why: &str) {
+        tracing::info!(service, peer, reason, "connection refused: {why}");
+        self.metrics
+            .rejected
+            .get_or_create(&RejectLabels {
+                service: service.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// How busy the source `address` is: its connections open now and in
+    /// the last second, this one included (which is recorded).
+    fn source_counts(
+        &mut self,
+        index: usize,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> SourceCounts {
+        let Some(state) = self.services.get_mut(index) else {
+            return SourceCounts {
+                concurrent: 1,
+                last_second: 1,
+            };
+        };
+        let Some(address) = address else {
+            return SourceCounts {
+                concurrent: 1,
+                last_second: 1,
+            };
+        };
+        while state
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= Duration::from_secs(1))
+        {
+            state.recent.pop_front();
+        }
+        state.recent.push_back((now, address));
+        let last_second = state.recent.iter().filter(|(_, a)| *a == address).count();
+        let name = state.name();
+        let open = self
+            .connections
+            .values()
+            .filter(|c| {
+                c.service == name && c.peer.address.as_deref() == Some(&address.to_string())
+            })
+            .count()
+            + state
+                .queue
+                .iter()
+                .filter(|(c, _)| source(&c.ends) == Some(address))
+                .count()
+            + state
+                .processes
+                .values()
+                .filter(|p| p.peer == Some(address))
+                .count();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        SourceCounts {
+            concurrent: count(open + 1),
+            last_second: count(last_second),
+        }
+    }
+
+    /// A connection admitted for the native service at `index`: it waits
+    /// its turn, then goes to a process.
+    pub(super) fn accepted_native(&mut self, index: usize, connection: Connection, now: Instant) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        state.queue.push_back((connection, now));
+        self.dispatch(index, now);
+    }
+
+    /// Hands waiting connections to processes with room; starts a process
+    /// when none has room; in a full login service, evicts to make room.
+    pub(super) fn dispatch(&mut self, index: usize, now: Instant) {
+        // Each eviction frees at least one slot; the bound only guards
+        // against a policy that keeps choosing and a slot that stays taken.
+        let mut evictions = 0;
+        loop {
+            let Some(state) = self.services.get_mut(index) else {
+                return;
+            };
+            if state.queue.is_empty() {
+                state.waiting_since = None;
+                return;
+            }
+            if let Some(pid) = roomiest(state) {
+                let Some((connection, _)) = state.queue.pop_front() else {
+                    return;
+                };
+                // A process that cannot take it is retired, so the next
+                // turn picks another.
+                if let Err(connection) = self.hand_over(index, pid, connection)
+                    && let Some(state) = self.services.get_mut(index)
+                {
+                    state.queue.push_front((connection, now));
+                }
+                continue;
+            }
+            let full = !state.below_limit();
+            let starting = state
+                .processes
+                .values()
+                .filter(|p| p.ready_at.is_none() && p.channel.is_some() && !p.retired)
+                .count();
+            let limit =
+                usize::try_from(state.config.effective_client_limit()).unwrap_or(usize::MAX);
+            let room = starting.saturating_mul(limit);
+            if state.queue.len() <= room {
+                // Processes that answer hello soon take them.
+                return;
+            }
+            if !full && state.spawn_pending.is_none() && state.may_spawn(now) {
+                let pid = self.spawn(index, None);
+                if let Some(state) = self.services.get_mut(index) {
+                    state.spawn_pending = pid;
+                }
+                return;
+            }
+            if full
+                && state.config.kind.value == ServiceType::Login
+                && evictions <= state.queue.len()
+                && self.evict(index, now)
+            {
+                evictions += 1;
+                continue;
+            }
+            if full {
+                let state = self.services.get_mut(index);
+                if let Some(state) = state
+                    && state.waiting_since.is_none()
+                {
+                    state.waiting_since = Some(now);
+                    self.observe(index, StatsEvent::Full);
+                }
+            }
+            return;
+        }
+    }
+
+    /// Sends `connection` to process `pid`; gives it back when the process
+    /// cannot take it.
+    fn hand_over(
+        &mut self,
+        index: usize,
+        pid: i32,
+        connection: Connection,
+    ) -> Result<(), Connection> {
+        let id = self.next_connection;
+        let Some(state) = self.services.get_mut(index) else {
+            return Ok(());
+        };
+        // The listener index comes from this service's own acceptor.
+        let Some(open) = state.listeners.get(connection.listener) else {
+            return Ok(());
+        };
+        let peer = peer_view(&connection.ends);
+        let client_type = if open.view.kind == ListenerKind::Inet {
+            (open.client_type.clone(), None)
+        } else {
+            let typed = self.policy.typing(&state.view(), &open.view, Some(&peer));
+            (typed.name, typed.restricted_to_uid)
+        };
+        let info = ConnectionInfo {
+            id,
+            listener: open.name.clone(),
+            client_type: client_type.0,
+            restricted_to_uid: client_type.1,
+            ssl: open.ssl,
+            peer: peer_info(&connection.ends),
+        };
+        let listener = open.name.clone();
+        let service = state.name().to_owned();
+        let limit = match state.config.service_count.value {
+            ServiceCount::Limited(count) => Some(count.get()),
+            ServiceCount::Unlimited => None,
+        };
+        let Some(process) = state.processes.get_mut(&pid) else {
+            return Ok(());
+        };
+        let sent = process.send(&ToService::Connection(info), &[connection.socket.as_fd()]);
+        if let Err(error) = sent {
+            tracing::warn!(service, pid, %error, "cannot hand a connection to a process; it takes no more");
+            process.retired = true;
+            return Err(connection);
+        }
+        self.next_connection += 1;
+        process.handed += 1;
+        let clients = process.clients.unwrap_or(0).saturating_add(1);
+        process.report_clients(clients, Instant::now());
+        if limit.is_some_and(|limit| process.handed >= limit) {
+            let _ = process.stop_accepting();
+        }
+        self.connections.insert(
+            id,
+            Handed {
+                service,
+                pid,
+                listener,
+                peer,
+                accepted: connection.accepted,
+                authenticated: false,
+                socket: connection.socket,
+            },
+        );
+        self.observe(index, StatsEvent::Accepted(id));
+        Ok(())
+    }
+
+    /// Asks the eviction policy which connections of the full login service
+    /// at `index` make room for those waiting, and closes them. Whether any
+    /// was closed.
+    fn evict(&mut self, index: usize, now: Instant) -> bool {
+        let now_ms = self.now_ms(now);
+        let Some(state) = self.services.get(index) else {
+            return false;
+        };
+        let name = state.name();
+        // Only connections whose process takes new ones free a slot there.
+        let serving = |pid: i32| {
+            state
+                .processes
+                .get(&pid)
+                .is_some_and(|p| !p.retired && !p.told_to_stop)
+        };
+        let candidates: Vec<ConnectionView> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.service == name && !c.authenticated && serving(c.pid))
+            .map(|(id, c)| ConnectionView {
+                id: *id,
+                listener: c.listener.clone(),
+                peer: c.peer.clone(),
+                accepted_ms: self.now_ms(c.accepted),
+                authenticated: false,
+                pid: c.pid.unsigned_abs(),
+            })
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let waiting = u32::try_from(state.queue.len()).unwrap_or(u32::MAX);
+        let victims = self
+            .policy
+            .evict(&state.view(), &candidates, waiting, now_ms);
+        let mut evicted = false;
+        for id in victims {
+            if self.close_connection(id, "evicted").is_some() {
+                self.metrics
+                    .evicted
+                    .get_or_create(&label(self.services.get(index).map_or("", |s| s.name())))
+                    .inc();
+                self.observe(index, StatsEvent::Evicted(id));
+                evicted = true;
+            }
+        }
+        evicted
+    }
+
+    /// Closes connection `id` from the host's side: shuts the socket down
+    /// in both directions, tells its process why, and frees its slot.
+    pub(super) fn close_connection(&mut self, id: u64, reason: &str) -> Option<Handed> {
+        let handed = self.connections.remove(&id)?;
+        let _ = nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(&handed.socket),
+            Shutdown::Both,
+        );
+        tracing::info!(
+            service = handed.service,
+            pid = handed.pid,
+            connection = id,
+            peer = handed.peer.address.as_deref().unwrap_or("unix"),
+            reason,
+            "connection closed by warden"
+        );
+        if let Some(process) = self.process_mut(handed.pid) {
+            let _ = process.send(
+                &ToService::Closed {
+                    id,
+                    reason: reason.to_owned(),
+                },
+                &[],
+            );
+            let clients = process.clients.unwrap_or(1).saturating_sub(1);
+            process.report_clients(clients, Instant::now());
+        }
+        Some(handed)
+    }
+
+    /// A message from native process `pid`.
+    pub(super) fn child_said(&mut self, pid: i32, message: Result<FromService, String>) {
+        let now = Instant::now();
+        let index = self
+            .services
+            .iter()
+            .position(|s| s.processes.contains_key(&pid));
+        let message = match message {
+            Ok(FromService::Ready { version }) if version != VERSION => Err(format!(
+                "it speaks protocol version {version}; warden speaks {VERSION}"
+            )),
+            other => other,
+        };
+        match message {
+            Ok(FromService::Ready { .. }) => {
+                if let Some(process) = self.process_mut(pid) {
+                    process.ready_at.get_or_insert(now);
+                }
+            }
+            Ok(FromService::Authenticated { id }) => {
+                if let Some(handed) = self.connections.get_mut(&id).filter(|c| c.pid == pid)
+                    && !handed.authenticated
+                {
+                    handed.authenticated = true;
+                    if let Some(index) = index {
+                        self.observe(index, StatsEvent::Authenticated(id));
+                    }
+                }
+            }
+            Ok(FromService::Closed { id }) => {
+                if self.connections.get(&id).is_some_and(|c| c.pid == pid) {
+                    self.connections.remove(&id);
+                    if let Some(process) = self.process_mut(pid) {
+                        let clients = process.clients.unwrap_or(1).saturating_sub(1);
+                        process.report_clients(clients, now);
+                    }
+                    if let Some(index) = index {
+                        self.observe(index, StatsEvent::Closed(id));
+                    }
+                }
+            }
+            Ok(FromService::Exiting) => {}
+            Ok(FromService::Busy) => {
+                if let Some(process) = self.process_mut(pid) {
+                    process.asked_to_exit = None;
+                }
+            }
+            Err(reason) => {
+                let service = index
+                    .and_then(|i| self.services.get(i))
+                    .map_or_else(String::new, |s| s.name().to_owned());
+                tracing::error!(
+                    service,
+                    pid,
+                    "closing the control channel of a process: {reason}; it takes no more connections and is asked to stop"
+                );
+                if let Some(process) = self.process_mut(pid) {
+                    process.channel = None;
+                    if let Some(reader) = process.reader.take() {
+                        reader.abort();
+                    }
+                    process.retired = true;
+                    process.told_to_stop = true;
+                    let _ = process.child.signal(Signal::SIGTERM);
+                }
+            }
+        }
+        if let Some(index) = index {
+            self.dispatch(index, now);
+        }
+    }
+
+    /// The control channel of `pid` closed: the process exited or dropped
+    /// it; it takes no more connections.
+    pub(super) fn channel_closed(&mut self, pid: i32) {
+        if let Some(process) = self.process_mut(pid) {
+            process.channel = None;
+            process.retired = true;
+        }
+    }
+
+    /// Process `pid` exited: the host closes its copies of the process's
+    /// connections.
+    pub(super) fn forget_connections(&mut self, pid: i32, index: Option<usize>) {
+        let ids: Vec<u64> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.pid == pid)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.connections.remove(&id);
+            if let Some(index) = index {
+                self.observe(index, StatsEvent::Closed(id));
+            }
+        }
+    }
+
+    /// The connections of every native service, or of one, for `warden who`.
+    pub(super) fn who(&self, service: Option<&str>) -> Vec<ConnectionStatus> {
+        let now = Instant::now();
+        self.connections
+            .iter()
+            .filter(|(_, c)| service.is_none_or(|name| c.service == name))
+            .map(|(id, c)| ConnectionStatus {
+                id: *id,
+                service: c.service.clone(),
+                pid: c.pid,
+                listener: c.listener.clone(),
+                peer: match (&c.peer.address, c.peer.port, c.peer.uid) {
+                    (Some(address), Some(port), _) => std::net::SocketAddr::new(
+                        address.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                        port,
+                    )
+                    .to_string(),
+                    (_, _, Some(uid)) => format!("uid {uid}"),
+                    _ => String::new(),
+                },
+                age_secs: now.saturating_duration_since(c.accepted).as_secs(),
+                state: if c.authenticated {
+                    "authenticated"
+                } else {
+                    "waiting"
+                }
+                .to_owned(),
+            })
+            .collect()
+    }
+
+    /// Closes the connection `target` names: its id, or every connection
+    /// from a peer address.
+    pub(super) fn kick_connection(&mut self, target: &str) -> Result<String, String> {
+        let ids: Vec<u64> = match target.parse::<u64>() {
+            Ok(id) if self.connections.contains_key(&id) => vec![id],
+            _ => {
+                let address = target
+                    .parse::<std::net::SocketAddr>()
+                    .map(|a| (a.ip(), Some(a.port())))
+                    .or_else(|_| target.parse::<IpAddr>().map(|ip| (ip, None)));
+                let Ok((ip, port)) = address else {
+                    return Err(format!(
+                        "{target:?} is neither a connection id nor a peer address; `warden who` lists them"
+                    ));
+                };
+                self.connections
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.peer.address.as_deref() == Some(&ip.to_string())
+                            && port.is_none_or(|port| c.peer.port == Some(port))
+                    })
+                    .map(|(id, _)| *id)
+                    .collect()
+            }
+        };
+        if ids.is_empty() {
+            return Err(format!(
+                "no connection is {target}; `warden who` lists them"
+            ));
+        }
+        for id in &ids {
+            self.close_connection(*id, "kicked");
+        }
+        Ok(format!("closed {} connection(s)", ids.len()))
+    }
+
+    /// The live process `pid`, of a service or left from before a reload.
+    fn process_mut(&mut self, pid: i32) -> Option<&mut super::service::Process> {
+        if let Some(process) = self
+            .services
+            .iter_mut()
+            .find_map(|s| s.processes.get_mut(&pid))
+        {
+            return Some(process);
+        }
+        self.draining.get_mut(&pid).map(|d| &mut d.process)
+    }
+}
+
+/// The ready process of `state` with room and the fewest connections.
+fn roomiest(state: &super::service::ServiceState) -> Option<i32> {
+    let limit = state.config.effective_client_limit();
+    state
+        .processes
+        .iter()
+        .filter(|(_, p)| {
+            p.channel.is_some()
+                && p.ready_at.is_some()
+                && !p.retired
+                && !p.told_to_stop
+                && p.asked_to_exit.is_none()
+                && p.clients.unwrap_or(0) < limit
+        })
+        .min_by_key(|(pid, p)| (p.clients.unwrap_or(0), **pid))
+        .map(|(pid, _)| *pid)
+}
+
+/// A connection's peer, for the log.
+fn peer_text(ends: &Ends) -> String {
+    match ends {
+        Ends::Tcp { remote, .. } => remote.to_string(),
+        Ends::Unix { uid, pid, .. } => format!("uid {uid} pid {pid}"),
+    }
+}
