@@ -21,7 +21,11 @@ fuzz_target!(|bytes: &[u8]| {
     let mut input = bytes;
     let header = runtime().block_on(warden_proxy::read_header(&mut input));
     if let Ok(header) = header {
-        assert_eq!(header.len() + input.len(), bytes.len(), "it read past the header");
+        assert_eq!(
+            header.len() + input.len(),
+            bytes.len(),
+            "it read past the header"
+        );
         assert!(header.len() <= warden_proxy::MAX_V2);
         let _ = warden_proxy::parse(&header);
     }
