@@ -374,3 +374,76 @@ port = {port}
         other => panic!("status answered {other:?}"),
     }
 }
+
+// seed: svc.login
+#[test]
+fn the_login_plugin_counts_waiting_evicted_and_logged_in_connections() {
+    let dir = temp();
+    let (port, proxy) = (free_port(), free_port());
+    // imap-login gets the built-in login plugin; its chroot, user and
+    // service_count are the file's here, as the example needs.
+    let body = login_service(
+        dir.path(),
+        port,
+        proxy,
+        2,
+        "chroot = \"\"\nuser = \"\"\nservice_count = 0",
+    )
+    .replace("service.login", "service.imap-login");
+    let warden = Running::start(&body);
+    let (_evicted, _) = greeted(port);
+    std::thread::sleep(Duration::from_millis(50));
+    let (mut alice, _) = greeted(port);
+    log_in(&mut alice, "alice", "secret");
+    let (_waiting, _) = greeted(port);
+    let stats = || {
+        let output = std::process::Command::new(warden_tests::warden())
+            .args(["stats", "-c"])
+            .arg(warden.config())
+            .output()
+            .expect("run warden stats");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    warden.wait_for("the login plugin's figures", WAIT, || {
+        let text = stats();
+        [
+            "warden_plugin_login_connections_evicted_total{service=\"imap-login\"} 1",
+            "warden_plugin_login_connections_logged_in_total{service=\"imap-login\"} 1",
+            "warden_plugin_login_connections_waiting{service=\"imap-login\"} 1",
+            "warden_evicted_connections_total{service=\"imap-login\"} 1",
+        ]
+        .iter()
+        .all(|line| text.contains(line))
+    });
+}
+
+// seed: listen.inet.haproxy
+#[test]
+fn an_inetd_service_sees_the_proxied_address_in_its_ucspi_variables() {
+    let proxy = free_port();
+    let _warden = Running::start(&format!(
+        r#"
+haproxy_trusted_networks = "127.0.0.1"
+
+[service.whoami]
+executable = "{whoami}"
+interface = "inetd"
+
+[[service.whoami.inet_listener]]
+name = "whoami"
+address = "127.0.0.1"
+port = {proxy}
+haproxy = true
+"#,
+        whoami = warden_tests::whoami().display()
+    ));
+    let mut client = LineClient::connect(proxy).expect("connect");
+    client
+        .send_bytes(b"PROXY TCP6 2001:db8::7 2001:db8::1 50123 110\r\n")
+        .expect("send");
+    let greeting = client.line().expect("read").expect("a greeting");
+    assert!(
+        greeting.starts_with("you are 2001:db8::7:50123, talking to 2001:db8::1:110"),
+        "{greeting}"
+    );
+}

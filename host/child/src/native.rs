@@ -250,8 +250,17 @@ fn invalid(message: &str) -> io::Error {
 /// channel, and the descriptors that came with it.
 fn receive(channel: &Channel) -> io::Result<(Option<ToService>, Vec<OwnedFd>)> {
     let mut buffer = vec![0u8; MAX_MESSAGE];
-    let received = warden_sys::fdpass::recv(channel.socket.as_fd(), &mut buffer)
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+    let received = loop {
+        match warden_sys::fdpass::recv(channel.socket.as_fd(), &mut buffer) {
+            Ok(received) => break received,
+            Err(warden_sys::fdpass::RecvError::Io(error))
+                if error.kind() == io::ErrorKind::Interrupted => {}
+            // A would-block or other system error keeps its kind, so a
+            // service polling the channel can tell it from a bad message.
+            Err(warden_sys::fdpass::RecvError::Io(error)) => return Err(error),
+            Err(error) => return Err(invalid(&error.to_string())),
+        }
+    };
     if received.len == 0 && received.fds.is_empty() {
         return Ok((None, Vec::new()));
     }

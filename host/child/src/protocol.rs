@@ -29,7 +29,9 @@
 //!    logged in (a login service's connections that have not are the ones
 //!    a full service evicts) and [`FromService::Closed`] when it is done
 //!    with one; only then is the slot free again. warden keeps its own
-//!    duplicate of every socket it passed, and closes it then.
+//!    duplicate of every socket it passed, and closes it then: a process
+//!    that closes its copy without reporting it leaves the client's
+//!    connection open until the process exits.
 //! 4. warden sends [`ToService::Closed`] when it closed a connection itself
 //!    (evicted to make room, or `warden kick`): the socket is shut down in
 //!    both directions, so the process's reads see end of file; the process

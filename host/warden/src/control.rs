@@ -1,5 +1,5 @@
-//! The control socket: how `warden status`, `ps`, `who`, `reload`, `stop`,
-//! `kick` and `plugins` talk to a running master.
+//! The control socket: how `warden status`, `ps`, `who`, `stats`,
+//! `reload`, `stop`, `kick` and `plugins` talk to a running master.
 //!
 //! The socket is a unix stream socket in `base_dir` (`control_socket`),
 //! mode 0600, and the master also checks each peer's credentials: only
@@ -52,6 +52,8 @@ pub enum Request {
     },
     /// The loaded policy plugins.
     Plugins,
+    /// Every metric, as the metrics endpoint serves them.
+    Stats,
 }
 
 /// The master's answer.
@@ -77,6 +79,11 @@ pub enum Response {
     Plugins {
         /// One entry per plugin.
         plugins: Vec<PluginStatus>,
+    },
+    /// Every metric, in OpenMetrics text.
+    Stats {
+        /// The text.
+        text: String,
     },
     /// The command was carried out.
     Done {

@@ -100,7 +100,8 @@ enum Command {
         /// Only this service's connections.
         service: Option<String>,
     },
-    /// Print the counters and gauges of every service.
+    /// Print every metric (the master's and the plugins'), as the metrics
+    /// endpoint serves them.
     Stats,
     /// List the loaded policy plugins, their hooks and their health.
     Plugins,
@@ -179,7 +180,7 @@ fn main() -> ExitCode {
                 service: service.clone(),
             },
         ),
-        Command::Stats => unavailable("stats", "the policy runtime's stats plugins"),
+        Command::Stats => ask(&cli.config, &Request::Stats),
         Command::Plugins => ask(&cli.config, &Request::Plugins),
         Command::Policy {
             command: PolicyCommand::Test { .. },
@@ -342,6 +343,7 @@ fn show_response(response: &Response) -> String {
                 out.push('\n');
             }
         }
+        Response::Stats { text } => out.push_str(text),
         Response::Done { message } | Response::Failed { message } => {
             out.push_str(message);
             out.push('\n');

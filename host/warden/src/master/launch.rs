@@ -89,6 +89,8 @@ pub(super) struct Connection {
     pub listener: usize,
     /// When it was accepted.
     pub accepted: std::time::Instant,
+    /// How often the admission policy delayed it.
+    pub delays: u32,
     /// What the UCSPI variables say about the two ends.
     pub ends: Ends,
 }

@@ -213,6 +213,16 @@ pub(super) fn render_plugins(reports: &[PluginMetrics]) -> String {
     out
 }
 
+/// The master's metrics and then the plugins', in OpenMetrics text.
+pub(super) fn render(registry: &Registry, plugins: &PluginText) -> String {
+    let mut body = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode_registry(&mut body, registry);
+    body.push_str(&plugins.lock().unwrap_or_else(PoisonError::into_inner));
+    let _ = prometheus_client::encoding::text::encode_eof(&mut body);
+    body
+}
+
 /// A label value escaped for the exposition format.
 fn escape(value: &str) -> String {
     value
@@ -241,14 +251,7 @@ async fn answer(
     if tokio::time::timeout(REQUEST_TIMEOUT, head).await.is_err() {
         return;
     }
-    let mut body = String::new();
-    if prometheus_client::encoding::text::encode_registry(&mut body, &registry).is_err() {
-        return;
-    }
-    body.push_str(&plugins.lock().unwrap_or_else(PoisonError::into_inner));
-    if prometheus_client::encoding::text::encode_eof(&mut body).is_err() {
-        return;
-    }
+    let body = render(&registry, &plugins);
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

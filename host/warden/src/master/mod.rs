@@ -1169,9 +1169,18 @@ impl Master {
             self.metrics.throttled.get_or_create(&label(&name)).set(0);
         }
         // A native process is ready when it answers hello, never before;
-        // one that does not answer in time is stopped.
+        // one that does not answer in time is stopped, and another may
+        // start in its place.
         let says_ready = state.interface() == Interface::Warden;
+        let state_pending = state.spawn_pending;
+        let mut clear_pending = false;
         for (pid, process) in &mut state.processes {
+            if process.channel.is_some() {
+                process.congested = false;
+                if let Err(error) = process.flush() {
+                    tracing::warn!(service = name, pid, %error, "cannot write to a process's control channel");
+                }
+            }
             if says_ready
                 && process.ready_at.is_none()
                 && !process.told_to_stop
@@ -1186,6 +1195,9 @@ impl Master {
                 process.told_to_stop = true;
                 process.retired = true;
                 let _ = process.child.signal(Signal::SIGTERM);
+                if state_pending == Some(*pid) {
+                    clear_pending = true;
+                }
             }
             if process.ready_at.is_none()
                 && !says_ready
@@ -1199,6 +1211,9 @@ impl Master {
             {
                 state.proven = true;
             }
+        }
+        if clear_pending {
+            state.spawn_pending = None;
         }
         if let Some(pid) = state.spawn_pending
             && state
@@ -1697,6 +1712,13 @@ impl Master {
                     message: "stopping every service".to_owned(),
                 }
             }
+            Request::Stats => {
+                self.plugin_metrics_at = None;
+                self.report_plugin_metrics(Instant::now());
+                Response::Stats {
+                    text: metrics::render(&self.registry, &self.plugin_metrics),
+                }
+            }
             Request::Who { service } => Response::Connections {
                 connections: self.who(service.as_deref()),
             },
@@ -1919,6 +1941,7 @@ fn accept_task(
                 socket,
                 listener: at.listener,
                 accepted: Instant::now(),
+                delays: 0,
                 ends,
             };
             if let Some(rules) = &proxy {

@@ -41,6 +41,10 @@ use super::{Event, Master};
 use crate::config::{ServiceCount, ServiceType};
 use crate::control::ConnectionStatus;
 
+/// How often the admission policy may delay one connection before it is
+/// refused.
+const MAX_DELAYS: u32 = 10;
+
 /// A connection handed to a native-interface process.
 #[derive(Debug)]
 pub(super) struct Handed {
@@ -188,9 +192,12 @@ impl Master {
             .and_then(|copy| reader_task(events, pid, copy));
         process.channel = Some(channel);
         process.clients = Some(0);
+        // Counted idle from its start, so the idle kill sees it even if
+        // it never gets a connection.
+        process.report_clients(0, Instant::now());
         match reader.and_then(|reader| {
             process.reader = Some(reader);
-            process.send(&hello, &[])
+            process.send(&hello)
         }) {
             Ok(()) => {}
             Err(error) => {
@@ -208,11 +215,13 @@ impl Master {
     pub(super) fn admit(
         &mut self,
         index: usize,
-        connection: Connection,
+        mut connection: Connection,
         now: Instant,
     ) -> Option<Connection> {
         let now_ms = self.now_ms(now);
-        let counts = self.source_counts(index, source(&connection.ends), now);
+        // A delayed connection is counted toward its source's rate once.
+        let first = connection.delays == 0;
+        let counts = self.source_counts(index, source(&connection.ends), first, now);
         let state = self.services.get(index)?;
         let listener = state
             .listeners
@@ -240,7 +249,17 @@ impl Master {
                 );
                 None
             }
+            Admission::Delay(_) if connection.delays >= MAX_DELAYS => {
+                self.reject(
+                    &name,
+                    &peer_text(&connection.ends),
+                    "delayed-too-often",
+                    "the admission policy delayed it too often",
+                );
+                None
+            }
             Admission::Delay(ms) => {
+                connection.delays += 1;
                 let events = self.events.clone();
                 let generation = self.generation;
                 tokio::spawn(async move {
@@ -269,11 +288,12 @@ impl Master {
     }
 
     /// How busy the source `address` is: its connections open now and in
-    /// the last second, this one included (which is recorded).
+    /// the last second, this one included (and recorded, with `record`).
     fn source_counts(
         &mut self,
         index: usize,
         address: Option<IpAddr>,
+        record: bool,
         now: Instant,
     ) -> SourceCounts {
         let Some(state) = self.services.get_mut(index) else {
@@ -295,7 +315,9 @@ impl Master {
         {
             state.recent.pop_front();
         }
-        state.recent.push_back((now, address));
+        if record {
+            state.recent.push_back((now, address));
+        }
         let last_second = state.recent.iter().filter(|(_, a)| *a == address).count();
         let name = state.name();
         let open = self
@@ -379,10 +401,11 @@ impl Master {
                 }
                 return;
             }
+            let waiting = state.queue.len().saturating_sub(room);
             if full
                 && state.config.kind.value == ServiceType::Login
-                && evictions <= state.queue.len()
-                && self.evict(index, now)
+                && evictions <= waiting
+                && self.evict(index, waiting, now)
             {
                 evictions += 1;
                 continue;
@@ -440,11 +463,21 @@ impl Master {
         let Some(process) = state.processes.get_mut(&pid) else {
             return Ok(());
         };
-        let sent = process.send(&ToService::Connection(info), &[connection.socket.as_fd()]);
-        if let Err(error) = sent {
-            tracing::warn!(service, pid, %error, "cannot hand a connection to a process; it takes no more");
-            process.retired = true;
-            return Err(connection);
+        let sent = process.send_connection(&ToService::Connection(info), connection.socket.as_fd());
+        match sent {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                // Its channel is full: it is passed over until it reads.
+                process.congested = true;
+                return Err(connection);
+            }
+            Err(error) => {
+                tracing::warn!(service, pid, %error, "cannot hand a connection to a process; stopping it");
+                process.retired = true;
+                process.told_to_stop = true;
+                let _ = process.child.signal(Signal::SIGTERM);
+                return Err(connection);
+            }
         }
         self.next_connection += 1;
         process.handed += 1;
@@ -472,7 +505,7 @@ impl Master {
     /// Asks the eviction policy which connections of the full login service
     /// at `index` make room for those waiting, and closes them. Whether any
     /// was closed.
-    fn evict(&mut self, index: usize, now: Instant) -> bool {
+    fn evict(&mut self, index: usize, waiting: usize, now: Instant) -> bool {
         let now_ms = self.now_ms(now);
         let Some(state) = self.services.get(index) else {
             return false;
@@ -501,7 +534,7 @@ impl Master {
         if candidates.is_empty() {
             return false;
         }
-        let waiting = u32::try_from(state.queue.len()).unwrap_or(u32::MAX);
+        let waiting = u32::try_from(waiting).unwrap_or(u32::MAX);
         let victims = self
             .policy
             .evict(&state.view(), &candidates, waiting, now_ms);
@@ -536,13 +569,10 @@ impl Master {
             "connection closed by warden"
         );
         if let Some(process) = self.process_mut(handed.pid) {
-            let _ = process.send(
-                &ToService::Closed {
-                    id,
-                    reason: reason.to_owned(),
-                },
-                &[],
-            );
+            let _ = process.send(&ToService::Closed {
+                id,
+                reason: reason.to_owned(),
+            });
             let clients = process.clients.unwrap_or(1).saturating_sub(1);
             process.report_clients(clients, Instant::now());
         }
@@ -708,8 +738,19 @@ impl Master {
                 "no connection is {target}; `warden who` lists them"
             ));
         }
+        let now = Instant::now();
         for id in &ids {
-            self.close_connection(*id, "kicked");
+            let Some(handed) = self.close_connection(*id, "kicked") else {
+                continue;
+            };
+            if let Some(index) = self
+                .services
+                .iter()
+                .position(|s| s.name() == handed.service)
+            {
+                self.observe(index, StatsEvent::Closed(*id));
+                self.dispatch(index, now);
+            }
         }
         Ok(format!("closed {} connection(s)", ids.len()))
     }
@@ -735,6 +776,7 @@ fn roomiest(state: &super::service::ServiceState) -> Option<i32> {
         .iter()
         .filter(|(_, p)| {
             p.channel.is_some()
+                && !p.congested
                 && p.ready_at.is_some()
                 && !p.retired
                 && !p.told_to_stop

@@ -58,6 +58,11 @@ pub(super) struct Process {
     pub reader: Option<tokio::task::JoinHandle<()>>,
     /// Connections handed to it in its life (native interface).
     pub handed: u32,
+    /// Messages waiting for room in its channel (native interface).
+    pub outbox: VecDeque<Vec<u8>>,
+    /// Whether its channel was full at the last handover; it is passed
+    /// over until the next round.
+    pub congested: bool,
     /// The client address of the one connection an inetd process serves.
     pub peer: Option<std::net::IpAddr>,
 }
@@ -85,26 +90,63 @@ impl Process {
             channel: None,
             reader: None,
             handed: 0,
+            outbox: VecDeque::new(),
+            congested: false,
             peer: None,
         }
     }
 
-    /// Sends `message`, with `fds`, over the native interface's channel.
-    pub(super) fn send(&self, message: &ToService, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
-        let Some(channel) = &self.channel else {
-            return Err(std::io::Error::new(
+    /// Sends a connection's `message` and its socket over the native
+    /// interface's channel, at once or not at all: a process whose channel
+    /// is full (`WouldBlock`) or still holds queued messages is given
+    /// nothing now.
+    pub(super) fn send_connection(
+        &self,
+        message: &ToService,
+        socket: BorrowedFd<'_>,
+    ) -> std::io::Result<()> {
+        if !self.outbox.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        warden_sys::fdpass::send(self.channel()?.as_fd(), &message.encode(), &[socket])
+    }
+
+    /// Sends `message` over the native interface's channel, queueing it
+    /// behind earlier ones while the channel is full; [`Process::flush`]
+    /// sends the queue.
+    pub(super) fn send(&mut self, message: &ToService) -> std::io::Result<()> {
+        self.outbox.push_back(message.encode());
+        self.flush()
+    }
+
+    /// Sends the queued messages until the channel is full.
+    pub(super) fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(packet) = self.outbox.front() {
+            match warden_sys::fdpass::send(self.channel()?.as_fd(), packet, &[]) {
+                Ok(()) => {
+                    self.outbox.pop_front();
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn channel(&self) -> std::io::Result<&OwnedFd> {
+        self.channel.as_ref().ok_or_else(|| {
+            std::io::Error::new(
                 std::io::ErrorKind::NotConnected,
                 "its control channel is closed",
-            ));
-        };
-        warden_sys::fdpass::send(channel.as_fd(), &message.encode(), fds)
+            )
+        })
     }
 
     /// "Exit if you are idle": SIGINT, or `exit-if-idle` on the native
     /// interface.
-    pub(super) fn ask_if_idle(&self) -> std::io::Result<()> {
+    pub(super) fn ask_if_idle(&mut self) -> std::io::Result<()> {
         if self.channel.is_some() {
-            self.send(&ToService::ExitIfIdle, &[])
+            self.send(&ToService::ExitIfIdle)
         } else {
             Ok(self.child.signal(nix::sys::signal::Signal::SIGINT)?)
         }
@@ -115,7 +157,7 @@ impl Process {
     pub(super) fn stop_accepting(&mut self) -> std::io::Result<()> {
         self.retired = true;
         if self.channel.is_some() {
-            self.send(&ToService::StopAccepting, &[])
+            self.send(&ToService::StopAccepting)
         } else {
             Ok(self.child.signal(nix::sys::signal::Signal::SIGINT)?)
         }
