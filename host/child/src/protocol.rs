@@ -9,8 +9,9 @@
 //! [`MAX_MESSAGE`] bytes, whose `"type"` field names it. A packet that
 //! carries a connection carries its socket as one `SCM_RIGHTS` descriptor.
 //! Unknown fields are ignored, so later versions can add some; an unknown
-//! `"type"`, a packet that is not such an object, or one that is too long
-//! is a protocol error. warden closes the channel of a process that sends
+//! `"type"`, a packet that is not such an object, one that is too long, one
+//! that carries descriptors, or more than 100 000 packets in a second is a
+//! protocol error. warden closes the channel of a process that sends
 //! one, logs why, and asks the process to stop (SIGTERM): the process can
 //! no longer be given connections. The environment also carries
 //! `WARDEN_PROTOCOL` (the version), `WARDEN_SERVICE`, `WARDEN_CLIENT_LIMIT`

@@ -41,6 +41,11 @@ use super::{Event, Master};
 use crate::config::{ServiceCount, ServiceType};
 use crate::control::ConnectionStatus;
 
+/// The most messages a process may send in a second: two per connection
+/// at a rate no service reaches. Past it the channel is closed, so a
+/// process cannot flood the master's event queue.
+const MAX_MESSAGES_PER_SECOND: u32 = 100_000;
+
 /// How often the admission policy may delay one connection before it is
 /// refused.
 const MAX_DELAYS: u32 = 10;
@@ -93,6 +98,7 @@ fn reader_task(
     let channel = warden_sys::watch::async_fd(channel)?;
     Ok(tokio::spawn(async move {
         let mut buffer = vec![0u8; MAX_MESSAGE];
+        let (mut second, mut this_second) = (Instant::now(), 0u32);
         loop {
             let Ok(mut ready) = channel.readable().await else {
                 return;
@@ -115,6 +121,17 @@ fn reader_task(
                     continue;
                 }
                 Err(error) => Err(error.to_string()),
+            };
+            if second.elapsed() >= Duration::from_secs(1) {
+                (second, this_second) = (Instant::now(), 0);
+            }
+            this_second += 1;
+            let message = if this_second > MAX_MESSAGES_PER_SECOND {
+                Err(format!(
+                    "it sent more than {MAX_MESSAGES_PER_SECOND} messages in a second"
+                ))
+            } else {
+                message
             };
             let broken = message.is_err();
             if events.send(Event::Child { pid, message }).is_err() || broken {
