@@ -447,3 +447,35 @@ haproxy = true
         "{greeting}"
     );
 }
+
+#[test]
+fn idle_processes_are_asked_over_the_channel_and_service_count_retires_them() {
+    let dir = temp();
+    let (port, proxy) = (free_port(), free_port());
+    let warden = Running::start(&login_service(
+        dir.path(),
+        port,
+        proxy,
+        2,
+        "idle_kill = \"1s\"\nservice_count = 2",
+    ));
+    // Two connections use up the first process's service_count.
+    let (mut first, _) = greeted(port);
+    let (mut second, _) = greeted(port);
+    let pids = warden.pids("login");
+    assert_eq!(pids.len(), 1);
+    let (mut third, _) = greeted(port);
+    let now = warden.pids("login");
+    assert_eq!(now.len(), 2, "a retired process takes no third connection");
+    for client in [&mut first, &mut second, &mut third] {
+        client.send("QUIT").expect("send");
+        assert_eq!(client.line().expect("read").as_deref(), Some("BYE"));
+    }
+    // The retired one exits with its last connection; the other, idle,
+    // is asked to exit over its channel and does.
+    warden.wait_for("every process gone", WAIT, || {
+        warden.pids("login").is_empty()
+    });
+    let log = warden.log();
+    assert!(log.contains("asked an idle process to exit"), "{log}");
+}
