@@ -386,15 +386,15 @@ impl Master {
                 return;
             }
             if let Some(pid) = roomiest(state) {
-                let Some((connection, _)) = state.queue.pop_front() else {
+                let Some((connection, since)) = state.queue.pop_front() else {
                     return;
                 };
-                // A process that cannot take it is retired, so the next
-                // turn picks another.
+                // A process that cannot take it is passed over (its channel
+                // is full) or stopped, so the next turn picks another.
                 if let Err(connection) = self.hand_over(index, pid, connection)
                     && let Some(state) = self.services.get_mut(index)
                 {
-                    state.queue.push_front((connection, now));
+                    state.queue.push_front((connection, since));
                 }
                 continue;
             }
