@@ -126,6 +126,7 @@ fn warden_plugins_lists_every_built_in_with_its_hooks() {
             .to_owned()
     };
     for (plugin, hooks) in [
+        ("admission", "admission"),
         ("anvil", "defaults,idle,scaling,stats"),
         ("auth", "defaults,typing,scaling,stats"),
         ("auth-worker", "defaults,lifecycle,stats"),

@@ -135,6 +135,7 @@ fn assert_recycles(name: &'static str) {
 fn every_service_of_the_page_has_its_built_in() {
     let names: Vec<&str> = BUILTINS.iter().map(|(name, _)| *name).collect();
     for expected in [
+        "admission",
         "anvil",
         "auth",
         "auth-worker",
