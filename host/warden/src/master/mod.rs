@@ -170,6 +170,9 @@ enum Event {
     Child {
         /// The process.
         pid: i32,
+        /// Its channel's serial, which a later process with the same pid
+        /// does not share.
+        channel: u64,
         /// The message, or why it is not one.
         message: Result<FromService, String>,
     },
@@ -177,6 +180,8 @@ enum Event {
     ChannelClosed {
         /// The process.
         pid: i32,
+        /// Its channel's serial.
+        channel: u64,
     },
     /// A client connected to the control socket.
     ControlClient(tokio::net::UnixStream),
@@ -312,6 +317,8 @@ struct Master {
     connections: BTreeMap<u64, native::Handed>,
     /// The id of the next connection handed over.
     next_connection: u64,
+    /// The serial of the next native process's control channel.
+    next_channel: u64,
     /// When the plugins were last asked for their metrics.
     plugin_metrics_at: Option<Instant>,
     phase: Phase,
@@ -367,6 +374,7 @@ impl Master {
             plugin_metrics: Arc::default(),
             connections: BTreeMap::new(),
             next_connection: 1,
+            next_channel: 1,
             plugin_metrics_at: None,
             phase: Phase::Running,
             spawned_this_round: false,
@@ -739,8 +747,12 @@ impl Master {
             // A connection for a service of an earlier configuration: it
             // goes unanswered and closes.
             Event::Readable { .. } | Event::Accepted { .. } | Event::Rejected { .. } => {}
-            Event::Child { pid, message } => self.child_said(pid, message),
-            Event::ChannelClosed { pid } => self.channel_closed(pid),
+            Event::Child {
+                pid,
+                channel,
+                message,
+            } => self.child_said(pid, channel, message),
+            Event::ChannelClosed { pid, channel } => self.channel_closed(pid, channel),
             Event::ControlClient(stream) => {
                 self.control_clients
                     .spawn(control_connection(stream, self.events.clone()));

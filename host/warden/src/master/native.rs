@@ -93,6 +93,7 @@ pub(super) fn channel_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 fn reader_task(
     events: mpsc::UnboundedSender<Event>,
     pid: i32,
+    serial: u64,
     channel: OwnedFd,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let channel = warden_sys::watch::async_fd(channel)?;
@@ -106,7 +107,10 @@ fn reader_task(
             let received = warden_sys::fdpass::recv(channel.get_ref().as_fd(), &mut buffer);
             let message = match received {
                 Ok(received) if received.len == 0 && received.fds.is_empty() => {
-                    let _ = events.send(Event::ChannelClosed { pid });
+                    let _ = events.send(Event::ChannelClosed {
+                        pid,
+                        channel: serial,
+                    });
                     return;
                 }
                 Ok(received) if !received.fds.is_empty() => {
@@ -134,7 +138,12 @@ fn reader_task(
                 message
             };
             let broken = message.is_err();
-            if events.send(Event::Child { pid, message }).is_err() || broken {
+            let event = Event::Child {
+                pid,
+                channel: serial,
+                message,
+            };
+            if events.send(event).is_err() || broken {
                 return;
             }
         }
@@ -188,6 +197,8 @@ impl Master {
     /// channel.
     pub(super) fn open_channel(&mut self, index: usize, pid: i32, channel: OwnedFd) {
         let events = self.events.clone();
+        let serial = self.next_channel;
+        self.next_channel += 1;
         let Some(state) = self.services.get_mut(index) else {
             return;
         };
@@ -206,8 +217,9 @@ impl Master {
         };
         let reader = channel
             .try_clone()
-            .and_then(|copy| reader_task(events, pid, copy));
+            .and_then(|copy| reader_task(events, pid, serial, copy));
         process.channel = Some(channel);
+        process.channel_serial = serial;
         process.clients = Some(0);
         // Counted idle from its start, so the idle kill sees it even if
         // it never gets a connection.
@@ -596,8 +608,21 @@ impl Master {
         Some(handed)
     }
 
-    /// A message from native process `pid`.
-    pub(super) fn child_said(&mut self, pid: i32, message: Result<FromService, String>) {
+    /// A message from native process `pid` over the channel with serial
+    /// `channel`.
+    pub(super) fn child_said(
+        &mut self,
+        pid: i32,
+        channel: u64,
+        message: Result<FromService, String>,
+    ) {
+        if self
+            .process_mut(pid)
+            .is_none_or(|p| p.channel_serial != channel)
+        {
+            // From a process that is gone, whatever has its pid now.
+            return;
+        }
         let now = Instant::now();
         let index = self
             .services
@@ -670,8 +695,11 @@ impl Master {
 
     /// The control channel of `pid` closed: the process exited or dropped
     /// it; it takes no more connections.
-    pub(super) fn channel_closed(&mut self, pid: i32) {
-        if let Some(process) = self.process_mut(pid) {
+    pub(super) fn channel_closed(&mut self, pid: i32, channel: u64) {
+        if let Some(process) = self
+            .process_mut(pid)
+            .filter(|p| p.channel_serial == channel)
+        {
             process.channel = None;
             process.retired = true;
         }

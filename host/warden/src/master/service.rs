@@ -56,6 +56,8 @@ pub(super) struct Process {
     pub channel: Option<OwnedFd>,
     /// The task reading its control channel.
     pub reader: Option<tokio::task::JoinHandle<()>>,
+    /// Its control channel's serial, unique for the life of the master.
+    pub channel_serial: u64,
     /// Connections handed to it in its life (native interface).
     pub handed: u32,
     /// Messages waiting for room in its channel (native interface).
@@ -89,6 +91,7 @@ impl Process {
             status: None,
             channel: None,
             reader: None,
+            channel_serial: 0,
             handed: 0,
             outbox: VecDeque::new(),
             congested: false,
