@@ -479,3 +479,39 @@ fn idle_processes_are_asked_over_the_channel_and_service_count_retires_them() {
     let log = warden.log();
     assert!(log.contains("asked an idle process to exit"), "{log}");
 }
+
+#[test]
+fn a_connection_the_admission_policy_delays_is_served_after_the_delay() {
+    let dir = temp();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    std::fs::write(
+        plugins.join("delay-newcomers.wasm"),
+        fixture("delay-newcomers"),
+    )
+    .expect("write");
+    let (port, proxy) = (free_port(), free_port());
+    let body = format!(
+        "plugins_dir = {:?}\n{}",
+        plugins.display().to_string(),
+        login_service(
+            dir.path(),
+            port,
+            proxy,
+            2,
+            "policies = [\"delay-newcomers\"]\nprocess_min_avail = 1"
+        )
+    );
+    let warden = Running::start(&body);
+    warden.wait_for("a ready process", WAIT, || {
+        warden.status("login").available == 1
+    });
+    let connected = std::time::Instant::now();
+    let (mut client, _) = greeted(port);
+    assert!(
+        connected.elapsed() >= Duration::from_millis(300),
+        "served after {:?}, before the delay",
+        connected.elapsed()
+    );
+    log_in(&mut client, "alice", "secret");
+}

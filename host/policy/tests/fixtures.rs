@@ -364,3 +364,42 @@ fn a_plugin_named_in_policies_decides_eviction_before_the_built_in() {
     // Without it in `policies`, a service falls back to the oldest.
     assert_eq!(plugins.evict(&service(), &candidates, 1, 1_000), [1]);
 }
+
+#[test]
+fn an_admission_plugin_delays_then_accepts() {
+    let runtime = Runtime::new(None).expect("the runtime");
+    let file = runtime
+        .load(
+            bytes_of(fixture("delay-newcomers")),
+            Origin::File {
+                path: "delay-newcomers.wasm".to_owned(),
+                sha256: String::new(),
+            },
+            Budget::default(),
+        )
+        .expect("it loads");
+    let mut plugins = Plugins::new(vec![file]);
+    let policies = ["delay-newcomers".to_owned()];
+    let mut login = service();
+    login.policies = &policies;
+    let connection = warden_policy::ConnectionView {
+        id: 0,
+        listener: "imap".to_owned(),
+        peer: warden_policy::PeerView::default(),
+        accepted_ms: 1_000,
+        authenticated: false,
+        pid: 0,
+    };
+    let counts = warden_policy::SourceCounts {
+        concurrent: 1,
+        last_second: 1,
+    };
+    assert_eq!(
+        plugins.admit(&login, &connection, counts, 1_100),
+        warden_policy::Admission::Delay(200)
+    );
+    assert_eq!(
+        plugins.admit(&login, &connection, counts, 1_300),
+        warden_policy::Admission::Accept
+    );
+}

@@ -248,8 +248,19 @@ impl Master {
         now: Instant,
     ) -> Option<Connection> {
         let now_ms = self.now_ms(now);
-        // A delayed connection is counted toward its source's rate once.
+        // A delayed connection is counted toward its source's rate once,
+        // and toward its open connections while it waits.
         let first = connection.delays == 0;
+        if !first
+            && let Some(address) = source(&connection.ends)
+            && let Some(state) = self.services.get_mut(index)
+            && let Some(waiting) = state.delayed.get_mut(&address)
+        {
+            *waiting = waiting.saturating_sub(1);
+            if *waiting == 0 {
+                state.delayed.remove(&address);
+            }
+        }
         let counts = self.source_counts(index, source(&connection.ends), first, now);
         let state = self.services.get(index)?;
         let listener = state
@@ -289,6 +300,11 @@ impl Master {
             }
             Admission::Delay(ms) => {
                 connection.delays += 1;
+                if let Some(address) = source(&connection.ends)
+                    && let Some(state) = self.services.get_mut(index)
+                {
+                    *state.delayed.entry(address).or_insert(0) += 1;
+                }
                 let events = self.events.clone();
                 let generation = self.generation;
                 tokio::spawn(async move {
@@ -365,7 +381,11 @@ impl Master {
                 .processes
                 .values()
                 .filter(|p| p.peer == Some(address))
-                .count();
+                .count()
+            + state
+                .delayed
+                .get(&address)
+                .map_or(0, |n| usize::try_from(*n).unwrap_or(usize::MAX));
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         SourceCounts {
             concurrent: count(open + 1),

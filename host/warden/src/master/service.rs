@@ -255,6 +255,9 @@ pub(super) struct ServiceState {
     pub queue: VecDeque<(Connection, Instant)>,
     /// Client addresses of its recent connections, for `per_source_rate`.
     pub recent: VecDeque<(Instant, std::net::IpAddr)>,
+    /// Connections the admission policy delayed, by client address, for
+    /// `per_source_limit`.
+    pub delayed: BTreeMap<std::net::IpAddr, u32>,
     /// Tasks accepting connections for an inetd or native service.
     pub acceptors: Vec<tokio::task::JoinHandle<()>>,
     /// Processes started since the master started.
@@ -295,6 +298,7 @@ impl ServiceState {
             started: false,
             queue: VecDeque::new(),
             recent: VecDeque::new(),
+            delayed: BTreeMap::new(),
             acceptors: Vec::new(),
             spawns: 0,
             dropped: 0,
