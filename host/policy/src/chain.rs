@@ -28,6 +28,9 @@ use wasmtime::component::Instance;
 
 use crate::runtime::{Origin, Plugin, State};
 
+/// The most histogram series the plugins may have together.
+const MAX_SERIES: usize = 10_000;
+
 /// The longest client type name a plugin may give.
 const MAX_TYPE_NAME: usize = 64;
 
@@ -143,8 +146,15 @@ impl Plugins {
 
     /// The defaults the chain of the service `name` supplies on a machine
     /// with `cpus` CPUs, merged: each setting from the first plugin that
-    /// supplies it. A plugin whose answer fails its check supplies nothing.
-    pub fn defaults(&mut self, name: &str, policies: &[String], cpus: u32) -> Defaults {
+    /// supplies it. A plugin whose call fails, or whose answer fails its
+    /// check, makes the whole answer an error: a service must not quietly
+    /// lose its user or chroot because a plugin missed its deadline.
+    pub fn defaults(
+        &mut self,
+        name: &str,
+        policies: &[String],
+        cpus: u32,
+    ) -> Result<Defaults, String> {
         let mut merged = Defaults::default();
         let machine = defaults::Machine { cpus };
         for index in self.chain(name, policies) {
@@ -154,26 +164,23 @@ impl Plugins {
             let Some(hook) = plugin.defaults() else {
                 continue;
             };
-            let Ok(answer) = plugin.call("defaults", name, |store, instance| {
-                hook.load(&mut *store, instance)?
-                    .call_defaults(&mut *store, name, machine)
-            }) else {
-                continue;
-            };
+            let plugin_name = plugin.identity().name.clone();
+            let answer = plugin
+                .call("defaults", name, |store, instance| {
+                    hook.load(&mut *store, instance)?
+                        .call_defaults(&mut *store, name, machine)
+                })
+                .map_err(|failure| format!("the plugin {plugin_name} {failure}"))?;
             let Some(settings) = answer else {
                 continue;
             };
-            match crate::defaults::check(&settings) {
-                Ok(()) => {
-                    let plugin_name = plugin.identity().name.clone();
-                    merged.merge(&plugin_name, settings);
-                }
-                Err(reason) => {
-                    plugin.invalid("defaults", name, reason);
-                }
+            if let Err(reason) = crate::defaults::check(&settings) {
+                let failure = plugin.invalid("defaults", name, reason);
+                return Err(format!("the plugin {plugin_name} {failure}"));
             }
+            merged.merge(&plugin_name, settings);
         }
-        merged
+        Ok(merged)
     }
 
     /// Tells every plugin in `service`'s chain that keeps statistics what
@@ -228,10 +235,13 @@ impl Plugins {
                     continue;
                 };
                 let value = if declaration.kind == MetricKind::Histogram {
-                    let seen = self
-                        .observed
-                        .entry((index, metric, labels.clone()))
-                        .or_insert((0, 0.0));
+                    let key = (index, metric, labels.clone());
+                    if !self.observed.contains_key(&key) && self.observed.len() >= MAX_SERIES {
+                        // A plugin inventing labels cannot grow the master
+                        // without end; the series is left out.
+                        continue;
+                    }
+                    let seen = self.observed.entry(key).or_insert((0, 0.0));
                     seen.0 += 1;
                     seen.1 += value;
                     Value::Observed {

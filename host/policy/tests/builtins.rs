@@ -37,7 +37,9 @@ fn builtins() -> MutexGuard<'static, Plugins> {
 }
 
 fn defaults(service: &str) -> Defaults {
-    builtins().defaults(service, &[], 8)
+    builtins()
+        .defaults(service, &[], 8)
+        .unwrap_or_else(|e| panic!("the defaults of {service}: {e}"))
 }
 
 /// The value `supplied` holds, checking that `plugin` supplied it.
@@ -302,7 +304,9 @@ fn dict_is_synchronous_and_dict_async_follows_the_cpus() {
     assert_eq!(by(d.client_limit.as_ref(), "dict"), 1);
     assert_eq!(by(d.user.as_ref(), "dict"), "$default_internal_user");
     assert_eq!(unix_paths(&d), [("dict".to_owned(), 0o600, String::new())]);
-    let a = builtins().defaults("dict-async", &[], 6);
+    let a = builtins()
+        .defaults("dict-async", &[], 6)
+        .expect("dict-async's defaults");
     assert_eq!(by(a.process_limit.as_ref(), "dict"), 6);
     assert_eq!(
         a.client_limit, None,

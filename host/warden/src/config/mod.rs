@@ -452,36 +452,45 @@ impl Config {
     /// `services` (see [`Config::parse_supplied`]).
     pub fn load_supplied(
         path: &Path,
-        defaults: impl FnOnce(&Config) -> Vec<Defaults>,
+        defaults: impl FnOnce(&Config) -> Vec<Result<Defaults, String>>,
     ) -> Result<Config, LoadError> {
-        let name = path.to_string_lossy();
-        let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-            path: name.to_string(),
-            source,
-        })?;
-        let dir = std::path::absolute(path)
-            .ok()
-            .and_then(|file| file.parent().map(Path::to_path_buf));
+        let (name, source, dir) = read(path)?;
         Config::parse_supplied(&name, dir.as_deref(), &source, defaults)
             .map_err(LoadError::Problems)
     }
 
-    /// Reads the configuration in `source` like [`Config::parse_in`], then
-    /// puts in what the plugins supply: `defaults` gets the configuration
-    /// as the file gives it and returns one [`Defaults`] per service, in
-    /// order. A supplied value fills only what the file left unset, and
-    /// the result is checked again as a whole.
+    /// Reads the configuration in `source` like [`Config::parse_in`], with
+    /// what the plugins supply: `defaults` gets the configuration as the
+    /// file gives it and returns, per service in order, its [`Defaults`] or
+    /// why its plugins could not give them (a problem of the service). A
+    /// supplied value fills only what the file left unset, and the result
+    /// is checked as a whole.
     pub fn parse_supplied(
         file: &str,
         dir: Option<&Path>,
         source: &str,
-        defaults: impl FnOnce(&Config) -> Vec<Defaults>,
+        defaults: impl FnOnce(&Config) -> Vec<Result<Defaults, String>>,
     ) -> Result<Config, Problems> {
-        let mut config = Config::parse_in(file, dir, source)?;
-        let supplied = defaults(&config);
         let mut problems = Vec::new();
-        for (service, defaults) in config.services.iter_mut().zip(&supplied) {
-            supply::supply(service, &config.globals, defaults, &mut problems);
+        let Some(mut config) = load::load(source, dir, &mut problems) else {
+            return Err(Problems::locate(file, source, problems));
+        };
+        if problems.is_empty() {
+            let supplied = defaults(&config);
+            for (service, defaults) in config.services.iter_mut().zip(supplied) {
+                match defaults {
+                    Ok(defaults) => {
+                        supply::supply(service, &config.globals, &defaults, &mut problems);
+                    }
+                    Err(reason) => problems.push(Problem::new(
+                        format!("service.{}", service.name),
+                        service.span.clone(),
+                        format!(
+                            "its plugins' defaults cannot be read: {reason}; fix or remove the plugin, and `warden plugins` shows its failures"
+                        ),
+                    )),
+                }
+            }
         }
         validate::validate(&config, &mut problems);
         if problems.is_empty() {
@@ -502,14 +511,20 @@ impl Config {
     /// `dir` (an absolute path): a relative `base_dir` is resolved against
     /// it.
     pub fn parse_in(file: &str, dir: Option<&Path>, source: &str) -> Result<Config, Problems> {
+        Config::parse_supplied(file, dir, source, |_| Vec::new())
+    }
+
+    /// Reads the file at `path` and checks each value on its own, but not
+    /// how settings combine, which waits for the plugins' defaults: what
+    /// `warden run` checks before it detaches, without compiling plugins.
+    pub fn load_values(path: &Path) -> Result<Config, LoadError> {
+        let (name, source, dir) = read(path)?;
         let mut problems = Vec::new();
-        let config = load::load(source, dir, &mut problems);
-        if let Some(config) = &config {
-            validate::validate(config, &mut problems);
-        }
-        match config {
+        match load::load(&source, dir.as_deref(), &mut problems) {
             Some(config) if problems.is_empty() => Ok(config),
-            _ => Err(Problems::locate(file, source, problems)),
+            _ => Err(LoadError::Problems(Problems::locate(
+                &name, &source, problems,
+            ))),
         }
     }
 
@@ -523,4 +538,18 @@ impl Config {
         let protocol = &service.protocol.value;
         protocol.is_empty() || self.globals.protocols.value.iter().any(|p| p == protocol)
     }
+}
+
+/// The file at `path`: its name for messages, its text, and its directory
+/// (against which a relative `base_dir` is resolved).
+fn read(path: &Path) -> Result<(String, String, Option<PathBuf>), LoadError> {
+    let name = path.to_string_lossy().into_owned();
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    let dir = std::path::absolute(path)
+        .ok()
+        .and_then(|file| file.parent().map(Path::to_path_buf));
+    Ok((name, source, dir))
 }

@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::value::MIN_VSZ_LIMIT;
-use super::{Config, Interface, Problem, Service, ServiceType, Setting, VszLimit};
+use super::{Config, Interface, Origin, Problem, Service, ServiceType, Setting, VszLimit};
 
 /// Pushes a problem for every combination of settings in `config` that
 /// cannot work.
@@ -43,7 +43,7 @@ fn check_vsz_limit(
     problems: &mut Vec<Problem>,
 ) {
     // A limit inherited from default_vsz_limit is reported there, once.
-    if !setting.is_from_file() {
+    if !setting.is_from_file() && !matches!(setting.origin, Origin::Plugin { .. }) {
         return;
     }
     if let VszLimit::Bytes(size) = setting.value

@@ -121,22 +121,27 @@ fn load_all(
 /// Reads the configuration at `path` with the defaults of its services'
 /// plugins, which `load` loads given the configuration as the file gives
 /// it. Returns the configuration and the plugins.
+/// The plugins are returned with the configuration's problems too, when
+/// they were loaded (the file parsed), so that nothing loads them twice.
 pub(super) fn load_config(
     path: &Path,
     load: impl FnOnce(&Config) -> Plugins,
-) -> Result<(Config, Plugins), LoadError> {
+) -> Result<(Config, Plugins), (LoadError, Option<Plugins>)> {
     let mut loaded = None;
     let config = Config::load_supplied(path, |config| {
         let mut plugins = load(config);
         let defaults = defaults(&mut plugins, config);
         loaded = Some(plugins);
         defaults
-    })?;
-    Ok((config, loaded.unwrap_or_default()))
+    });
+    match config {
+        Ok(config) => Ok((config, loaded.unwrap_or_default())),
+        Err(error) => Err((error, loaded)),
+    }
 }
 
 /// What `plugins` supply for each of `config`'s services, in order.
-fn defaults(plugins: &mut Plugins, config: &Config) -> Vec<Defaults> {
+fn defaults(plugins: &mut Plugins, config: &Config) -> Vec<Result<Defaults, String>> {
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
     config
@@ -194,7 +199,7 @@ pub struct Checked {
 /// defaults.
 pub fn check(path: &Path) -> Result<Checked, LoadError> {
     let mut failures = Vec::new();
-    let (config, plugins) = load_config(path, |config| match Runtime::new(None) {
+    let loaded = load_config(path, |config| match Runtime::new(None) {
         Ok(runtime) => {
             let (plugins, failed) = load_all(
                 &runtime,
@@ -209,7 +214,8 @@ pub fn check(path: &Path) -> Result<Checked, LoadError> {
             failures.push(error);
             Plugins::default()
         }
-    })?;
+    });
+    let (config, plugins) = loaded.map_err(|(error, _)| error)?;
     failures.extend(unknown_policies(&config, &plugins));
     Ok(Checked {
         config,
