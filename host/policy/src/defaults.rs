@@ -79,9 +79,9 @@ pub struct Defaults {
     pub idle_kill_ms: Option<Supplied<Millis>>,
     /// `vsz_limit` in bytes; 0 is no limit.
     pub vsz_limit: Option<Supplied<u64>>,
-    /// Unix sockets, used when the configuration declares none.
+    /// Unix sockets; the configuration's own at the same path replace them.
     pub unix_listeners: Option<Supplied<Vec<UnixDefault>>>,
-    /// TCP listeners, used when the configuration declares none.
+    /// TCP listeners; the configuration's own of the same name replace them.
     pub inet_listeners: Option<Supplied<Vec<InetDefault>>>,
 }
 

@@ -147,9 +147,9 @@ pub struct Settings {
     pub idle_kill_ms: Option<u64>,
     /// `vsz_limit` in bytes; 0 is no limit.
     pub vsz_limit: Option<u64>,
-    /// Unix sockets, used when the configuration declares none.
+    /// Unix sockets; the configuration's own at the same path replace them.
     pub unix_listeners: Vec<UnixListener>,
-    /// TCP listeners, used when the configuration declares none.
+    /// TCP listeners; the configuration's own of the same name replace them.
     pub inet_listeners: Vec<InetListener>,
 }
 

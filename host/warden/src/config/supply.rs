@@ -4,9 +4,11 @@
 //! (see `defaults` in the WIT). A supplied value replaces one the file left
 //! unset (warden's built-in default or a global default taken silently);
 //! whatever the file wrote, even `client_limit = 0` asking for the global,
-//! stays. Listeners are supplied only to a service whose file declares
-//! none of that kind. Every supplied value keeps the name of its plugin as
-//! its [`Origin`], so `warden config` shows where it came from.
+//! stays. Listeners merge as Dovecot's do: a default listener is added
+//! unless the file declares one at the same path (unix) or with the same
+//! name (inet), which then replaces it; `mode = 0` or `port = 0` there
+//! turns the default off. Every supplied value keeps the name of its plugin
+//! as its [`Origin`], so `warden config` shows where it came from.
 
 use std::num::NonZeroU32;
 
@@ -174,9 +176,7 @@ pub(super) fn supply(
             }
         },
     );
-    if let Some(supplied) = &defaults.unix_listeners
-        && service.unix_listeners.is_empty()
-    {
+    if let Some(supplied) = &defaults.unix_listeners {
         for listener in &supplied.value {
             let path = match resolve_under(&base, &listener.path) {
                 Ok(path) => path,
@@ -185,6 +185,11 @@ pub(super) fn supply(
                     continue;
                 }
             };
+            // The file's listener at the same path replaces the default
+            // (`mode = 0` turns it off); others are added to it.
+            if service.unix_listeners.iter().any(|l| l.path.value == path) {
+                continue;
+            }
             let mode = match Mode::new(listener.mode) {
                 Ok(mode) => mode,
                 Err(message) => {
@@ -227,10 +232,16 @@ pub(super) fn supply(
             });
         }
     }
-    if let Some(supplied) = &defaults.inet_listeners
-        && service.inet_listeners.is_empty()
-    {
+    if let Some(supplied) = &defaults.inet_listeners {
         for listener in &supplied.value {
+            // Likewise by name: `port = 0` in the file turns one off.
+            if service
+                .inet_listeners
+                .iter()
+                .any(|l| l.name.value == listener.name)
+            {
+                continue;
+            }
             service.inet_listeners.push(InetListener {
                 span: span.clone(),
                 name: Setting::new(listener.name.clone(), origin(supplied)),
