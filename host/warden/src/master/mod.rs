@@ -223,10 +223,12 @@ struct Draining {
 fn read_config(
     path: &Path,
     load: impl FnOnce(&Config) -> Plugins,
-) -> Result<(Config, Plugins), RunError> {
-    let (config, plugins) =
-        plugins::load_config(path, load).map_err(|error| RunError::Config(error.to_string()))?;
-    check_interfaces(path, &config)?;
+) -> Result<(Config, Plugins), (RunError, Option<Plugins>)> {
+    let (config, plugins) = plugins::load_config(path, load)
+        .map_err(|(error, plugins)| (RunError::Config(error.to_string()), plugins))?;
+    if let Err(error) = check_interfaces(path, &config) {
+        return Err((error, Some(plugins)));
+    }
     Ok((config, plugins))
 }
 
@@ -248,11 +250,11 @@ fn check_interfaces(path: &Path, config: &Config) -> Result<(), RunError> {
 
 /// Runs the master until it is stopped.
 pub fn run(options: &Options) -> Result<(), RunError> {
-    // Read once as the file gives it, so that a broken file is reported on
-    // the terminal before daemonizing; the master reads it again with its
-    // plugins' defaults once logging is set up.
-    let config =
-        Config::load(&options.config).map_err(|error| RunError::Config(error.to_string()))?;
+    // Read once, so that a broken file is reported on the terminal before
+    // daemonizing; the master reads it again with its plugins' defaults,
+    // and checks how the settings combine, once logging is set up.
+    let config = Config::load_values(&options.config)
+        .map_err(|error| RunError::Config(error.to_string()))?;
     check_interfaces(&options.config, &config)?;
     if options.daemonize {
         warden_sys::daemon::daemonize().map_err(|e| RunError::start("cannot daemonize", e))?;
@@ -353,7 +355,8 @@ impl Master {
                 Plugins::default(),
                 &config.plugins,
             )
-        })?;
+        })
+        .map_err(|(error, _)| error)?;
         let plugins_listing = plugins::listing(&config.globals.plugins_dir.value);
         let mut master = Master {
             config_path,
@@ -428,6 +431,18 @@ impl Master {
                 .get(i)
                 .map_or(3, |s| startup_rank(s.kind.value))
         });
+        // Chroots first: a listener of one service may live in another's
+        // chroot (`login/imap`), and must not create it with its own mode.
+        for service in config.services.iter().filter(|s| config.runs(s)) {
+            if let Some(chroot) = &service.chroot.value {
+                let what = format!("service {}: cannot create its chroot", service.name);
+                let gid = launch::identity(service)
+                    .map_err(|e| RunError::start(what.clone(), e))?
+                    .map(|identity| identity.gid);
+                prepare_chroot(&config.globals.base_dir.value, chroot, gid)
+                    .map_err(|e| RunError::start(what, e))?;
+            }
+        }
         // A new state, or the configuration of a state carried over.
         let mut slots: Vec<Result<ServiceState, &crate::config::Service>> =
             Vec::with_capacity(order.len());
@@ -449,10 +464,6 @@ impl Master {
             let cannot = |what: &str| format!("service {name}: {what}");
             state.identity = launch::identity(service)
                 .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
-            if let Some(chroot) = &service.chroot.value {
-                prepare_chroot(&config.globals.base_dir.value, chroot)
-                    .map_err(|e| RunError::start(cannot("cannot create its chroot"), e))?;
-            }
             let wanted = listen::wanted(config, service)
                 .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
             for want in wanted {
@@ -588,34 +599,40 @@ impl Master {
     /// plugins are installed even when the file turns out broken, so that
     /// the running configuration is served by what `plugins_dir` holds now.
     fn read_again(&mut self) -> Result<Config, RunError> {
-        let previous = std::mem::take(&mut self.policy);
+        let mut previous = Some(std::mem::take(&mut self.policy));
         let runtime = &self.runtime;
         let mut loaded = None;
         let result = read_config(&self.config_path, |config| {
             let dir = &config.globals.plugins_dir.value;
-            let plugins = plugins::load(runtime, dir, previous, &config.plugins);
+            let plugins = plugins::load(
+                runtime,
+                dir,
+                previous.take().unwrap_or_default(),
+                &config.plugins,
+            );
             loaded = Some(plugins::listing(dir));
             plugins
         });
+        self.plugins_checked = Instant::now();
         let config = match result {
             Ok((config, plugins)) => {
                 self.policy = plugins;
                 config
             }
-            Err(error) => {
-                if self.policy.plugins().is_empty() {
-                    self.policy = plugins::load(
-                        runtime,
-                        &self.config.globals.plugins_dir.value,
-                        Plugins::default(),
-                        &self.config.plugins,
-                    );
+            Err((error, plugins)) => {
+                // A file that does not parse leaves the running plugins as
+                // they are; otherwise the plugins as plugins_dir holds
+                // them now serve the running configuration.
+                if let Some(plugins) = plugins {
+                    self.policy = plugins;
+                    self.plugins_listing = loaded.unwrap_or_default();
+                } else {
+                    self.policy = previous.take().unwrap_or_default();
                 }
                 return Err(error);
             }
         };
         self.plugins_listing = loaded.unwrap_or_default();
-        self.plugins_checked = Instant::now();
         for missing in plugins::unknown_policies(&config, &self.policy) {
             tracing::warn!("{missing}");
         }
@@ -630,9 +647,12 @@ impl Master {
             return;
         }
         self.plugins_checked = now;
-        if plugins::listing(&self.config.globals.plugins_dir.value) == self.plugins_listing {
+        let listing = plugins::listing(&self.config.globals.plugins_dir.value);
+        if listing == self.plugins_listing {
             return;
         }
+        // Looked at once per change, whatever comes of it.
+        self.plugins_listing = listing;
         tracing::info!("plugins_dir changed: reloading the plugins");
         match self.read_again() {
             Ok(config) if config == self.config => {}
@@ -1852,23 +1872,35 @@ fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
     }
 }
 
-/// Creates `base_dir` if it is missing, readable and searchable by all
-/// (services that dropped privileges start in it), as Dovecot does.
-/// Creates a missing chroot directory inside `base_dir`, root's and mode
-/// 0755, as Dovecot's master does for `empty`: the built-in plugins chroot
-/// services to `base_dir/empty` and `base_dir/login`, which must work on a
-/// fresh machine. A chroot elsewhere must already exist.
-fn prepare_chroot(base_dir: &Path, chroot: &Path) -> std::io::Result<()> {
+/// Creates a missing chroot directory inside `base_dir`, as Dovecot's
+/// master does for `empty` and `login`: the built-in plugins chroot
+/// services there, which must work on a fresh machine. It is root's, mode
+/// 0750 and the group `gid` of the service's user, so that only that
+/// user's processes get through it to the sockets inside (`login/imap` is
+/// 0666); 0755 when the service keeps the supervisor's user. A chroot
+/// elsewhere must already exist.
+fn prepare_chroot(
+    base_dir: &Path,
+    chroot: &Path,
+    gid: Option<nix::unistd::Gid>,
+) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !chroot.starts_with(base_dir) || chroot.is_dir() {
         return Ok(());
     }
+    let mode = if gid.is_some() { 0o750 } else { 0o755 };
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o755)
-        .create(chroot)
+        .mode(mode)
+        .create(chroot)?;
+    if gid.is_some() {
+        nix::unistd::chown(chroot, None, gid)?;
+    }
+    Ok(())
 }
 
+/// Creates `base_dir` if it is missing, readable and searchable by all
+/// (services that dropped privileges start in it), as Dovecot does.
 fn prepare_base_dir(base_dir: &Path) -> Result<(), RunError> {
     use std::os::unix::fs::PermissionsExt;
     let cannot = |e| RunError::start(format!("cannot prepare base_dir {}", base_dir.display()), e);
