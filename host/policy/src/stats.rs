@@ -146,9 +146,20 @@ pub(crate) fn check_declared(metrics: Vec<wit::Metric>) -> Result<Vec<Metric>, S
                 metric.name
             ));
         }
-        if metric.labels.len() > MAX_LABELS || !metric.labels.iter().all(|l| metric_name(l)) {
+        let repeated = metric.labels.iter().enumerate().any(|(place, label)| {
+            metric
+                .labels
+                .get(..place)
+                .is_some_and(|b| b.contains(label))
+        });
+        let reserved = metric.labels.iter().any(|l| l == "quantile" || l == "le");
+        if metric.labels.len() > MAX_LABELS
+            || !metric.labels.iter().all(|l| metric_name(l))
+            || repeated
+            || reserved
+        {
             return Err(format!(
-                "labels {:?} for {}; at most {MAX_LABELS}, each [a-z_][a-z0-9_]*",
+                "labels {:?} for {}; at most {MAX_LABELS}, each [a-z_][a-z0-9_]* once, not quantile or le",
                 metric.labels, metric.name
             ));
         }

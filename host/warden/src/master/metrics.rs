@@ -181,7 +181,7 @@ pub(super) fn render_plugins(reports: &[PluginMetrics]) -> String {
                 MetricKind::Gauge => "gauge",
                 MetricKind::Histogram => "summary",
             };
-            let _ = writeln!(out, "# HELP {family} {}", metric.help);
+            let _ = writeln!(out, "# HELP {family} {}", escape(&metric.help));
             let _ = writeln!(out, "# TYPE {family} {kind}");
             for sample in samples {
                 let labels: Vec<String> = metric

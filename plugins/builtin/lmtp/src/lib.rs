@@ -3,7 +3,9 @@
 //! - "client_limit=1, because most of the time spent on an LMTP client is
 //!   spent waiting for disk I/O and other blocking operations."
 //! - "user=root, but the privileges are (temporarily) dropped to the mail
-//!   user's privileges after userdb lookup."
+//!   user's privileges after userdb lookup.", keeping
+//!   `$default_internal_group` as an extra group, as the mail services do,
+//!   to reach the stats writer socket.
 //! - A process that exits cleanly is replaced as deliveries need it, never
 //!   throttled.
 
@@ -30,7 +32,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use warden_plugin_sdk::defaults::{Settings, UnixListener, some};
+use warden_plugin_sdk::defaults::{INTERNAL_GROUP, Settings, UnixListener, some};
 use warden_plugin_sdk::{dovecot, identity};
 
 struct Lmtp;
@@ -46,6 +48,7 @@ warden_plugin_sdk::defaults!(Lmtp, |_service: &str, _machine: &_| {
     Some(Settings {
         protocol: some("lmtp"),
         user: some(""),
+        extra_groups: Some(vec![INTERNAL_GROUP.to_owned()]),
         client_limit: Some(1),
         unix_listeners: vec![UnixListener::new("lmtp", 0o666)],
         ..Settings::default()
