@@ -303,3 +303,44 @@ fn help_lists_every_subcommand_and_the_exit_codes() {
         );
     }
 }
+
+#[test]
+fn a_listener_in_the_file_replaces_the_default_of_its_name_and_keeps_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = warden_tests::write_config(
+        dir.path(),
+        r#"
+[service.imap-login]
+executable = "/bin/true"
+
+[[service.imap-login.inet_listener]]
+name = "imap"
+port = 0
+
+[service.auth]
+executable = "/bin/true"
+
+[[service.auth.unix_listener]]
+path = "/var/spool/postfix/private/auth"
+mode = "0660"
+"#,
+    );
+    let output = warden(&["config", "-c", config.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let shown = text(&output.stdout);
+    assert!(
+        shown.contains("# not created: port 0 disables the listener\nname = \"imap\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("name = \"imaps\"    # from plugin login"),
+        "{shown}"
+    );
+    assert!(shown.contains("/var/spool/postfix/private/auth"), "{shown}");
+    for default in ["auth-userdb", "auth-master", "login/login"] {
+        assert!(
+            shown.contains(&format!("/{default}\"")),
+            "no {default}: {shown}"
+        );
+    }
+}
