@@ -56,7 +56,8 @@ pub enum Figure {
     Evicted,
     /// Connections whose client logged in.
     LoggedIn,
-    /// Times every process was full at the process limit.
+    /// Times every process was full at the process limit, at most once a
+    /// second.
     Full,
     /// Times the service was throttled.
     Throttled,
@@ -96,7 +97,7 @@ impl Figure {
             ),
             Figure::Full => (
                 "full",
-                "Times every process was full at process_limit",
+                "Times every process was full at process_limit (at most once a second)",
                 MetricKind::Counter,
             ),
             Figure::Throttled => (

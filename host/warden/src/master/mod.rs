@@ -1104,9 +1104,6 @@ impl Master {
     /// Logs that the service is at its limit (at most once a second) and
     /// counts `dropped` connections.
     fn count_drops(&mut self, index: usize, dropped: u64, now: Instant) {
-        if dropped == 0 {
-            self.observe(index, StatsEvent::Full);
-        }
         let Some(state) = self.services.get_mut(index) else {
             return;
         };
@@ -1138,6 +1135,8 @@ impl Master {
                     service = name,
                     "process_limit ({limit}) reached, connections wait up to process_limit_wait and are then dropped; raise service.{name}.process_limit or client_limit"
                 );
+                // Told as often as it is logged: at most once a second.
+                self.observe(index, StatsEvent::Full);
             }
         }
     }
