@@ -214,7 +214,9 @@ impl Running {
             control,
             log,
         };
-        running.wait_for("the control socket", Duration::from_secs(20), || {
+        // Starting compiles every built-in plugin into a fresh cache, which
+        // takes seconds on a loaded machine running tests side by side.
+        running.wait_for("the control socket", Duration::from_secs(60), || {
             running.try_request(&Request::Status).is_ok()
         });
         running

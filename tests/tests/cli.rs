@@ -35,26 +35,8 @@ fn the_annotated_configuration_checks_clean_where_dovecot_users_exist() {
     if users == [true, true] {
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
         assert!(text(&output.stdout).contains("ok; 24 services"));
-        for plugin in [
-            "anvil",
-            "auth",
-            "auth-worker",
-            "config",
-            "dict",
-            "director",
-            "dns-client",
-            "doveadm",
-            "dovecot",
-            "indexer",
-            "indexer-worker",
-            "ipc",
-            "lmtp",
-            "log",
-            "login",
-            "mail",
-            "ssl-params",
-            "stats",
-        ] {
+        // Every plugin warden embeds, each named as built-in.
+        for (plugin, _) in warden_policy::BUILTINS {
             assert!(
                 text(&output.stdout).contains(&format!("{plugin} (built-in)")),
                 "{}",

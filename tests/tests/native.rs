@@ -60,6 +60,13 @@ fn greeted(port: u16) -> (LineClient, String) {
     (client, peer)
 }
 
+/// Connects to `port` and sends `header` first, as a proxy would.
+fn proxied(port: u16, header: &[u8]) -> LineClient {
+    let mut client = LineClient::connect(port).expect("connect");
+    client.send_bytes(header).expect("send the PROXY header");
+    client
+}
+
 fn log_in(client: &mut LineClient, name: &str, password: &str) {
     client
         .send(&format!("LOGIN {name} {password}"))
@@ -167,9 +174,7 @@ fn proxy_headers_give_the_service_the_clients_address() {
     let dir = temp();
     let (port, proxy) = (free_port(), free_port());
     let _warden = Running::start(&login_service(dir.path(), port, proxy, 10, ""));
-    let mut v1 = LineClient::connect(proxy).expect("connect");
-    v1.send_bytes(b"PROXY TCP4 203.0.113.9 192.0.2.1 50123 143\r\n")
-        .expect("send");
+    let mut v1 = proxied(proxy, b"PROXY TCP4 203.0.113.9 192.0.2.1 50123 143\r\n");
     assert_eq!(
         v1.line().expect("read").as_deref(),
         Some("* OK warden-login ready; you are 203.0.113.9:50123")
@@ -178,8 +183,7 @@ fn proxy_headers_give_the_service_the_clients_address() {
     header.extend_from_slice(&[198, 51, 100, 7, 192, 0, 2, 1]);
     header.extend_from_slice(&40000u16.to_be_bytes());
     header.extend_from_slice(&143u16.to_be_bytes());
-    let mut v2 = LineClient::connect(proxy).expect("connect");
-    v2.send_bytes(&header).expect("send");
+    let mut v2 = proxied(proxy, &header);
     assert_eq!(
         v2.line().expect("read").as_deref(),
         Some("* OK warden-login ready; you are 198.51.100.7:40000")
@@ -195,10 +199,7 @@ fn a_missing_malformed_or_untrusted_proxy_header_never_reaches_the_service() {
     let mut missing = LineClient::connect(proxy).expect("connect");
     missing.send("LOGIN alice secret").expect("send");
     assert!(missing.closed(), "a connection without a header was served");
-    let mut malformed = LineClient::connect(proxy).expect("connect");
-    malformed
-        .send_bytes(b"PROXY TCP4 not-an-address 192.0.2.1 1 2\r\n")
-        .expect("send");
+    let mut malformed = proxied(proxy, b"PROXY TCP4 not-an-address 192.0.2.1 1 2\r\n");
     assert!(malformed.closed(), "a malformed header was accepted");
     let mut silent = LineClient::connect(proxy).expect("connect");
     assert!(
@@ -220,10 +221,7 @@ fn a_missing_malformed_or_untrusted_proxy_header_never_reaches_the_service() {
     let body = login_service(untrusted_dir.path(), port, proxy, 2, "")
         .replace("\"127.0.0.0/8\"", "\"10.0.0.0/8\"");
     let untrusted = Running::start(&body);
-    let mut client = LineClient::connect(proxy).expect("connect");
-    client
-        .send_bytes(b"PROXY TCP4 203.0.113.9 192.0.2.1 50123 143\r\n")
-        .expect("send");
+    let mut client = proxied(proxy, b"PROXY TCP4 203.0.113.9 192.0.2.1 50123 143\r\n");
     assert!(client.closed(), "an untrusted source was accepted");
     untrusted.wait_for("the refusal in the log", WAIT, || {
         untrusted.log().contains("reason=\"proxy-untrusted\"")
@@ -242,11 +240,10 @@ fn per_source_limits_refuse_one_address_and_let_another_through() {
         "per_source_limit = 1",
     ));
     let from = |address: &str| {
-        let mut client = LineClient::connect(proxy).expect("connect");
-        client
-            .send_bytes(format!("PROXY TCP4 {address} 192.0.2.1 50000 143\r\n").as_bytes())
-            .expect("send");
-        client
+        proxied(
+            proxy,
+            format!("PROXY TCP4 {address} 192.0.2.1 50000 143\r\n").as_bytes(),
+        )
     };
     let mut first = from("203.0.113.9");
     assert!(
@@ -279,11 +276,8 @@ fn who_lists_connections_and_kick_closes_one_by_id_or_by_address() {
     let warden = Running::start(&login_service(dir.path(), port, proxy, 10, ""));
     let (mut alice, _) = greeted(port);
     log_in(&mut alice, "alice", "secret");
-    let mut proxied = LineClient::connect(proxy).expect("connect");
-    proxied
-        .send_bytes(b"PROXY TCP4 203.0.113.9 192.0.2.1 50123 143\r\n")
-        .expect("send");
-    assert!(proxied.line().expect("read").is_some());
+    let mut from_proxy = proxied(proxy, b"PROXY TCP4 203.0.113.9 192.0.2.1 50123 143\r\n");
+    assert!(from_proxy.line().expect("read").is_some());
     let connections = match warden.request(&Request::Who {
         service: Some("login".into()),
     }) {
@@ -313,7 +307,7 @@ fn who_lists_connections_and_kick_closes_one_by_id_or_by_address() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(proxied.closed());
+    assert!(from_proxy.closed());
     match warden.request(&Request::KickConnection {
         target: logged_in.id.to_string(),
     }) {
@@ -437,10 +431,7 @@ haproxy = true
 "#,
         whoami = warden_tests::whoami().display()
     ));
-    let mut client = LineClient::connect(proxy).expect("connect");
-    client
-        .send_bytes(b"PROXY TCP6 2001:db8::7 2001:db8::1 50123 110\r\n")
-        .expect("send");
+    let mut client = proxied(proxy, b"PROXY TCP6 2001:db8::7 2001:db8::1 50123 110\r\n");
     let greeting = client.line().expect("read").expect("a greeting");
     assert!(
         greeting.starts_with("you are 2001:db8::7:50123, talking to 2001:db8::1:110"),
