@@ -222,6 +222,18 @@ impl Running {
         running
     }
 
+    /// Runs `warden ARGS -c CONFIG` against this warden, as an operator
+    /// would, and returns what it printed.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(warden())
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .env_remove("WARDEN_CONFIG")
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run warden {args:?}: {error}"))
+    }
+
     /// The configuration file.
     pub fn config(&self) -> &Path {
         &self.config

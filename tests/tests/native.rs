@@ -296,11 +296,7 @@ fn who_lists_connections_and_kick_closes_one_by_id_or_by_address() {
             && c.listener == "proxied")
     );
 
-    let output = std::process::Command::new(warden_tests::warden())
-        .args(["kick", "--connection", "203.0.113.9", "-c"])
-        .arg(warden.config())
-        .output()
-        .expect("run warden kick");
+    let output = warden.cli(&["kick", "--connection", "203.0.113.9"]);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -315,11 +311,7 @@ fn who_lists_connections_and_kick_closes_one_by_id_or_by_address() {
         other => panic!("kick answered {other:?}"),
     }
     assert!(alice.closed());
-    let who = std::process::Command::new(warden_tests::warden())
-        .args(["who", "-c"])
-        .arg(warden.config())
-        .output()
-        .expect("run warden who");
+    let who = warden.cli(&["who"]);
     assert_eq!(
         String::from_utf8_lossy(&who.stdout).lines().count(),
         1,
@@ -391,11 +383,7 @@ fn the_login_plugin_counts_waiting_evicted_and_logged_in_connections() {
     log_in(&mut alice, "alice", "secret");
     let (_waiting, _) = greeted(port);
     let stats = || {
-        let output = std::process::Command::new(warden_tests::warden())
-            .args(["stats", "-c"])
-            .arg(warden.config())
-            .output()
-            .expect("run warden stats");
+        let output = warden.cli(&["stats"]);
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     warden.wait_for("the login plugin's figures", WAIT, || {

@@ -111,11 +111,7 @@ fn auth_gets_its_sockets_each_typed_by_the_name_after_its_last_dash() {
 #[test]
 fn warden_plugins_lists_every_built_in_with_its_hooks() {
     let warden = Running::start("");
-    let output = std::process::Command::new(warden_tests::warden())
-        .args(["plugins", "-c"])
-        .arg(warden.config())
-        .output()
-        .expect("run warden plugins");
+    let output = warden.cli(&["plugins"]);
     assert_eq!(output.status.code(), Some(0));
     let listing = String::from_utf8_lossy(&output.stdout);
     let row = |plugin: &str| {

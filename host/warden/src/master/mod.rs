@@ -795,10 +795,7 @@ impl Master {
         let service = &state.config;
         let base_dir = &self.config.globals.base_dir.value;
         let mut channel = None;
-        let peer = connection.as_ref().and_then(|c| match c.ends {
-            Ends::Tcp { remote, .. } => Some(remote.ip()),
-            Ends::Unix { .. } => None,
-        });
+        let peer = connection.as_ref().and_then(|c| native::source(&c.ends));
         let planned = match (service.interface.value, connection) {
             (Interface::Inetd, Some(connection)) => {
                 launch::inetd(base_dir, service, state.identity.as_ref(), connection)

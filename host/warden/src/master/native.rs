@@ -185,7 +185,7 @@ fn peer_info(ends: &Ends) -> Peer {
 }
 
 /// The client's address, for per-source counting.
-fn source(ends: &Ends) -> Option<IpAddr> {
+pub(super) fn source(ends: &Ends) -> Option<IpAddr> {
     match ends {
         Ends::Tcp { remote, .. } => Some(remote.ip()),
         Ends::Unix { .. } => None,
