@@ -83,8 +83,10 @@ impl Plugins {
             let Some(hook) = plugin.stats_hook() else {
                 continue;
             };
-            let Ok(answer) = plugin.call("stats", "", |store, instance| {
-                hook.load(&mut *store, instance)?.call_declare(&mut *store)
+            let Ok(answer) = plugin.call("stats", "", async |store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_declare(&mut *store)
+                    .await
             }) else {
                 continue;
             };
@@ -166,9 +168,10 @@ impl Plugins {
             };
             let plugin_name = plugin.identity().name.clone();
             let answer = plugin
-                .call("defaults", name, |store, instance| {
+                .call("defaults", name, async |store, instance| {
                     hook.load(&mut *store, instance)?
                         .call_defaults(&mut *store, name, machine)
+                        .await
                 })
                 .map_err(|failure| format!("the plugin {plugin_name} {failure}"))?;
             let Some(settings) = answer else {
@@ -193,13 +196,10 @@ impl Plugins {
             let Some(hook) = plugin.stats_hook() else {
                 continue;
             };
-            let _ = plugin.call("stats", service, |store, instance| {
-                hook.load(&mut *store, instance)?.call_observe(
-                    &mut *store,
-                    service,
-                    event.wit(),
-                    now_ms,
-                )
+            let _ = plugin.call("stats", service, async |store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_observe(&mut *store, service, event.wit(), now_ms)
+                    .await
             });
         }
     }
@@ -215,9 +215,10 @@ impl Plugins {
             let Some(hook) = plugin.stats_hook() else {
                 continue;
             };
-            let Ok(answer) = plugin.call("stats", "", |store, instance| {
+            let Ok(answer) = plugin.call("stats", "", async |store, instance| {
                 hook.load(&mut *store, instance)?
                     .call_report(&mut *store, now_ms)
+                    .await
             }) else {
                 continue;
             };
@@ -310,7 +311,7 @@ impl Plugins {
         service: &ServiceView<'_>,
         hook: &str,
         indices: impl Fn(&Plugin) -> Option<I>,
-        mut call: impl FnMut(&I, &mut Store<State>, &Instance) -> wasmtime::Result<T>,
+        mut call: impl AsyncFnMut(&I, &mut Store<State>, &Instance) -> wasmtime::Result<T>,
         mut check: impl FnMut(T) -> Result<R, String>,
     ) -> Option<R> {
         for index in self.chain(service.name, service.policies) {
@@ -320,8 +321,8 @@ impl Plugins {
             let Some(indices) = indices(plugin) else {
                 continue;
             };
-            let Ok(answer) = plugin.call(hook, service.name, |store, instance| {
-                call(&indices, store, instance)
+            let Ok(answer) = plugin.call(hook, service.name, async |store, instance| {
+                call(&indices, store, instance).await
             }) else {
                 continue;
             };
@@ -350,14 +351,10 @@ impl Policy for Plugins {
             service,
             "scaling",
             Plugin::scaling,
-            |hook, store, instance| {
-                hook.load(&mut *store, instance)?.call_start(
-                    &mut *store,
-                    &wit_service,
-                    &wit_processes,
-                    at_startup,
-                    busy,
-                )
+            async |hook, store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_start(&mut *store, &wit_service, &wit_processes, at_startup, busy)
+                    .await
             },
             |count| {
                 if count <= limit {
@@ -384,14 +381,10 @@ impl Policy for Plugins {
             service,
             "idle",
             Plugin::idle,
-            |hook, store, instance| {
-                hook.load(&mut *store, instance)?.call_retire(
-                    &mut *store,
-                    &wit_service,
-                    &wit_processes,
-                    lowwater,
-                    now_ms,
-                )
+            async |hook, store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_retire(&mut *store, &wit_service, &wit_processes, lowwater, now_ms)
+                    .await
             },
             |actions| check_idle(processes, actions),
         );
@@ -417,12 +410,10 @@ impl Policy for Plugins {
             service,
             "lifecycle",
             Plugin::lifecycle,
-            |hook, store, instance| {
-                hook.load(&mut *store, instance)?.call_after_exit(
-                    &mut *store,
-                    &wit_service,
-                    wit_exit,
-                )
+            async |hook, store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_after_exit(&mut *store, &wit_service, wit_exit)
+                    .await
             },
             check_lifecycle,
         );
@@ -442,13 +433,10 @@ impl Policy for Plugins {
             service,
             "typing",
             Plugin::typing,
-            |hook, store, instance| {
-                hook.load(&mut *store, instance)?.call_classify(
-                    &mut *store,
-                    &wit_service,
-                    &wit_listener,
-                    wit_peer.as_ref(),
-                )
+            async |hook, store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_classify(&mut *store, &wit_service, &wit_listener, wit_peer.as_ref())
+                    .await
             },
             check_typing,
         );
@@ -472,14 +460,16 @@ impl Policy for Plugins {
             service,
             "admission",
             Plugin::admission,
-            |hook, store, instance| {
-                hook.load(&mut *store, instance)?.call_admit(
-                    &mut *store,
-                    &wit_service,
-                    &wit_connection,
-                    wit_counts,
-                    now_ms,
-                )
+            async |hook, store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_admit(
+                        &mut *store,
+                        &wit_service,
+                        &wit_connection,
+                        wit_counts,
+                        now_ms,
+                    )
+                    .await
             },
             check_admission,
         );
@@ -500,14 +490,10 @@ impl Policy for Plugins {
             service,
             "eviction",
             Plugin::eviction,
-            |hook, store, instance| {
-                hook.load(&mut *store, instance)?.call_evict(
-                    &mut *store,
-                    &wit_service,
-                    &wit_candidates,
-                    waiting,
-                    now_ms,
-                )
+            async |hook, store, instance| {
+                hook.load(&mut *store, instance)?
+                    .call_evict(&mut *store, &wit_service, &wit_candidates, waiting, now_ms)
+                    .await
             },
             |ids| check_evict(candidates, ids),
         );

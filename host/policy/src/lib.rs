@@ -5,6 +5,7 @@
 //! - [`runtime`] runs policy plugins — WebAssembly components built
 //!   against `wit/` — under a deadline and a memory cap, with no ambient
 //!   capability;
+//! - [`contract`] checks a plugin against the WIT before it runs;
 //! - [`chain`] puts a configuration's plugins in front of the fallback and
 //!   checks every answer;
 //! - [`defaults`] and [`stats`] are the settings and metrics plugins
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod contract;
 pub mod decide;
 pub mod defaults;
 pub mod runtime;
@@ -30,6 +32,8 @@ mod bindings {
     wasmtime::component::bindgen!({
         world: "policy",
         path: "../../wit",
+        // Called with `call_async` and polled once: see `runtime`.
+        exports: { default: async },
     });
 }
 
@@ -52,4 +56,4 @@ pub use decide::{
     SourceCounts,
 };
 pub use defaults::{Defaults, InetDefault, Supplied, UnixDefault};
-pub use runtime::{Budget, Failure, Hooks, LoadError, Origin, Plugin, Runtime};
+pub use runtime::{Budget, Failure, Hooks, LoadError, Origin, Plugin, Runtime, RuntimeError};

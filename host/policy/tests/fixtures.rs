@@ -11,6 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use warden_policy::contract::Problem;
 use warden_policy::runtime::Failure;
 use warden_policy::{
     Budget, ExitCause, ExitView, IdleAction, Lifecycle, LoadError, Origin, Plugins, Policy,
@@ -269,7 +270,10 @@ fn a_plugin_cannot_open_a_file_unless_granted_a_directory_and_then_only_to_read(
 #[test]
 fn a_component_without_the_plugin_interface_is_refused() {
     let error = load(fixture("missing-plugin")).expect_err("it must be refused");
-    assert!(matches!(error, LoadError::NoIdentity { .. }), "{error:?}");
+    assert!(
+        matches!(&error, LoadError::Contract { mismatch, .. } if mismatch.problems() == [Problem::NoIdentity]),
+        "{error:?}"
+    );
     assert!(
         error
             .to_string()
@@ -401,5 +405,106 @@ fn an_admission_plugin_delays_then_accepts() {
     assert_eq!(
         plugins.admit(&login, &connection, counts, 1_300),
         warden_policy::Admission::Accept
+    );
+}
+
+/// A current-thread tokio runtime, as the master's event loop is, inside
+/// which `body` runs: a plugin is asked from there in the master.
+fn in_event_loop<T>(body: impl FnOnce() -> T) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(async { body() })
+}
+
+#[test]
+fn what_a_plugin_prints_reaches_the_log_even_inside_an_event_loop() {
+    let mut plugins = load(fixture("print")).expect("it loads");
+    let log = with_log(|| {
+        in_event_loop(|| {
+            assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+        });
+    });
+    assert_eq!(failure_of(&plugins), None);
+    assert!(
+        log.contains("retire asked for imap-login with 3 processes"),
+        "{log}"
+    );
+    assert!(log.contains("a line on stderr from retire"), "{log}");
+    assert!(
+        log.contains("plugin=\"print\" stream=\"stdout\" hook=\"idle\" service=\"imap-login\""),
+        "{log}"
+    );
+    assert!(log.contains("stream=\"stderr\""), "{log}");
+}
+
+#[test]
+fn a_panic_message_inside_an_event_loop_is_logged_and_the_call_falls_back() {
+    let mut plugins = load(fixture("trap")).expect("it loads");
+    let log = with_log(|| {
+        in_event_loop(|| {
+            assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+        });
+    });
+    assert!(
+        matches!(failure_of(&plugins), Some(Failure::Trap(_))),
+        "{:?}",
+        failure_of(&plugins)
+    );
+    assert!(log.contains("the trap fixture traps on purpose"), "{log}");
+}
+
+#[test]
+fn a_memory_hog_inside_an_event_loop_meets_its_cap_and_its_message_is_logged() {
+    let mut plugins = load(fixture("memory-hog")).expect("it loads");
+    let log = with_log(|| {
+        in_event_loop(|| {
+            assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+        });
+    });
+    assert_eq!(failure_of(&plugins), Some(Failure::Memory));
+    assert!(log.contains("memory allocation"), "{log}");
+}
+
+#[test]
+fn a_plugin_that_sleeps_fails_at_once_instead_of_holding_the_caller() {
+    let mut plugins = load(fixture("sleep")).expect("it loads");
+    let started = Instant::now();
+    in_event_loop(|| {
+        assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+    });
+    assert_eq!(failure_of(&plugins), Some(Failure::Waited));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "the sleeping call held the caller for {took:?}"
+    );
+}
+
+#[test]
+fn a_plugin_built_against_another_record_is_refused_naming_the_function_and_record() {
+    let error = load(fixture("wrong-record")).expect_err("it must be refused");
+    assert!(matches!(error, LoadError::Contract { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("`idle.retire`: parameter 2 (`processes`): record `process` has 8 fields, warden's contract has 7"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_plugin_built_against_another_version_is_refused_naming_both() {
+    let error = load(fixture("wrong-version")).expect_err("it must be refused");
+    assert!(
+        error
+            .to_string()
+            .contains("built against warden:policy@0.2.0; this warden speaks 0.1.0"),
+        "{error}"
+    );
+    assert!(
+        !error.to_string().contains("does not export"),
+        "a version mismatch is the one problem: {error}"
     );
 }

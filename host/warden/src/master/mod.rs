@@ -346,8 +346,8 @@ impl Master {
         prepare_base_dir(&file_config.globals.base_dir.value)?;
         let cache = file_config.globals.base_dir.value.join("plugin-cache");
         prepare_private_dir(&cache)?;
-        let runtime =
-            Runtime::new(Some(&cache)).map_err(|what| RunError::Start { what, source: None })?;
+        let runtime = Runtime::new(Some(&cache))
+            .map_err(|e| RunError::start("cannot start the plugin runtime", e))?;
         let (config, policy) = read_config(&config_path, |config| {
             plugins::load(
                 &runtime,

@@ -211,7 +211,7 @@ pub fn check(path: &Path) -> Result<Checked, LoadError> {
             plugins
         }
         Err(error) => {
-            failures.push(error);
+            failures.push(crate::error_chain(&error));
             Plugins::default()
         }
     });

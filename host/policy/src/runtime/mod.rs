@@ -5,37 +5,61 @@
 //! interruption driven by a ticker thread, and no concurrency support
 //! (warden needs no async component functions, and a call costs a third of
 //! what it does with it). Per plugin, the [`Component`] and its
-//! [`InstancePre`] are made once at load and each hook interface probed
-//! once; one long-lived [`Store`] answers its calls and is rebuilt after a
-//! trap (a trapped store cannot be entered again) or when its memory has
-//! grown past half its cap (linear memory never shrinks).
+//! [`InstancePre`] are made once at load, its imports and exports checked
+//! against the contract ([`crate::contract`]) and each hook interface
+//! probed once; one long-lived [`Store`] answers its calls and is rebuilt
+//! after a failure (a trapped store cannot be entered again) or when its
+//! memory has grown past half its cap (linear memory never shrinks).
+//!
+//! **How a plugin runs in the master.** WASI is linked with its
+//! asynchronous host functions, and each call is polled exactly once, in a
+//! tokio context of the runtime's own that nothing ever drives. Every host
+//! function a decision may use completes within that poll: clocks, random,
+//! logging, stdout and stderr (captured in memory, see [`sandbox`]), and
+//! reading the granted directory (inline). A plugin that waits instead —
+//! sleeps, polls a timer, reads a stream that is not ready — leaves the
+//! call pending; the call is dropped there and counts as a failure. So no
+//! WASI host function ever blocks on a runtime: neither the master's,
+//! whose event loop the master's own thread is running when it asks, nor
+//! any other. A host function that panics is caught and counts as a
+//! failure too. (Linked synchronously, WASI's host functions call
+//! `Handle::block_on`, which panics inside the master's event loop: a
+//! plugin's `print` once took the master down that way.)
 //!
 //! The sandbox: WASI is linked with nothing granted — no directories, no
-//! sockets, no environment, no arguments; stdout and stderr are written to
-//! warden's log, tagged with the plugin. The `host` interface offers only
-//! logging, cut at [`MAX_LOG_LINE`] bytes.
+//! network, no environment, no arguments; stdout and stderr go to warden's
+//! log, tagged with the plugin. The `host` interface offers only logging,
+//! cut at [`MAX_LOG_LINE`] bytes.
 //!
-//! A call that traps, runs past its deadline, hits the memory cap, or
-//! returns an invalid answer is a failure: the caller falls back to the
+//! A call that traps, runs past its deadline, hits the memory cap, waits,
+//! or returns an invalid answer is a failure: the caller falls back to the
 //! next plugin or the built-in decision, the failure is logged with plugin,
 //! hook, service and reason, and counted. [`QUARANTINE_FAILURES`] failures
 //! within [`QUARANTINE_WINDOW`] quarantine the plugin until the next load.
+//!
+//! Compiling is not done here when the runtime has a cache: see [`cache`].
+
+mod cache;
+mod sandbox;
 
 use std::collections::VecDeque;
-use std::io;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{Component, Instance, InstancePre, Linker};
+use wasmtime::{Config, Engine, Store};
 
 use crate::bindings::exports::warden::policy as hooks;
-use crate::bindings::warden::policy::host::{self, Level};
+use crate::bindings::warden::policy::host;
+use crate::contract;
+use cache::CompiledCache;
+pub use cache::sha256;
+pub(crate) use sandbox::State;
+pub use sandbox::{MAX_LOG_LINE, OUTPUT_LINES_PER_CALL, OUTPUT_PER_CALL};
 
 /// Where a plugin sees the directory its configuration grants it.
 pub const GRANT: &str = "/grant";
@@ -43,17 +67,11 @@ pub const GRANT: &str = "/grant";
 /// How often the epoch advances: the granularity of every deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// The longest log line a plugin can write; longer ones are cut.
-pub const MAX_LOG_LINE: usize = 4096;
-
 /// Failures within [`QUARANTINE_WINDOW`] that quarantine a plugin.
 pub const QUARANTINE_FAILURES: usize = 5;
 
 /// The window [`QUARANTINE_FAILURES`] are counted in.
 pub const QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
-
-/// The most a plugin's stdout and stderr hold between two calls.
-const OUTPUT_BUFFER: usize = 64 * 1024;
 
 /// Deadline and memory cap of a plugin's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +93,32 @@ impl Default for Budget {
     }
 }
 
+/// Why a runtime could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The compiled-code cache cannot be used.
+    #[error("cannot use {} as the plugin cache; check plugin_cache", dir.display())]
+    Cache {
+        /// The cache directory.
+        dir: PathBuf,
+        /// What wasmtime said.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// The engine or its linker could not be made.
+    #[error("cannot set up the WebAssembly engine: {what}")]
+    Engine {
+        /// What failed.
+        what: &'static str,
+        /// What wasmtime said.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// The epoch ticker thread could not start.
+    #[error("cannot start the plugins' deadline ticker")]
+    Ticker(#[source] std::io::Error),
+}
+
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -88,23 +132,21 @@ pub enum LoadError {
         /// What the compiler said.
         reason: String,
     },
-    /// It imports something warden does not provide.
-    #[error(
-        "plugin {source_name}: cannot be linked: {reason}; a plugin may import only warden:policy/host and WASI"
-    )]
+    /// Its imports or exports differ from the contract.
+    #[error("plugin {source_name}: {mismatch}")]
+    Contract {
+        /// Where it came from.
+        source_name: String,
+        /// How it differs.
+        mismatch: contract::Mismatch,
+    },
+    /// It passed the contract check and still cannot be linked.
+    #[error("plugin {source_name}: cannot be linked: {reason}")]
     Link {
         /// Where it came from.
         source_name: String,
         /// What the linker said.
         reason: String,
-    },
-    /// It does not export the `plugin` interface.
-    #[error(
-        "plugin {source_name}: it does not export warden:policy/plugin@0.1.0, which every plugin must"
-    )]
-    NoIdentity {
-        /// Where it came from.
-        source_name: String,
     },
     /// Instantiating it or asking its identity failed.
     #[error("plugin {source_name}: {reason}")]
@@ -113,6 +155,17 @@ pub enum LoadError {
         source_name: String,
         /// What failed.
         reason: String,
+    },
+    /// Its compiled code could not be marked in the cache.
+    #[error("plugin {source_name}: cannot record its compiled code in {}; check plugin_cache", cache.display())]
+    Record {
+        /// Where it came from.
+        source_name: String,
+        /// The cache directory.
+        cache: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -181,6 +234,10 @@ pub enum Failure {
     Trap(String),
     /// It answered something the host refuses.
     Invalid(String),
+    /// It waited for something (a timer, a stream) instead of answering.
+    Waited,
+    /// A host function it called panicked.
+    HostPanic(String),
     /// The plugin is quarantined.
     Quarantined,
 }
@@ -192,6 +249,11 @@ impl std::fmt::Display for Failure {
             Failure::Memory => write!(f, "exceeded its memory cap"),
             Failure::Trap(reason) => write!(f, "trapped: {reason}"),
             Failure::Invalid(reason) => write!(f, "answered invalidly: {reason}"),
+            Failure::Waited => write!(
+                f,
+                "waited (for a timer or a stream) instead of answering; a decision must not wait"
+            ),
+            Failure::HostPanic(reason) => write!(f, "made warden's side panic: {reason}"),
             Failure::Quarantined => write!(f, "is quarantined after repeated failures"),
         }
     }
@@ -237,11 +299,53 @@ impl CallStats {
     }
 }
 
+/// What every plugin of a runtime shares.
+struct Shared {
+    engine: Engine,
+    linker: Linker<State>,
+    /// The tokio context WASI's host functions see while a plugin runs. It
+    /// is never driven: a host function that would need it to make
+    /// progress leaves the call pending, and the call fails.
+    context: tokio::runtime::Runtime,
+    cache: Option<CompiledCache>,
+}
+
+impl Shared {
+    /// Polls `future` once, in the runtime's own context, catching a
+    /// panic. A call that does not complete in that poll is dropped.
+    fn drive<F: Future>(&self, future: F) -> Result<F::Output, Failure> {
+        let _context = self.context.enter();
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut future = std::pin::pin!(future);
+            match future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(output) => Some(output),
+                Poll::Pending => None,
+            }
+        }));
+        match polled {
+            Ok(Some(output)) => Ok(output),
+            Ok(None) => Err(Failure::Waited),
+            Err(payload) => Err(Failure::HostPanic(panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// The engine every plugin shares, with its epoch ticker.
 #[derive(Clone)]
 pub struct Runtime {
-    engine: Engine,
-    linker: Arc<Linker<State>>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -254,30 +358,46 @@ impl Runtime {
     /// Creates the engine and starts the epoch ticker (a thread that ends
     /// with the last clone of the engine).
     ///
-    /// With `cache`, compiled code is kept in that directory, which the
-    /// caller creates owned by the supervisor's user and closed to others;
-    /// wasmtime keys each entry by the component's hash and the engine's
-    /// compiler and settings, and recompiles an entry that is stale,
-    /// foreign or damaged rather than trust it.
-    pub fn new(cache: Option<&Path>) -> Result<Runtime, String> {
+    /// With `cache`, compiled code is kept in that directory (see
+    /// [`cache`]), which the caller has checked is owned by root or
+    /// warden's user and closed to others.
+    pub fn new(cache: Option<&Path>) -> Result<Runtime, RuntimeError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.concurrency_support(false);
         config.max_wasm_stack(256 << 10);
-        if let Some(dir) = cache {
-            let mut settings = wasmtime::CacheConfig::new();
-            settings.with_directory(dir);
-            let cache = wasmtime::Cache::new(settings)
-                .map_err(|e| format!("cannot use {} as the plugin cache: {e}", dir.display()))?;
-            config.cache(Some(cache));
-        }
-        let engine =
-            Engine::new(&config).map_err(|e| format!("cannot create the wasm engine: {e}"))?;
+        let wasmtime_cache = cache
+            .map(|dir| {
+                CompiledCache::open(dir).map_err(|source| RuntimeError::Cache {
+                    dir: dir.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?;
+        config.cache(wasmtime_cache.clone());
+        let engine = Engine::new(&config).map_err(|source| RuntimeError::Engine {
+            what: "creating the engine",
+            source,
+        })?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| format!("cannot link WASI: {e}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|source| {
+            RuntimeError::Engine {
+                what: "linking WASI",
+                source,
+            }
+        })?;
         host::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
-            .map_err(|e| format!("cannot link the host interface: {e}"))?;
+            .map_err(|source| RuntimeError::Engine {
+                what: "linking the host interface",
+                source,
+            })?;
+        let context = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| RuntimeError::Engine {
+                what: "creating the plugins' tokio context",
+                source: error.into(),
+            })?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("warden-epoch".to_owned())
@@ -288,25 +408,87 @@ impl Runtime {
                     std::thread::sleep(EPOCH_TICK);
                 }
             })
-            .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
+            .map_err(RuntimeError::Ticker)?;
+        let cache = cache
+            .zip(wasmtime_cache)
+            .map(|(dir, wasmtime)| CompiledCache::new(dir, &engine, wasmtime));
         Ok(Runtime {
-            engine,
-            linker: Arc::new(linker),
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                context,
+                cache,
+            }),
         })
     }
 
-    /// Compiles, links and starts a plugin from `bytes`, asking its
-    /// identity under `budget`.
+    /// The cache directory, if the runtime has one.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.shared.cache.as_ref().map(CompiledCache::dir)
+    }
+
+    /// Whether the component whose sha256 is `sha256` is compiled in the
+    /// cache for this engine, so that loading it compiles nothing. Always
+    /// false without a cache.
+    pub fn is_compiled(&self, sha256: &str) -> bool {
+        self.shared
+            .cache
+            .as_ref()
+            .is_some_and(|cache| cache.has(sha256))
+    }
+
+    /// How many components this runtime compiled itself because the cache
+    /// did not hold them.
+    pub fn compiled_here(&self) -> usize {
+        self.shared.cache.as_ref().map_or(0, CompiledCache::misses)
+    }
+
+    /// Compiles `bytes` into the cache (the helper's work) and checks it
+    /// against the contract, so the master can load it without compiling.
+    pub fn compile(&self, bytes: &[u8], source_name: &str) -> Result<(), LoadError> {
+        let component = self.component(bytes, source_name)?;
+        contract::check(&self.shared.engine, &component).map_err(|mismatch| {
+            LoadError::Contract {
+                source_name: source_name.to_owned(),
+                mismatch,
+            }
+        })?;
+        if let Some(cache) = &self.shared.cache {
+            cache
+                .record(&sha256(bytes))
+                .map_err(|source| LoadError::Record {
+                    source_name: source_name.to_owned(),
+                    cache: cache.dir().to_owned(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn component(&self, bytes: &[u8], source_name: &str) -> Result<Component, LoadError> {
+        Component::new(&self.shared.engine, bytes).map_err(|e| LoadError::Compile {
+            source_name: source_name.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Loads a plugin from `bytes` — compiled, or read from the cache —
+    /// checks it against the contract, links it, and asks its identity
+    /// under `budget`.
     pub fn load(&self, bytes: &[u8], origin: Origin, budget: Budget) -> Result<Plugin, LoadError> {
         let source_name = match &origin {
             Origin::Builtin => "(built-in)".to_owned(),
             Origin::File { path, .. } => path.clone(),
         };
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
-            source_name: source_name.clone(),
-            reason: e.to_string(),
+        let component = self.component(bytes, &source_name)?;
+        contract::check(&self.shared.engine, &component).map_err(|mismatch| {
+            LoadError::Contract {
+                source_name: source_name.clone(),
+                mismatch,
+            }
         })?;
         let pre = self
+            .shared
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link {
@@ -315,10 +497,13 @@ impl Runtime {
             })?;
         let indices = Indices::probe(&pre);
         let Some(identity_index) = indices.plugin.clone() else {
-            return Err(LoadError::NoIdentity { source_name });
+            return Err(LoadError::Contract {
+                source_name,
+                mismatch: contract::Problem::NoIdentity.into(),
+            });
         };
         let mut plugin = Plugin {
-            engine: self.engine.clone(),
+            shared: Arc::clone(&self.shared),
             pre,
             indices,
             instance: None,
@@ -332,9 +517,9 @@ impl Runtime {
             quarantined: false,
         };
         let identity = plugin
-            .call("plugin", "", |store, instance| {
+            .call("plugin", "", async |store, instance| {
                 let guest = identity_index.load(&mut *store, instance)?;
-                guest.call_describe(&mut *store)
+                guest.call_describe(&mut *store).await
             })
             .map_err(|failure| LoadError::Start {
                 source_name: source_name.clone(),
@@ -417,10 +602,10 @@ impl Indices {
 
 /// A loaded plugin, ready for calls.
 pub struct Plugin {
-    engine: Engine,
+    shared: Arc<Shared>,
     pre: InstancePre<State>,
     indices: Indices,
-    instance: Option<(Store<State>, wasmtime::component::Instance)>,
+    instance: Option<(Store<State>, Instance)>,
     budget: Budget,
     /// A directory granted read-only, seen by the plugin at [`GRANT`].
     grant: Option<PathBuf>,
@@ -544,57 +729,40 @@ impl Plugin {
         self.indices.lifecycle.clone().filter(|_| !self.quarantined)
     }
 
-    /// A fresh store and instance, instantiated under the deadline.
-    fn instantiate(&self) -> Result<(Store<State>, wasmtime::component::Instance), Failure> {
-        let output = Output::default();
-        let mut wasi = WasiCtx::builder();
-        wasi.stdout(output.clone()).stderr(output.clone());
-        if let Some(dir) = &self.grant {
-            wasi.preopened_dir(dir, GRANT, wasmtime_wasi::FsPerms::ReadOnly)
-                .map_err(|e| Failure::Trap(format!("cannot grant {}: {e}", dir.display())))?;
-        }
-        let state = State {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.budget.memory)
-                .instances(64)
-                .tables(64)
-                .memories(16)
-                .build(),
-            memory_cap_hit: false,
-            memory_now: 0,
-            plugin: self.identity.name.clone(),
-            output,
-        };
-        let mut store = Store::new(&self.engine, state);
+    /// A fresh store and instance, instantiated under the deadline (the
+    /// component's start code is guest code too) for a call of `hook`
+    /// for `service`; what a failed start printed is logged.
+    fn instantiate(&self, hook: &str, service: &str) -> Result<(Store<State>, Instance), Failure> {
+        let state = State::new(&self.identity.name, self.budget, self.grant.as_deref())
+            .map_err(|error| Failure::Trap(error.to_string()))?;
+        let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|state| state);
         store.set_epoch_deadline(ticks(self.budget.deadline));
-        let instance = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|error| classify(&store, &error))?;
-        Ok((store, instance))
+        let started = match self.shared.drive(self.pre.instantiate_async(&mut store)) {
+            Ok(Ok(instance)) => return Ok((store, instance)),
+            Ok(Err(error)) => classify(&store, &error),
+            Err(failure) => failure,
+        };
+        store.data().flush_output(hook, service);
+        Err(started)
     }
 
-    /// Calls `hook` through `call` under the budget. On failure the store
-    /// is dropped (rebuilt at the next call), the failure counted, and the
-    /// plugin quarantined when failures repeat.
+    /// Calls `hook` through `call` under the budget. What the plugin
+    /// printed is logged. On failure the store is dropped (rebuilt at the
+    /// next call), the failure counted, and the plugin quarantined when
+    /// failures repeat.
     pub(crate) fn call<T>(
         &mut self,
         hook: &str,
         service: &str,
-        call: impl FnOnce(&mut Store<State>, &wasmtime::component::Instance) -> wasmtime::Result<T>,
+        call: impl AsyncFnOnce(&mut Store<State>, &Instance) -> wasmtime::Result<T>,
     ) -> Result<T, Failure> {
         if self.quarantined {
             return Err(Failure::Quarantined);
         }
         let started = Instant::now();
-        let result = self.try_call(call);
+        let result = self.try_call(hook, service, call);
         self.stats.record(started.elapsed());
-        if let Some((store, _)) = &mut self.instance {
-            store.data_mut().flush_output();
-        }
         if let Err(failure) = &result {
             self.failed(hook, service, failure);
         }
@@ -603,21 +771,24 @@ impl Plugin {
 
     fn try_call<T>(
         &mut self,
-        call: impl FnOnce(&mut Store<State>, &wasmtime::component::Instance) -> wasmtime::Result<T>,
+        hook: &str,
+        service: &str,
+        call: impl AsyncFnOnce(&mut Store<State>, &Instance) -> wasmtime::Result<T>,
     ) -> Result<T, Failure> {
-        if self.instance.is_none() {
-            self.instance = Some(self.instantiate()?);
-        }
-        let Some((store, instance)) = &mut self.instance else {
-            return Err(Failure::Trap("the instance is gone".to_owned()));
+        let (mut store, instance) = match self.instance.take() {
+            Some(live) => live,
+            None => self.instantiate(hook, service)?,
         };
         store.set_epoch_deadline(ticks(self.budget.deadline));
-        let result = call(store, instance).map_err(|error| classify(store, &error));
+        let result = match self.shared.drive(call(&mut store, &instance)) {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(classify(&store, &error)),
+            Err(failure) => Err(failure),
+        };
+        store.data().flush_output(hook, service);
         let outgrown = store.data().memory_now > self.budget.memory / 2;
-        if (result.is_err() || outgrown)
-            && let Some((mut store, _)) = self.instance.take()
-        {
-            store.data_mut().flush_output();
+        if result.is_ok() && !outgrown {
+            self.instance = Some((store, instance));
         }
         result
     }
@@ -702,168 +873,6 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
     matches(&pattern, &name)
 }
 
-/// A store's host state.
-pub(crate) struct State {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    memory_cap_hit: bool,
-    memory_now: usize,
-    plugin: String,
-    output: Output,
-}
-
-impl State {
-    /// Writes what the plugin printed to the log, line by line.
-    fn flush_output(&mut self) {
-        let bytes = self.output.take();
-        if bytes.is_empty() {
-            return;
-        }
-        for line in String::from_utf8_lossy(&bytes).lines() {
-            tracing::info!(plugin = self.plugin, stream = "stdio", "{}", cut(line));
-        }
-    }
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl wasmtime::ResourceLimiter for State {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if allowed {
-            self.memory_now = self
-                .memory_now
-                .saturating_add(desired.saturating_sub(current));
-        } else {
-            self.memory_cap_hit = true;
-        }
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
-    }
-}
-
-/// `text` cut to [`MAX_LOG_LINE`] bytes at a character boundary, with a
-/// note when it was cut.
-fn cut(text: &str) -> String {
-    if text.len() <= MAX_LOG_LINE {
-        return text.to_owned();
-    }
-    let mut end = MAX_LOG_LINE;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}… ({} bytes cut)",
-        text.get(..end).unwrap_or_default(),
-        text.len() - end
-    )
-}
-
-impl host::Host for State {
-    fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
-        let message = cut(&message);
-        let fields: Vec<String> = fields
-            .iter()
-            .take(16)
-            .map(|(key, value)| format!("{}={}", cut(key), cut(value)))
-            .collect();
-        let fields = fields.join(" ");
-        let plugin = self.plugin.as_str();
-        match level {
-            Level::Debug => tracing::debug!(plugin, fields, "{message}"),
-            Level::Info => tracing::info!(plugin, fields, "{message}"),
-            Level::Warn => tracing::warn!(plugin, fields, "{message}"),
-            Level::Error => tracing::error!(plugin, fields, "{message}"),
-        }
-    }
-}
-
-/// A plugin's stdout and stderr: kept in memory, bounded, written to the
-/// log after each call. What does not fit is dropped, not refused, so a
-/// chatty plugin does not trap.
-#[derive(Clone, Default)]
-struct Output(Arc<Mutex<Vec<u8>>>);
-
-impl Output {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl wasmtime_wasi::cli::IsTerminal for Output {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl wasmtime_wasi::cli::StdoutStream for Output {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-impl tokio::io::AsyncWrite for Output {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = OUTPUT_BUFFER.saturating_sub(buffer.len());
-        buffer.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
-        Poll::Ready(Ok(bytes.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// The hex sha256 of `bytes`, a plugin file's version id.
-pub fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -877,15 +886,6 @@ mod tests {
         assert!(!glob_matches("*-login", "imap"));
         assert!(!glob_matches("imap", "imap-login"));
         assert!(glob_matches("", ""));
-    }
-
-    #[test]
-    fn long_lines_are_cut_at_a_character_boundary() {
-        assert_eq!(cut("short"), "short");
-        let long = "é".repeat(MAX_LOG_LINE);
-        let cut = cut(&long);
-        assert!(cut.len() < MAX_LOG_LINE + 40);
-        assert!(cut.ends_with("bytes cut)"));
     }
 
     #[test]
