@@ -154,14 +154,32 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Writes `body` as `dir/warden.toml`, after a `base_dir` of `dir/run`, and
-/// returns the file's path.
+/// The plugin cache every test's warden shares, beside the binary: the
+/// built-ins are compiled once for a whole test run, not once per test.
+pub fn plugin_cache() -> PathBuf {
+    warden()
+        .parent()
+        .expect("the binary is in a directory")
+        .join("test-plugin-cache")
+}
+
+/// Writes `body` as `dir/warden.toml`, after a `base_dir` of `dir/run` and,
+/// unless `body` sets its own, the shared [`plugin_cache`]; returns the
+/// file's path.
 pub fn write_config(dir: &Path, body: &str) -> PathBuf {
     let config = dir.join("warden.toml");
     let base = dir.join("run");
+    let cache = if body.contains("plugin_cache") {
+        String::new()
+    } else {
+        format!(
+            "plugin_cache = {:?}\n",
+            plugin_cache().display().to_string()
+        )
+    };
     std::fs::write(
         &config,
-        format!("base_dir = {:?}\n{body}", base.display().to_string()),
+        format!("base_dir = {:?}\n{cache}{body}", base.display().to_string()),
     )
     .expect("write the configuration");
     config
@@ -214,8 +232,9 @@ impl Running {
             control,
             log,
         };
-        // Starting compiles every built-in plugin into a fresh cache, which
-        // takes seconds on a loaded machine running tests side by side.
+        // The first warden of a test run compiles every built-in plugin
+        // into the shared cache, which takes seconds on a loaded machine
+        // running tests side by side.
         running.wait_for("the control socket", Duration::from_secs(60), || {
             running.try_request(&Request::Status).is_ok()
         });

@@ -81,7 +81,7 @@ extra_groups = ["no-such-group-for-warden"]
     assert_eq!(lines.len(), 3, "{stderr}");
     assert!(
         lines[0].ends_with(
-            "warden.toml:2:22: default_login_user: the user \"no-such-login-user\" does not exist on this system; create it (Debian's dovecot-core creates dovecot and dovenull) or change default_login_user"
+            "warden.toml:3:22: default_login_user: the user \"no-such-login-user\" does not exist on this system; create it (Debian's dovecot-core creates dovecot and dovenull) or change default_login_user"
         ),
         "{stderr}"
     );

@@ -138,18 +138,64 @@ fn check_reports_a_plugin_that_cannot_load() {
 }
 
 #[test]
-fn compiled_plugins_are_cached_in_a_private_directory() {
-    let warden = Running::start("");
-    let cache = warden.dir().join("run/plugin-cache");
-    warden.wait_for("the cache to fill", WAIT, || {
-        walk(&cache)
-            .iter()
-            .any(|file| file.metadata().is_ok_and(|m| m.len() > 1000))
-    });
+fn compiled_plugins_are_cached_in_a_private_directory_that_outlives_base_dir() {
+    let cache_root = tempfile::tempdir().expect("tempdir");
+    let cache = cache_root.path().join("cache/warden");
+    let warden = Running::start(&format!(
+        "plugin_cache = {:?}\n",
+        cache.display().to_string()
+    ));
+    let compiled = walk(&cache)
+        .into_iter()
+        .filter(|file| file.metadata().is_ok_and(|m| m.len() > 1000))
+        .count();
+    assert!(
+        compiled >= warden_policy::BUILTINS.len(),
+        "{compiled} compiled plugins in {}",
+        cache.display()
+    );
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&cache).expect("the cache").permissions(),
     );
     assert_eq!(mode & 0o777, 0o700);
+    assert!(
+        warden
+            .log()
+            .contains("compiling plugins in a helper process"),
+        "{}",
+        warden.log()
+    );
+}
+
+#[test]
+fn a_cache_others_can_write_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).expect("mkdir");
+    std::fs::set_permissions(&cache, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let config = warden_tests::write_config(
+        dir.path(),
+        &format!("plugin_cache = {:?}\n", cache.display().to_string()),
+    );
+    let output = std::process::Command::new(warden_tests::warden())
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run warden");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "plugin_cache: {} is writable by its group (mode 0777)",
+            cache.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("chmod go-w {}", cache.display())),
+        "{stderr}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

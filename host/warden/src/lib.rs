@@ -2,8 +2,8 @@
 //! `warden check` and `warden config` run), the check that the users and
 //! groups it names exist ([`accounts`]), the listeners it opens from it
 //! ([`listen`]), the master that runs the services ([`master`]), the
-//! control protocol the CLI speaks to it ([`control`]) and its log
-//! ([`logging`]).
+//! control protocol the CLI speaks to it ([`control`]), its log
+//! ([`logging`]), and the check of the files it trusts ([`trust`]).
 //!
 //! This crate decides nothing about privileges or descriptors itself and
 //! contains no `unsafe`: every system call that needs care goes through
@@ -17,6 +17,7 @@ pub mod control;
 pub mod listen;
 pub mod logging;
 pub mod master;
+pub mod trust;
 
 /// An error and its causes, as one line: `what failed: why: why deeper`.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -66,7 +66,13 @@ enum Command {
         log_file: Option<PathBuf>,
     },
     /// Check the configuration and report every problem in it; start nothing.
-    Check,
+    /// With --plugin, check one plugin component instead.
+    Check {
+        /// Load, link and check this `.wasm` against warden's contract, as
+        /// the master would, outside plugins_dir.
+        #[arg(long, value_name = "FILE")]
+        plugin: Option<PathBuf>,
+    },
     /// Print the effective configuration, each setting with where it came from.
     Config {
         /// Print only this service.
@@ -110,6 +116,19 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Compile plugin components into the plugin cache: the master's
+    /// helper, so that compiling never happens in the master.
+    #[command(hide = true)]
+    CompilePlugins {
+        /// The plugin cache.
+        #[arg(long, value_name = "DIR")]
+        cache: PathBuf,
+        /// A built-in plugin to compile, by name.
+        #[arg(long = "builtin", value_name = "NAME")]
+        builtins: Vec<String>,
+        /// Component files to compile.
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,7 +157,21 @@ enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Command::Check => check(&cli.config),
+        Command::Check { plugin: None } => check(&cli.config),
+        Command::Check {
+            plugin: Some(plugin),
+        } => check_plugin(plugin),
+        Command::CompilePlugins {
+            cache,
+            builtins,
+            files,
+        } => match master::compile_helper(cache, builtins, files) {
+            Ok(()) => Outcome::Success,
+            Err(error) => {
+                eprintln!("warden compile-plugins: {error}");
+                Outcome::Failed
+            }
+        },
         Command::Config { service } => show(&cli.config, service.as_deref()),
         Command::Run {
             daemonize,
@@ -417,6 +450,30 @@ fn check(path: &Path) -> Outcome {
         plugins.join(", ")
     );
     Outcome::Success
+}
+
+/// `warden check --plugin FILE`: what the master would make of one
+/// component.
+fn check_plugin(file: &Path) -> Outcome {
+    match master::check_plugin(file) {
+        Ok(plugin) => {
+            let identity = plugin.identity();
+            println!(
+                "{}: ok; plugin {} {} ({}); services: {}; hooks: {}",
+                file.display(),
+                identity.name,
+                identity.version,
+                identity.description,
+                identity.services.join(", "),
+                plugin.hooks().names().join(", ")
+            );
+            Outcome::Success
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            Outcome::BadConfig
+        }
+    }
 }
 
 fn show(path: &Path, service: Option<&str>) -> Outcome {

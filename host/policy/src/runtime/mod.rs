@@ -46,7 +46,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -299,19 +299,29 @@ impl CallStats {
     }
 }
 
+/// The tokio context WASI's host functions see while a plugin runs, one
+/// per process and never dropped (a tokio runtime may not be dropped
+/// inside another's event loop, where the master drops old plugins). It
+/// is never driven: a host function that would need it to make progress
+/// leaves the call pending, and the call fails. It has no threads.
+static CONTEXT: LazyLock<Result<tokio::runtime::Runtime, String>> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())
+});
+
 /// What every plugin of a runtime shares.
 struct Shared {
     engine: Engine,
     linker: Linker<State>,
-    /// The tokio context WASI's host functions see while a plugin runs. It
-    /// is never driven: a host function that would need it to make
-    /// progress leaves the call pending, and the call fails.
-    context: tokio::runtime::Runtime,
+    /// [`CONTEXT`]'s handle.
+    context: tokio::runtime::Handle,
     cache: Option<CompiledCache>,
 }
 
 impl Shared {
-    /// Polls `future` once, in the runtime's own context, catching a
+    /// Polls `future` once, in the plugins' own context, catching a
     /// panic. A call that does not complete in that poll is dropped.
     fn drive<F: Future>(&self, future: F) -> Result<F::Output, Failure> {
         let _context = self.context.enter();
@@ -391,13 +401,15 @@ impl Runtime {
                 what: "linking the host interface",
                 source,
             })?;
-        let context = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| RuntimeError::Engine {
-                what: "creating the plugins' tokio context",
-                source: error.into(),
-            })?;
+        let context = match &*CONTEXT {
+            Ok(context) => context.handle().clone(),
+            Err(error) => {
+                return Err(RuntimeError::Engine {
+                    what: "creating the plugins' tokio context",
+                    source: wasmtime::Error::msg(error.clone()),
+                });
+            }
+        };
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("warden-epoch".to_owned())

@@ -26,6 +26,10 @@ use super::{
     Origin, PluginSettings, Problem, Service, ServiceCount, ServiceType, Setting, Ssl, VszLimit,
 };
 
+/// Where compiled plugins are kept unless `plugin_cache` says otherwise:
+/// a cache, so that a reboot does not compile them again.
+const DEFAULT_PLUGIN_CACHE: &str = "/var/cache/warden";
+
 /// Reads `source`. Returns `None` only when the text is not TOML at all;
 /// otherwise a configuration in which each bad value was replaced by its
 /// default, with a problem pushed for it.
@@ -563,6 +567,24 @@ fn read_globals(
         |item, problems| item.parsed(problems, read_duration),
         builtin(Duration::from_secs(6)),
     );
+    let plugin_cache = setting(
+        root.get("plugin_cache"),
+        problems,
+        |item, problems| {
+            let text = item.string(problems)?;
+            item.parsed(problems, |_| {
+                if text.is_empty() {
+                    Err(
+                        "the plugin cache cannot be turned off; write a directory like \"/var/cache/warden\""
+                            .to_owned(),
+                    )
+                } else {
+                    resolve_under(&base, text)
+                }
+            })
+        },
+        builtin(PathBuf::from(DEFAULT_PLUGIN_CACHE)),
+    );
     let haproxy_trusted_networks = setting(
         root.get("haproxy_trusted_networks"),
         problems,
@@ -602,6 +624,7 @@ fn read_globals(
         default_internal_user,
         default_internal_group,
         plugins_dir,
+        plugin_cache,
         shutdown_clients,
         control_socket,
         metrics_listen,

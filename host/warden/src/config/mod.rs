@@ -160,6 +160,9 @@ pub struct Globals {
     pub default_internal_group: Setting<String>,
     /// The directory operators drop policy plugins (`.wasm`) into.
     pub plugins_dir: Setting<PathBuf>,
+    /// Where compiled plugins are kept, so a restart or a reboot does not
+    /// compile them again; root's (or warden's user's), closed to others.
+    pub plugin_cache: Setting<PathBuf>,
     /// Whether reload and stop close the clients of old processes.
     pub shutdown_clients: Setting<bool>,
     /// The unix socket `warden status`, `warden reload` and friends talk to.

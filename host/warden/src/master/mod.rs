@@ -30,7 +30,7 @@ mod notify;
 mod output;
 mod plugins;
 
-pub use plugins::{Checked, check as check_config};
+pub use plugins::{Checked, check as check_config, check_plugin, compile_helper};
 mod service;
 
 use std::collections::BTreeMap;
@@ -183,6 +183,8 @@ enum Event {
         /// Its channel's serial.
         channel: u64,
     },
+    /// A plugin set finished loading off the event loop.
+    PluginsLoaded(plugins::Loaded),
     /// A client connected to the control socket.
     ControlClient(tokio::net::UnixStream),
     /// A control command.
@@ -217,19 +219,14 @@ struct Draining {
     killed: bool,
 }
 
-/// Reads and checks the configuration at `path` with the defaults of its
-/// plugins, which `load` loads (given the configuration as the file gives
-/// it), including that this version can run every interface it asks for.
-fn read_config(
-    path: &Path,
-    load: impl FnOnce(&Config) -> Plugins,
-) -> Result<(Config, Plugins), (RunError, Option<Plugins>)> {
-    let (config, plugins) = plugins::load_config(path, load)
-        .map_err(|(error, plugins)| (RunError::Config(error.to_string()), plugins))?;
-    if let Err(error) = check_interfaces(path, &config) {
-        return Err((error, Some(plugins)));
-    }
-    Ok((config, plugins))
+/// Reads and checks the configuration at `path` with the defaults of
+/// `plugins`, including that this version can run every interface it asks
+/// for.
+fn read_config(path: &Path, plugins: &mut Plugins) -> Result<Config, RunError> {
+    let config =
+        plugins::read_config(path, plugins).map_err(|error| RunError::Config(error.to_string()))?;
+    check_interfaces(path, &config)?;
+    Ok(config)
 }
 
 /// Fails when a running service asks for an interface this version cannot
@@ -306,11 +303,17 @@ struct Master {
     receiver: mpsc::UnboundedReceiver<Event>,
     origin: Instant,
     runtime: Runtime,
+    /// How plugins not yet compiled get compiled: by a helper process.
+    compiler: plugins::Compiler,
     policy: Plugins,
     /// What `plugins_dir` held when the plugins were last loaded.
     plugins_listing: plugins::Listing,
     /// When `plugins_dir` was last looked at.
     plugins_checked: Instant,
+    /// The plugin set being loaded off the event loop, if one is.
+    loading: Option<Loading>,
+    /// A load asked for while another was under way; it starts after.
+    queued: Option<Loading>,
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
     /// The plugins' metrics as OpenMetrics text, for the endpoint.
@@ -331,6 +334,27 @@ struct Master {
     control_clients: tokio::task::JoinSet<()>,
 }
 
+/// A plugin set being loaded, and what follows when it is ready.
+#[derive(Debug, Default)]
+struct Loading {
+    /// Whether the configuration is reloaded with the new set (SIGHUP,
+    /// `warden reload`); otherwise only the plugins change, and the
+    /// configuration with them if they supply other defaults.
+    reload: bool,
+    /// The `warden reload` commands waiting for the outcome.
+    replies: Vec<oneshot::Sender<Response>>,
+    /// What `plugins_dir` held when the load started.
+    listing: plugins::Listing,
+}
+
+impl Loading {
+    /// Takes `other`'s reasons in too.
+    fn merge(&mut self, other: Loading) {
+        self.reload |= other.reload;
+        self.replies.extend(other.replies);
+    }
+}
+
 impl Drop for Master {
     fn drop(&mut self) {
         for task in self.tasks.drain(..) {
@@ -344,20 +368,19 @@ impl Master {
         let (events, receiver) = mpsc::unbounded_channel();
         let (metrics, registry) = Metrics::new();
         prepare_base_dir(&file_config.globals.base_dir.value)?;
-        let cache = file_config.globals.base_dir.value.join("plugin-cache");
-        prepare_private_dir(&cache)?;
-        let runtime = Runtime::new(Some(&cache))
+        let cache = &file_config.globals.plugin_cache.value;
+        crate::trust::private_directory(cache, "plugin_cache")
+            .map_err(|e| RunError::start("cannot use the plugin cache", e))?;
+        let runtime = Runtime::new(Some(cache))
             .map_err(|e| RunError::start("cannot start the plugin runtime", e))?;
-        let (config, policy) = read_config(&config_path, |config| {
-            plugins::load(
-                &runtime,
-                &config.globals.plugins_dir.value,
-                Plugins::default(),
-                &config.plugins,
-            )
-        })
-        .map_err(|(error, _)| error)?;
-        let plugins_listing = plugins::listing(&config.globals.plugins_dir.value);
+        // The helper is this very executable, even if its file has been
+        // replaced since it started.
+        let compiler = plugins::Compiler::Helper(PathBuf::from("/proc/self/exe"));
+        let sources = plugins::Sources::of(&file_config);
+        let plugins_listing = plugins::listing(&sources.dir);
+        let mut policy =
+            plugins::load(&runtime, &sources, &compiler).into_plugins(Plugins::default());
+        let config = read_config(&config_path, &mut policy)?;
         let mut master = Master {
             config_path,
             config: config.clone(),
@@ -369,9 +392,12 @@ impl Master {
             receiver,
             origin: Instant::now(),
             runtime,
+            compiler,
             policy,
             plugins_listing,
             plugins_checked: Instant::now(),
+            loading: None,
+            queued: None,
             metrics,
             registry,
             plugin_metrics: Arc::default(),
@@ -595,55 +621,108 @@ impl Master {
         Ok(())
     }
 
-    /// Reads the configuration file again with freshly loaded plugins. The
-    /// plugins are installed even when the file turns out broken, so that
-    /// the running configuration is served by what `plugins_dir` holds now.
-    fn read_again(&mut self) -> Result<Config, RunError> {
-        let mut previous = Some(std::mem::take(&mut self.policy));
-        let runtime = &self.runtime;
-        let mut loaded = None;
-        let result = read_config(&self.config_path, |config| {
-            let dir = &config.globals.plugins_dir.value;
-            let plugins = plugins::load(
-                runtime,
-                dir,
-                previous.take().unwrap_or_default(),
-                &config.plugins,
-            );
-            loaded = Some(plugins::listing(dir));
-            plugins
-        });
-        self.plugins_checked = Instant::now();
-        let config = match result {
-            Ok((config, plugins)) => {
-                self.policy = plugins;
-                config
+    /// Starts loading the plugins afresh, off the event loop, from the
+    /// sources the configuration file names now (the running ones when it
+    /// does not parse and only the plugins are wanted). `warden reload`'s
+    /// answer is `reply`, sent once the reload is done. One load runs at a
+    /// time; another asked for meanwhile follows it.
+    fn load_plugins(&mut self, wanted: Loading) {
+        if let Some(loading) = &mut self.loading {
+            let _ = loading;
+            match &mut self.queued {
+                Some(queued) => queued.merge(wanted),
+                None => self.queued = Some(wanted),
             }
-            Err((error, plugins)) => {
-                // A file that does not parse leaves the running plugins as
-                // they are; otherwise the plugins as plugins_dir holds
-                // them now serve the running configuration.
-                if let Some(plugins) = plugins {
-                    self.policy = plugins;
-                    self.plugins_listing = loaded.unwrap_or_default();
-                } else {
-                    self.policy = previous.take().unwrap_or_default();
-                }
-                return Err(error);
-            }
-        };
-        self.plugins_listing = loaded.unwrap_or_default();
-        for missing in plugins::unknown_policies(&config, &self.policy) {
-            tracing::warn!("{missing}");
+            return;
         }
-        Ok(config)
+        let mut wanted = wanted;
+        let sources = match Config::load_values(&self.config_path) {
+            Ok(file) => plugins::Sources::of(&file),
+            Err(error) if wanted.reload => {
+                let message = format!(
+                    "configuration reload failed; the running configuration stays:\n{error}"
+                );
+                tracing::error!("{message}");
+                for reply in wanted.replies {
+                    let _ = reply.send(Response::Failed {
+                        message: message.clone(),
+                    });
+                }
+                return;
+            }
+            Err(_) => plugins::Sources::of(&self.config),
+        };
+        wanted.listing = plugins::listing(&sources.dir);
+        self.plugins_checked = Instant::now();
+        let runtime = self.runtime.clone();
+        let compiler = self.compiler.clone();
+        let events = self.events.clone();
+        let spawned = std::thread::Builder::new()
+            .name("warden-plugins".to_owned())
+            .spawn(move || {
+                let loaded = plugins::load(&runtime, &sources, &compiler);
+                let _ = events.send(Event::PluginsLoaded(loaded));
+            });
+        match spawned {
+            Ok(_) => self.loading = Some(wanted),
+            Err(error) => {
+                let message = format!("cannot start loading the plugins: {error}");
+                tracing::error!("{message}");
+                for reply in wanted.replies {
+                    let _ = reply.send(Response::Failed {
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
     }
 
-    /// Reloads the plugins when `plugins_dir` changed; looks once a second.
-    /// When the new plugins change a service's defaults, the configuration
-    /// is reloaded as on SIGHUP.
+    /// A plugin set is ready: it replaces the running one (a file that
+    /// failed now keeps its earlier version), and the configuration is
+    /// reloaded if that was asked for, or if the new plugins supply other
+    /// defaults.
+    fn plugins_loaded(&mut self, loaded: plugins::Loaded) {
+        let Some(done) = self.loading.take() else {
+            return;
+        };
+        self.policy = loaded.into_plugins(std::mem::take(&mut self.policy));
+        self.plugins_listing = done.listing;
+        for missing in plugins::unknown_policies(&self.config, &self.policy) {
+            tracing::warn!("{missing}");
+        }
+        if done.reload {
+            let response = match self.reload() {
+                Ok(message) => Response::Done { message },
+                Err(message) => Response::Failed { message },
+            };
+            for reply in done.replies {
+                let _ = reply.send(response.clone());
+            }
+        } else if self.phase == Phase::Running {
+            match read_config(&self.config_path, &mut self.policy) {
+                Ok(config) if config == self.config => {}
+                Ok(_) => {
+                    tracing::info!(
+                        "the plugins supply other defaults: reloading the configuration"
+                    );
+                    let _ = self.reload();
+                }
+                Err(error) => tracing::error!(
+                    "with the new plugins the configuration has problems; the running one stays:\n{error}"
+                ),
+            }
+        }
+        if let Some(queued) = self.queued.take() {
+            self.load_plugins(queued);
+        }
+    }
+
+    /// Loads the plugins again when `plugins_dir` changed; looks once a
+    /// second.
     fn watch_plugins(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.plugins_checked) < PLUGINS_CHECK {
+        if self.loading.is_some()
+            || now.saturating_duration_since(self.plugins_checked) < PLUGINS_CHECK
+        {
             return;
         }
         self.plugins_checked = now;
@@ -652,18 +731,9 @@ impl Master {
             return;
         }
         // Looked at once per change, whatever comes of it.
-        self.plugins_listing = listing;
-        tracing::info!("plugins_dir changed: reloading the plugins");
-        match self.read_again() {
-            Ok(config) if config == self.config => {}
-            Ok(_) => {
-                tracing::info!("the plugins supply other defaults: reloading the configuration");
-                let _ = self.reload();
-            }
-            Err(error) => tracing::error!(
-                "with the new plugins the configuration has problems; the running one stays:\n{error}"
-            ),
-        }
+        self.plugins_listing.clone_from(&listing);
+        tracing::info!("plugins_dir changed: loading the plugins again");
+        self.load_plugins(Loading::default());
     }
 
     /// The event loop.
@@ -680,7 +750,7 @@ impl Master {
                 Some(event) = self.receiver.recv() => self.handle(event),
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP received: reloading the configuration");
-                    let _ = self.reload();
+                    self.load_plugins(Loading { reload: true, ..Loading::default() });
                 }
                 _ = terminate.recv() => self.begin_stop("SIGTERM"),
                 _ = interrupt.recv() => self.begin_stop("SIGINT"),
@@ -773,14 +843,12 @@ impl Master {
                 message,
             } => self.child_said(pid, channel, message),
             Event::ChannelClosed { pid, channel } => self.channel_closed(pid, channel),
+            Event::PluginsLoaded(loaded) => self.plugins_loaded(loaded),
             Event::ControlClient(stream) => {
                 self.control_clients
                     .spawn(control_connection(stream, self.events.clone()));
             }
-            Event::Control { request, reply } => {
-                let response = self.control(request);
-                let _ = reply.send(response);
-            }
+            Event::Control { request, reply } => self.control(request, reply),
         }
     }
 
@@ -1594,9 +1662,12 @@ impl Master {
         if self.phase != Phase::Running {
             return Err("warden is stopping".to_owned());
         }
-        // Plugins are loaded afresh: changed files and [plugin.NAME]
-        // settings take effect, and quarantines end.
-        let config = self.read_again().map_err(|e| e.to_string())?;
+        // The plugins were loaded afresh just before: changed files and
+        // [plugin.NAME] settings take effect, and quarantines end.
+        let config = read_config(&self.config_path, &mut self.policy).map_err(|e| e.to_string())?;
+        for missing in plugins::unknown_policies(&config, &self.policy) {
+            tracing::warn!("{missing}");
+        }
         let now = Instant::now();
         // Every open listener of the running configuration, by what it is,
         // so that the new one can keep those that did not change.
@@ -1667,8 +1738,9 @@ impl Master {
         ))
     }
 
-    fn control(&mut self, request: Request) -> Response {
-        match request {
+    /// Answers a control command on `reply`.
+    fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let response = match request {
             Request::Status => Response::Status {
                 services: self.services.iter().map(|s| self.status_of(s)).collect(),
             },
@@ -1696,10 +1768,16 @@ impl Master {
                 }
                 Response::Ps { processes }
             }
-            Request::Reload => match self.reload() {
-                Ok(message) => Response::Done { message },
-                Err(message) => Response::Failed { message },
-            },
+            Request::Reload => {
+                // Answered once the plugins are loaded and the
+                // configuration with them.
+                self.load_plugins(Loading {
+                    reload: true,
+                    replies: vec![reply],
+                    ..Loading::default()
+                });
+                return;
+            }
             Request::Plugins => Response::Plugins {
                 plugins: self
                     .policy
@@ -1779,7 +1857,8 @@ impl Master {
                     },
                 }
             }
-        }
+        };
+        let _ = reply.send(response);
     }
 
     fn status_of(&self, state: &ServiceState) -> ServiceStatus {
@@ -1896,14 +1975,22 @@ fn prepare_chroot(
 }
 
 /// Creates `base_dir` if it is missing, readable and searchable by all
-/// (services that dropped privileges start in it), as Dovecot does.
+/// (services that dropped privileges start in it), as Dovecot does. An
+/// existing one is left as it is, and must be trusted: the master keeps
+/// its control socket and its services' sockets there.
 fn prepare_base_dir(base_dir: &Path) -> Result<(), RunError> {
-    use std::os::unix::fs::PermissionsExt;
-    let cannot = |e| RunError::start(format!("cannot prepare base_dir {}", base_dir.display()), e);
-    if !base_dir.is_dir() {
-        std::fs::create_dir_all(base_dir).map_err(cannot)?;
+    use std::os::unix::fs::DirBuilderExt;
+    if !base_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(base_dir)
+            .map_err(|e| {
+                RunError::start(format!("cannot create base_dir {}", base_dir.display()), e)
+            })?;
     }
-    std::fs::set_permissions(base_dir, std::fs::Permissions::from_mode(0o755)).map_err(cannot)
+    crate::trust::directory(base_dir, "base_dir")
+        .map_err(|e| RunError::start("cannot use base_dir", e))
 }
 
 /// How long an accept loop rests after an error such as running out of
@@ -2052,17 +2139,6 @@ async fn read_proxy_header(
         },
     };
     let _ = events.send(event);
-}
-
-/// Creates `dir` if it is missing, open to its owner only: the compiled
-/// plugin code kept there is trusted, so no one else may write it.
-fn prepare_private_dir(dir: &Path) -> Result<(), RunError> {
-    use std::os::unix::fs::PermissionsExt;
-    let cannot = |e| RunError::start(format!("cannot prepare {}", dir.display()), e);
-    if !dir.is_dir() {
-        std::fs::create_dir_all(dir).map_err(cannot)?;
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(cannot)
 }
 
 /// Records a failed exit at `now` and returns how many the last second saw.

@@ -2,14 +2,21 @@
 //! `plugins_dir`.
 //!
 //! The directory is read at start, on reload, and whenever its listing
-//! changes (it is looked at once a second). A file that fails to compile,
-//! link or describe itself is reported, and the version of it that was
-//! loaded before, if any, stays.
+//! changes (it is looked at once a second). `plugins_dir` and each file in
+//! it must be trusted ([`crate::trust`]). A component not yet compiled for
+//! this warden is compiled first — in the master's case by a short-lived
+//! helper process (`warden compile-plugins`), so Cranelift's time and
+//! memory are never the master's — and then loaded from the plugin cache.
+//! The master runs [`load`] on a thread of its own, and the plugins it has
+//! keep deciding until the new set is ready. A file that fails to compile,
+//! check against the contract, link or describe itself is reported, and
+//! the version of it that was loaded before, if any, stays.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
-use warden_policy::{Budget, Defaults, Origin, Plugins, Runtime};
+use warden_policy::{Budget, Defaults, Origin, Plugin, Plugins, Runtime};
 
 use crate::config::{Config, LoadError, PluginSettings};
 
@@ -36,78 +43,146 @@ pub(super) fn listing(dir: &Path) -> Listing {
     files
 }
 
-/// Loads the built-ins and the files of `dir`, then gives each the budget
-/// and directory its `[plugin.NAME]` table sets. `previous` are the
-/// plugins loaded before; a file that fails now keeps its previous version.
-/// Each failure is logged.
-pub(super) fn load(
-    runtime: &Runtime,
-    dir: &Path,
-    previous: Plugins,
-    settings: &[PluginSettings],
-) -> Plugins {
-    let (plugins, failures) = load_all(runtime, dir, previous, settings);
-    for failure in failures {
-        tracing::error!("{failure}");
-    }
-    plugins
+/// Where a configuration's plugins come from.
+#[derive(Debug, Clone)]
+pub(super) struct Sources {
+    /// `plugins_dir`.
+    pub(super) dir: PathBuf,
+    /// The `[plugin.NAME]` tables.
+    pub(super) settings: Vec<PluginSettings>,
 }
 
-/// Like [`load`], returning each failure as a line instead of logging it.
-fn load_all(
-    runtime: &Runtime,
-    dir: &Path,
-    previous: Plugins,
-    settings: &[PluginSettings],
-) -> (Plugins, Vec<String>) {
-    let mut previous = previous.into_plugins();
-    let mut loaded = Vec::new();
-    let mut failures = Vec::new();
-    for (name, bytes) in warden_policy::BUILTINS {
-        match runtime.load(bytes, Origin::Builtin, Budget::default()) {
-            Ok(plugin) => loaded.push(plugin),
-            Err(error) => failures.push(format!("cannot load the built-in plugin {name}: {error}")),
+impl Sources {
+    /// The sources `config` names.
+    pub(super) fn of(config: &Config) -> Sources {
+        Sources {
+            dir: config.globals.plugins_dir.value.clone(),
+            settings: config.plugins.clone(),
         }
     }
-    for (path, _, _) in listing(dir) {
-        let shown = path.display().to_string();
-        let result = std::fs::read(&path)
-            .map_err(|error| format!("plugin {shown}: cannot read it: {error}"))
-            .and_then(|bytes| {
-                let origin = Origin::File {
-                    path: shown.clone(),
-                    sha256: warden_policy::runtime::sha256(&bytes),
-                };
-                runtime
-                    .load(&bytes, origin, Budget::default())
-                    .map_err(|error| error.to_string())
+}
+
+/// How a component that is not compiled yet gets compiled.
+#[derive(Debug, Clone)]
+pub(super) enum Compiler {
+    /// In this process, into the runtime's cache if it has one: `warden
+    /// check`, which exits afterwards.
+    Here,
+    /// In a helper process running the executable at this path with
+    /// `compile-plugins`: the master.
+    Helper(PathBuf),
+}
+
+/// A plugin set as [`load`] found it.
+#[derive(Debug, Default)]
+pub(super) struct Loaded {
+    /// Every plugin that loaded.
+    pub(super) plugins: Vec<Plugin>,
+    /// Each plugin that did not: its file (none for a built-in) and why.
+    pub(super) failures: Vec<(Option<String>, String)>,
+}
+
+impl Loaded {
+    /// The set as [`Plugins`]: the file plugins that failed now are taken
+    /// from `previous` (the set running so far) when it had them, and every
+    /// failure is logged, saying which.
+    pub(super) fn into_plugins(self, previous: Plugins) -> Plugins {
+        let mut previous = previous.into_plugins();
+        let mut plugins = self.plugins;
+        for (file, failure) in self.failures {
+            let kept = file.as_ref().and_then(|file| {
+                previous
+                    .iter()
+                    .position(|p| matches!(p.origin(), Origin::File { path, .. } if path == file))
             });
-        match result {
+            match kept {
+                Some(place) => {
+                    tracing::error!("{failure}; the version loaded before stays");
+                    plugins.push(previous.swap_remove(place));
+                }
+                None => tracing::error!("{failure}; the plugin is not used"),
+            }
+        }
+        Plugins::new(plugins)
+    }
+}
+
+/// One component to load.
+struct Candidate {
+    bytes: Vec<u8>,
+    origin: Origin,
+    /// Its file, or the built-in's name, for messages and the helper.
+    shown: String,
+    sha256: String,
+}
+
+/// Loads the built-ins and the files of `sources.dir`, compiling with
+/// `compiler` what the runtime's cache does not hold yet, then gives each
+/// plugin the budget and directory its `[plugin.NAME]` table sets.
+pub(super) fn load(runtime: &Runtime, sources: &Sources, compiler: &Compiler) -> Loaded {
+    let mut loaded = Loaded::default();
+    let mut candidates: Vec<Candidate> = warden_policy::BUILTINS
+        .iter()
+        .map(|(name, bytes)| Candidate {
+            bytes: bytes.to_vec(),
+            origin: Origin::Builtin,
+            shown: (*name).to_owned(),
+            sha256: warden_policy::runtime::sha256(bytes),
+        })
+        .collect();
+    candidates.extend(files(&sources.dir, &mut loaded.failures));
+    let uncompiled: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| runtime.cache_dir().is_some() && !runtime.is_compiled(&c.sha256))
+        .collect();
+    let refused = compile(runtime, compiler, &uncompiled);
+    for candidate in candidates {
+        let file = matches!(candidate.origin, Origin::File { .. }).then(|| candidate.shown.clone());
+        if let Some((_, why)) = refused.iter().find(|(shown, _)| *shown == candidate.shown) {
+            loaded.failures.push((file, why.clone()));
+            continue;
+        }
+        let compiled_before = runtime.compiled_here();
+        let started = Instant::now();
+        match runtime.load(&candidate.bytes, candidate.origin, Budget::default()) {
             Ok(plugin) => {
-                tracing::info!(
-                    plugin = plugin.identity().name,
-                    file = shown,
-                    hooks = plugin.hooks().names().join(","),
-                    "plugin loaded"
-                );
-                loaded.push(plugin);
+                if runtime.compiled_here() > compiled_before
+                    && matches!(compiler, Compiler::Helper(_))
+                {
+                    tracing::warn!(
+                        plugin = plugin.identity().name,
+                        took_ms = started.elapsed().as_millis(),
+                        "the plugin was compiled here, not by the helper; check that plugin_cache is writable"
+                    );
+                }
+                if file.is_some() {
+                    tracing::info!(
+                        plugin = plugin.identity().name,
+                        file = candidate.shown,
+                        hooks = plugin.hooks().names().join(","),
+                        "plugin loaded"
+                    );
+                }
+                loaded.plugins.push(plugin);
             }
             Err(error) => {
-                let kept = previous.iter().position(
-                    |p| matches!(p.origin(), Origin::File { path, .. } if *path == shown),
-                );
-                match kept {
-                    Some(place) => {
-                        failures.push(format!("{error}; the version loaded before stays"));
-                        loaded.push(previous.swap_remove(place));
-                    }
-                    None => failures.push(format!("{error}; the plugin is not used")),
-                }
+                let why = match &file {
+                    Some(_) => error.to_string(),
+                    None => format!(
+                        "cannot load the built-in plugin {}: {error}",
+                        candidate.shown
+                    ),
+                };
+                loaded.failures.push((file, why));
             }
         }
     }
-    for plugin in &mut loaded {
-        if let Some(set) = settings.iter().find(|s| s.name == plugin.identity().name) {
+    for plugin in &mut loaded.plugins {
+        if let Some(set) = sources
+            .settings
+            .iter()
+            .find(|s| s.name == plugin.identity().name)
+        {
             let budget = Budget {
                 deadline: set.deadline.value.to_std(),
                 memory: usize::try_from(set.memory.value.0).unwrap_or(usize::MAX),
@@ -115,29 +190,205 @@ fn load_all(
             plugin.configure(budget, set.directory.value.clone());
         }
     }
-    (Plugins::new(loaded), failures)
+    loaded
 }
 
-/// Reads the configuration at `path` with the defaults of its services'
-/// plugins, which `load` loads given the configuration as the file gives
-/// it. Returns the configuration and the plugins.
-/// The plugins are returned with the configuration's problems too, when
-/// they were loaded (the file parsed), so that nothing loads them twice.
-pub(super) fn load_config(
-    path: &Path,
-    load: impl FnOnce(&Config) -> Plugins,
-) -> Result<(Config, Plugins), (LoadError, Option<Plugins>)> {
-    let mut loaded = None;
-    let config = Config::load_supplied(path, |config| {
-        let mut plugins = load(config);
-        let defaults = defaults(&mut plugins, config);
-        loaded = Some(plugins);
-        defaults
-    });
-    match config {
-        Ok(config) => Ok((config, loaded.unwrap_or_default())),
-        Err(error) => Err((error, loaded)),
+/// The `.wasm` files of `dir` as candidates, each trusted and read; each
+/// that is not goes to `failures`.
+fn files(dir: &Path, failures: &mut Vec<(Option<String>, String)>) -> Vec<Candidate> {
+    let listed = listing(dir);
+    if listed.is_empty() {
+        return Vec::new();
     }
+    if let Err(untrusted) = crate::trust::directory(dir, "plugins_dir") {
+        failures.push((
+            None,
+            format!("no plugin of plugins_dir is loaded: {untrusted}"),
+        ));
+        return Vec::new();
+    }
+    let mut candidates = Vec::new();
+    for (path, _, _) in listed {
+        let shown = path.display().to_string();
+        let read = crate::trust::file(&path, "plugins_dir")
+            .map_err(|untrusted| format!("plugin {shown}: {untrusted}"))
+            .and_then(|()| {
+                std::fs::read(&path)
+                    .map_err(|error| format!("plugin {shown}: cannot read it: {error}"))
+            });
+        match read {
+            Ok(bytes) => {
+                let sha256 = warden_policy::runtime::sha256(&bytes);
+                candidates.push(Candidate {
+                    bytes,
+                    origin: Origin::File {
+                        path: shown.clone(),
+                        sha256: sha256.clone(),
+                    },
+                    shown,
+                    sha256,
+                });
+            }
+            Err(why) => failures.push((Some(shown), why)),
+        }
+    }
+    candidates
+}
+
+/// Compiles `candidates` into the runtime's cache; returns those that
+/// failed, by their shown name, with why.
+fn compile(
+    runtime: &Runtime,
+    compiler: &Compiler,
+    candidates: &[&Candidate],
+) -> Vec<(String, String)> {
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    match compiler {
+        Compiler::Here => candidates
+            .iter()
+            .filter_map(|candidate| {
+                let source = match candidate.origin {
+                    Origin::Builtin => format!("(built-in {})", candidate.shown),
+                    Origin::File { .. } => candidate.shown.clone(),
+                };
+                runtime
+                    .compile(&candidate.bytes, &source)
+                    .err()
+                    .map(|error| (candidate.shown.clone(), error.to_string()))
+            })
+            .collect(),
+        Compiler::Helper(executable) => {
+            let Some(cache) = runtime.cache_dir() else {
+                return Vec::new();
+            };
+            let started = Instant::now();
+            let names: Vec<&str> = candidates.iter().map(|c| c.shown.as_str()).collect();
+            tracing::info!(
+                plugins = names.join(","),
+                "compiling plugins in a helper process"
+            );
+            let refused = run_helper(executable, cache, candidates);
+            tracing::info!(
+                took_ms = started.elapsed().as_millis(),
+                refused = refused.len(),
+                "the helper compiled the plugins"
+            );
+            refused
+        }
+    }
+}
+
+/// One line of the helper's report: a component it could not compile.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Refusal {
+    /// The component's shown name: a file's path or a built-in's name.
+    source: String,
+    /// Why.
+    error: String,
+}
+
+/// Runs `executable compile-plugins` for `candidates` and reads its report.
+fn run_helper(executable: &Path, cache: &Path, candidates: &[&Candidate]) -> Vec<(String, String)> {
+    let mut command = std::process::Command::new(executable);
+    command
+        .arg("compile-plugins")
+        .arg("--cache")
+        .arg(cache)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for candidate in candidates {
+        match candidate.origin {
+            Origin::Builtin => command.arg("--builtin").arg(&candidate.shown),
+            Origin::File { .. } => command.arg(&candidate.shown),
+        };
+    }
+    let all_refused = |why: String| -> Vec<(String, String)> {
+        candidates
+            .iter()
+            .map(|c| (c.shown.clone(), format!("plugin {}: {why}", c.shown)))
+            .collect()
+    };
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(error) => {
+            return all_refused(format!(
+                "cannot start the compiler helper {}: {error}",
+                executable.display()
+            ));
+        }
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines().filter(|line| !line.trim().is_empty()) {
+        tracing::warn!("the plugin compiler helper said: {line}");
+    }
+    if !output.status.success() {
+        return all_refused(format!(
+            "the compiler helper failed ({}); {}",
+            output.status,
+            stderr.lines().last().unwrap_or("it said nothing")
+        ));
+    }
+    let mut report = String::new();
+    let _ = output.stdout.as_slice().read_to_string(&mut report);
+    report
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Refusal>(line).ok())
+        .map(|refusal| (refusal.source, refusal.error))
+        .collect()
+}
+
+/// `warden compile-plugins`: compiles the built-ins named in `builtins`
+/// and the component files `files` into `cache`, as the master asks its
+/// helper to, and prints a JSON line for each that fails. Returns whether
+/// the cache could be used at all.
+pub fn compile_helper(cache: &Path, builtins: &[String], files: &[PathBuf]) -> Result<(), String> {
+    let runtime = Runtime::new(Some(cache)).map_err(|error| crate::error_chain(&error))?;
+    let mut refusals = Vec::new();
+    for name in builtins {
+        let Some((_, bytes)) = warden_policy::BUILTINS.iter().find(|(n, _)| n == name) else {
+            refusals.push(Refusal {
+                source: name.clone(),
+                error: format!("there is no built-in plugin {name}"),
+            });
+            continue;
+        };
+        if let Err(error) = runtime.compile(bytes, &format!("(built-in {name})")) {
+            refusals.push(Refusal {
+                source: name.clone(),
+                error: error.to_string(),
+            });
+        }
+    }
+    for file in files {
+        let shown = file.display().to_string();
+        let compiled = std::fs::read(file)
+            .map_err(|error| format!("plugin {shown}: cannot read it: {error}"))
+            .and_then(|bytes| {
+                runtime
+                    .compile(&bytes, &shown)
+                    .map_err(|error| error.to_string())
+            });
+        if let Err(error) = compiled {
+            refusals.push(Refusal {
+                source: shown,
+                error,
+            });
+        }
+    }
+    for refusal in refusals {
+        if let Ok(line) = serde_json::to_string(&refusal) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// Reads the configuration at `path` with the defaults of `plugins`.
+pub(super) fn read_config(path: &Path, plugins: &mut Plugins) -> Result<Config, LoadError> {
+    Config::load_supplied(path, |config| defaults(plugins, config))
 }
 
 /// What `plugins` supply for each of `config`'s services, in order.
@@ -159,10 +410,6 @@ pub(super) fn unknown_policies(config: &Config, plugins: &Plugins) -> Vec<String
         .iter()
         .map(|p| p.identity().name.as_str())
         .collect();
-    unknown(config, &loaded)
-}
-
-fn unknown(config: &Config, loaded: &[&str]) -> Vec<String> {
     config
         .services
         .iter()
@@ -190,36 +437,54 @@ pub struct Checked {
     pub config: Config,
     /// Every plugin that loaded.
     pub plugins: Plugins,
-    /// A line for each plugin that failed to load.
+    /// A line for each plugin that failed to load, and for each file warden
+    /// would not trust.
     pub failures: Vec<String>,
 }
 
 /// Reads the configuration at `path` as `warden check` does: every plugin,
-/// built-in and in `plugins_dir`, is loaded and linked, and supplies its
-/// defaults.
+/// built-in and in `plugins_dir`, is loaded, checked against the contract
+/// and linked, and supplies its defaults. Compiled code comes from, and
+/// goes to, `plugin_cache` when this user can write there.
 pub fn check(path: &Path) -> Result<Checked, LoadError> {
     let mut failures = Vec::new();
-    let loaded = load_config(path, |config| match Runtime::new(None) {
-        Ok(runtime) => {
-            let (plugins, failed) = load_all(
-                &runtime,
-                &config.globals.plugins_dir.value,
-                Plugins::default(),
-                &config.plugins,
-            );
-            failures = failed;
-            plugins
+    let mut plugins = Plugins::default();
+    let config = Config::load_supplied(path, |file| {
+        let cache = &file.globals.plugin_cache.value;
+        let usable = cache.is_dir()
+            && nix::unistd::access(cache.as_path(), nix::unistd::AccessFlags::W_OK).is_ok();
+        if usable && let Err(untrusted) = crate::trust::directory(cache, "plugin_cache") {
+            failures.push(untrusted.to_string());
         }
-        Err(error) => {
-            failures.push(crate::error_chain(&error));
-            Plugins::default()
+        match Runtime::new(usable.then_some(cache.as_path())) {
+            Ok(runtime) => {
+                let loaded = load(&runtime, &Sources::of(file), &Compiler::Here);
+                failures.extend(loaded.failures.iter().map(|(_, why)| why.clone()));
+                plugins = Plugins::new(loaded.plugins);
+            }
+            Err(error) => failures.push(crate::error_chain(&error)),
         }
-    });
-    let (config, plugins) = loaded.map_err(|(error, _)| error)?;
+        defaults(&mut plugins, file)
+    })?;
     failures.extend(unknown_policies(&config, &plugins));
     Ok(Checked {
         config,
         plugins,
         failures,
     })
+}
+
+/// `warden check --plugin FILE`: loads one component as the master would
+/// — contract, link, identity — outside `plugins_dir`, with no cache.
+pub fn check_plugin(file: &Path) -> Result<Plugin, String> {
+    let runtime = Runtime::new(None).map_err(|error| crate::error_chain(&error))?;
+    let bytes = std::fs::read(file)
+        .map_err(|error| format!("plugin {}: cannot read it: {error}", file.display()))?;
+    let origin = Origin::File {
+        path: file.display().to_string(),
+        sha256: warden_policy::runtime::sha256(&bytes),
+    };
+    runtime
+        .load(&bytes, origin, Budget::default())
+        .map_err(|error| error.to_string())
 }
