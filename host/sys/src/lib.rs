@@ -2,7 +2,8 @@
 //!
 //! This crate owns listeners (unix, fifo, inet), the spawn plan and the code
 //! between fork and exec, privileges (user, groups, privileged gid, chroot),
-//! `RLIMIT_AS`/`RLIMIT_DATA`, descriptor passing and reaping. It is the only
+//! `RLIMIT_AS`/`RLIMIT_DATA`, descriptor passing and reaping, and the
+//! advice to give when a limit is met. It is the only
 //! crate in warden allowed to contain `unsafe`, and each `unsafe` block here
 //! carries a `// SAFETY:` comment naming the invariants it relies on.
 //!
@@ -24,6 +25,7 @@ pub mod activation;
 pub mod daemon;
 pub mod fdpass;
 pub mod ids;
+pub mod limits;
 pub mod listener;
 pub mod process;
 pub mod spawn;

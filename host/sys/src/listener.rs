@@ -68,7 +68,7 @@ pub enum ListenError {
         expected: &'static str,
     },
     /// A system call failed.
-    #[error("{}: {operation} failed", target)]
+    #[error("{target}: {operation} failed{}", crate::limits::advice(.source))]
     Sys {
         /// The path or address concerned.
         target: String,

@@ -276,7 +276,7 @@ pub enum SpawnError {
         source: io::Error,
     },
     /// Preparing the child failed in the parent.
-    #[error("service {service}: {operation} failed before the process started")]
+    #[error("service {service}: {operation} failed before the process started{}", crate::limits::advice(.source))]
     Parent {
         /// The service being started.
         service: String,
@@ -287,7 +287,7 @@ pub enum SpawnError {
         source: io::Error,
     },
     /// A step failed in the child, which then exited.
-    #[error("service {service}: {step} failed in the new process ({source}); {}{hint}", step.fix())]
+    #[error("service {service}: {step} failed in the new process; {}{hint}", step.fix())]
     Child {
         /// The service being started.
         service: String,
@@ -576,6 +576,9 @@ fn hint(step: Step, errno: i32, chrooted: bool) -> &'static str {
     match (step, errno) {
         (Step::Exec, libc::ENOENT) if chrooted => {
             " (a dynamically linked program needs its loader and libraries inside the chroot; a static one needs nothing there)"
+        }
+        (Step::Exec, libc::EACCES) => {
+            " (it must be a regular file with execute permission for the service's user, on a file system not mounted noexec)"
         }
         (Step::Verify, 0) => " (the process could become root again)",
         (Step::Rlimits, libc::EPERM) => " (only root can raise a hard limit)",

@@ -527,6 +527,7 @@ impl Master {
         for (index, state) in services.iter_mut().enumerate() {
             let accepts = matches!(state.interface(), Interface::Inetd | Interface::Warden);
             if state.runs && accepts && state.acceptors.is_empty() {
+                let name = state.name().to_owned();
                 for (place, open) in state.listeners.iter().enumerate() {
                     let rules = open.haproxy.then(|| Arc::clone(&proxy));
                     let at = Acceptor {
@@ -534,8 +535,14 @@ impl Master {
                         index,
                         listener: place,
                     };
-                    if let Ok(task) = accept_task(&self.events, at, &open.listener, rules) {
-                        state.acceptors.push(task);
+                    match accept_task(&self.events, at, &open.listener, rules) {
+                        Ok(task) => state.acceptors.push(task),
+                        Err(error) => tracing::error!(
+                            service = name,
+                            listener = %open.listener.endpoint(),
+                            %error,
+                            "cannot watch a listener for connections; it takes none until the next reload (if too many files are open, raise warden's descriptor limit: LimitNOFILE= in its unit, or ulimit -n)"
+                        ),
                     }
                 }
             }
@@ -820,12 +827,13 @@ impl Master {
             ),
         };
         let name = state.name().to_owned();
+        // The whole chain: the OS error is what says why.
         let spawned = planned
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error_chain(&e))
             .and_then(|(plan, output)| {
                 plan.spawn()
                     .map(|child| (child, output))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| crate::error_chain(&e))
             });
         let (child, output) = match spawned {
             Ok(spawned) => spawned,
@@ -1596,7 +1604,7 @@ impl Master {
         }
         // Plugins are loaded afresh: changed files and [plugin.NAME]
         // settings take effect, and quarantines end.
-        let config = self.read_again().map_err(|e| e.to_string())?;
+        let config = self.read_again().map_err(|e| crate::error_chain(&e))?;
         let now = Instant::now();
         // Every open listener of the running configuration, by what it is,
         // so that the new one can keep those that did not change.
