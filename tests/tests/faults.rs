@@ -1,5 +1,7 @@
 //! Start-up and spawn faults end to end, in a running `warden`: a process
-//! that cannot start is logged with the OS error that says why.
+//! that cannot start is logged with the OS error that says why, a
+//! descriptor limit too low for the configuration is raised and warned
+//! about with the fix.
 
 #![allow(
     clippy::expect_used,
@@ -9,7 +11,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use warden_tests::{Running, probe};
+use warden_tests::{Running, echo, free_port, probe};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -43,4 +45,72 @@ type = "startup"
         line.contains("Permission denied (os error 13)"),
         "the OS error is missing: {line}"
     );
+}
+
+/// The soft and hard descriptor limits of process `pid`.
+fn descriptor_limit(pid: i32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read its limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a descriptor limit");
+    let mut numbers = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .map(str::to_owned);
+    (
+        numbers.next().expect("the soft limit"),
+        numbers.next().expect("the hard limit"),
+    )
+}
+
+#[test]
+fn a_low_descriptor_limit_is_raised_to_the_hard_one_and_warned_about_with_the_fix() {
+    let port = free_port();
+    // 100 processes: their pidfds and output pipes alone are 400.
+    let warden = Running::start_with_descriptor_limit(
+        &format!(
+            r#"
+[service.echo]
+executable = "{echo}"
+process_limit = 100
+client_limit = 10
+
+[[service.echo.inet_listener]]
+name = "echo"
+address = "127.0.0.1"
+port = {port}
+"#,
+            echo = echo().display()
+        ),
+        64,
+        256,
+    );
+    assert_eq!(
+        descriptor_limit(warden.pid()),
+        ("256".to_owned(), "256".to_owned())
+    );
+    let log = warden.log();
+    assert!(
+        log.contains("raised the descriptor limit (RLIMIT_NOFILE) from 64 to its hard limit, 256"),
+        "{log}"
+    );
+    let warning = log
+        .lines()
+        .find(|line| line.contains("the descriptor limit (RLIMIT_NOFILE) is 256"))
+        .unwrap_or_else(|| panic!("no warning about the descriptor limit:\n{log}"));
+    let needed: u64 = warning
+        .split_once("this configuration may need ")
+        .and_then(|(_, rest)| rest.split_once(' '))
+        .and_then(|(number, _)| number.parse().ok())
+        .unwrap_or_else(|| panic!("no number of descriptors: {warning}"));
+    assert!(needed > 400, "{warning}");
+    for fix in [
+        format!("LimitNOFILE={needed} in warden's systemd unit"),
+        format!("ulimit -n {needed}"),
+        "its hard limit is 256, which only root can raise".to_owned(),
+        "lower process_limit of service echo, which needs".to_owned(),
+    ] {
+        assert!(warning.contains(&fix), "{fix:?} is missing: {warning}");
+    }
 }

@@ -12,8 +12,10 @@
 //! which idle ones to retire, what an exit means — are asked of a
 //! [`Policy`], Dovecot's built-in one unless plugins say otherwise.
 //!
-//! Lifecycle: startup sets up services in Dovecot's order (log, then
-//! config, then anvil, then the rest), then runs rounds. SIGHUP reloads:
+//! Lifecycle: startup raises the descriptor limit and warns when it is too
+//! low for the configuration (see `descriptors`), sets up services in
+//! Dovecot's order (log, then config, then anvil, then the rest), then
+//! runs rounds. SIGHUP reloads:
 //! a configuration that does not check is refused and the old one keeps
 //! running; otherwise listeners that did not change are kept open across
 //! the reload (so no connection is refused), old processes stop being
@@ -23,6 +25,7 @@
 //! the log service's gets SIGTERM, SIGKILL after `shutdown_grace`, and the
 //! log service goes last.
 
+mod descriptors;
 mod launch;
 mod metrics;
 mod native;
@@ -261,6 +264,7 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     }
     crate::logging::init(options.log_file.as_deref())
         .map_err(|e| RunError::start("cannot open the log file", e))?;
+    descriptors::raise_limit();
     if let Some(pid_file) = &options.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|e| {
             RunError::start(
@@ -388,6 +392,7 @@ impl Master {
             tracing::warn!("{missing}");
         }
         master.services = master.set_up(&config, 0, Vec::new(), &mut Vec::new())?;
+        descriptors::check_limit(&master.service_loads());
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
             let registry = Arc::clone(&master.registry);
@@ -548,6 +553,21 @@ impl Master {
             }
         }
         Ok(services)
+    }
+
+    /// What each running service may ask of the master's descriptors.
+    fn service_loads(&self) -> Vec<descriptors::ServiceLoad> {
+        self.services
+            .iter()
+            .filter(|state| state.runs)
+            .map(|state| descriptors::ServiceLoad {
+                name: state.name().to_owned(),
+                interface: state.interface(),
+                listeners: u64::try_from(state.listeners.len()).unwrap_or(u64::MAX),
+                process_limit: u64::from(state.config.process_limit.value),
+                max_connections: state.config.max_connections(),
+            })
+            .collect()
     }
 
     /// Asks the service's `typing` policy for the client type of each of
@@ -1669,6 +1689,7 @@ impl Master {
         }
         self.services = services;
         self.config = config;
+        descriptors::check_limit(&self.service_loads());
         Ok(format!(
             "configuration reloaded (generation {}); {drained} old processes are finishing",
             self.generation
