@@ -1,7 +1,8 @@
 //! Start-up and spawn faults end to end, in a running `warden`: a process
 //! that cannot start is logged with the OS error that says why, a
 //! descriptor limit too low for the configuration is raised and warned
-//! about with the fix.
+//! about with the fix, and every listener's backlog follows its service's
+//! capacity.
 
 #![allow(
     clippy::expect_used,
@@ -11,7 +12,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use warden_tests::{Running, echo, free_port, probe};
+use warden_tests::{Running, echo, free_port, probe, whoami};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -113,4 +114,73 @@ port = {port}
     ] {
         assert!(warning.contains(&fix), "{fix:?} is missing: {warning}");
     }
+}
+
+/// The backlog of the TCP socket listening on `port`, as `ss` shows it:
+/// the Send-Q column of a listening socket.
+fn backlog(port: u16) -> u32 {
+    let output = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("run ss");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("ss shows no listener on {port}: {text:?}"));
+    line.split_whitespace()
+        .nth(2)
+        .and_then(|column| column.parse().ok())
+        .unwrap_or_else(|| panic!("not a line of ss -lt: {line:?}"))
+}
+
+#[test]
+fn every_listener_backlog_follows_its_service_capacity_with_a_floor() {
+    if std::process::Command::new("ss").arg("-V").output().is_err() {
+        eprintln!(
+            "skipped every_listener_backlog_follows_its_service_capacity_with_a_floor: ss (iproute2) is missing"
+        );
+        return;
+    }
+    let (big, small, inetd) = (free_port(), free_port(), free_port());
+    let warden = Running::start(&format!(
+        r#"
+[service.big]
+executable = "{echo}"
+process_limit = 3
+client_limit = 100
+
+[[service.big.inet_listener]]
+name = "big"
+address = "127.0.0.1"
+port = {big}
+
+[service.small]
+executable = "{echo}"
+process_limit = 1
+client_limit = 1
+
+[[service.small.inet_listener]]
+name = "small"
+address = "127.0.0.1"
+port = {small}
+
+[service.whoami]
+executable = "{whoami}"
+interface = "inetd"
+process_limit = 2
+
+[[service.whoami.inet_listener]]
+name = "whoami"
+address = "127.0.0.1"
+port = {inetd}
+"#,
+        echo = echo().display(),
+        whoami = whoami().display()
+    ));
+    // 3 × 100; then the floor, for a service of one process of one client
+    // and for one whose connections warden itself accepts.
+    assert_eq!(backlog(big), 300, "{}", warden.log());
+    assert_eq!(backlog(small), 128);
+    assert_eq!(backlog(inetd), 128);
 }
