@@ -1,6 +1,8 @@
 /*
  * probe: reports, one "key=value" line each on stdout, everything warden's
- * spawn is supposed to have set up in a new process, then exits 0.
+ * spawn is supposed to have set up in a new process (ids, groups, root,
+ * limits, no_new_privs, the parent-death signal, signals, descriptors,
+ * environment), then exits 0.
  *
  *   probe            report and exit
  *   probe exit N     exit with status N at once
@@ -94,7 +96,7 @@ static void report(void)
 	struct dirent **entries;
 	sigset_t mask;
 	struct sigaction pipe_action;
-	int count, i;
+	int count, i, death_signal = 0;
 
 	printf("pid=%d\n", (int)getpid());
 	getresuid(&ruid, &euid, &suid);
@@ -123,6 +125,10 @@ static void report(void)
 	print_limit("rlimit_as", RLIMIT_AS);
 	print_limit("rlimit_data", RLIMIT_DATA);
 	printf("no_new_privs=%d\n", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
+	if (prctl(PR_GET_PDEATHSIG, &death_signal, 0, 0, 0) == 0)
+		printf("pdeathsig=%d\n", death_signal);
+	else
+		printf("pdeathsig=error\n");
 
 	sigprocmask(SIG_SETMASK, NULL, &mask);
 	count = 0;

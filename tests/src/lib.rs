@@ -197,13 +197,18 @@ pub fn check(config: &Path) -> std::process::Output {
 }
 
 /// A running `warden run`, with its own `base_dir` and log file, stopped
-/// (and, if need be, killed) when dropped.
+/// (and, if need be, killed) when dropped. It can be killed and started
+/// again on the same configuration and `base_dir`, as an operator would
+/// after a crash.
 pub struct Running {
     process: Option<std::process::Child>,
     dir: tempfile::TempDir,
     config: PathBuf,
     control: PathBuf,
     log: PathBuf,
+    /// The descriptor limit warden is started under, soft and hard; `None`
+    /// leaves the test's own.
+    descriptor_limit: Option<(u64, u64)>,
 }
 
 impl Running {
@@ -211,34 +216,77 @@ impl Running {
     /// a fresh temporary directory (`body` must leave `control_socket` at
     /// its default). Returns once the control socket answers.
     pub fn start(body: &str) -> Running {
+        Running::start_under(body, None)
+    }
+
+    /// Starts warden as [`Running::start`] does, under the descriptor
+    /// limit (`RLIMIT_NOFILE`) `soft` and `hard`, set by the shell that
+    /// starts it (`ulimit -Sn`, then `ulimit -Hn`: the hard limit cannot go
+    /// below the soft one). `hard` must not be above the test's own.
+    pub fn start_with_descriptor_limit(body: &str, soft: u64, hard: u64) -> Running {
+        Running::start_under(body, Some((soft, hard)))
+    }
+
+    fn start_under(body: &str, descriptor_limit: Option<(u64, u64)>) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = write_config(dir.path(), body);
         let log = dir.path().join("warden.log");
-        let base = dir.path().join("run");
-        let process = std::process::Command::new(warden())
-            .arg("run")
-            .arg("-c")
-            .arg(&config)
-            .arg("--log-file")
-            .arg(&log)
-            .env("WARDEN_LOG", "info,warden=debug,warden_policy=debug")
-            .spawn()
-            .expect("start warden run");
-        let control = base.join("control");
-        let running = Running {
-            process: Some(process),
+        let control = dir.path().join("run").join("control");
+        let mut running = Running {
+            process: None,
             dir,
             config,
             control,
             log,
+            descriptor_limit,
         };
         // The first warden of a test run compiles every built-in plugin
         // into the shared cache, which takes seconds on a loaded machine
         // running tests side by side.
-        running.wait_for("the control socket", Duration::from_secs(60), || {
-            running.try_request(&Request::Status).is_ok()
-        });
+        running.launch(Duration::from_secs(60));
         running
+    }
+
+    /// Starts `warden run` again on the same configuration, `base_dir` and
+    /// log file, after it stopped or was killed. Returns once the control
+    /// socket answers.
+    pub fn start_again(&mut self) {
+        assert!(
+            self.process.is_none(),
+            "warden is still running; stop or kill it first"
+        );
+        // The plugins are compiled already, in base_dir's cache.
+        self.launch(Duration::from_secs(20));
+    }
+
+    /// Runs `warden run` and waits up to `timeout` for its control socket.
+    fn launch(&mut self, timeout: Duration) {
+        let mut command = match self.descriptor_limit {
+            Some((soft, hard)) => {
+                let mut shell = std::process::Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!(
+                        "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+                    ))
+                    .arg(warden());
+                shell
+            }
+            None => std::process::Command::new(warden()),
+        };
+        let process = command
+            .arg("run")
+            .arg("-c")
+            .arg(&self.config)
+            .arg("--log-file")
+            .arg(&self.log)
+            .env("WARDEN_LOG", "info,warden=debug,warden_policy=debug")
+            .spawn()
+            .expect("start warden run");
+        self.process = Some(process);
+        self.wait_for("the control socket", timeout, || {
+            self.try_request(&Request::Status).is_ok()
+        });
     }
 
     /// Runs `warden ARGS -c CONFIG` against this warden, as an operator
@@ -342,6 +390,14 @@ impl Running {
     pub fn reload_with(&self, body: &str) {
         write_config(self.dir.path(), body);
         self.signal(nix::sys::signal::Signal::SIGHUP);
+    }
+
+    /// Kills the master with SIGKILL, as a crash or the OOM killer would,
+    /// and collects it. Its processes are left to fend for themselves.
+    pub fn kill(&mut self) {
+        let mut process = self.process.take().expect("warden is running");
+        process.kill().expect("SIGKILL warden");
+        process.wait().expect("collect warden");
     }
 
     /// Stops warden with SIGTERM and waits for it; returns its exit status.

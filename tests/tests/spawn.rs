@@ -188,6 +188,45 @@ fn signals_reach_the_process_through_its_pidfd_and_its_end_is_reported() {
     );
 }
 
+#[test]
+fn every_process_is_asked_to_get_sigterm_when_its_parent_dies() {
+    let report = run_probe(probe_plan(&[])).expect("spawn the probe");
+    assert_eq!(report.value("pdeathsig"), libc::SIGTERM.to_string());
+}
+
+#[test]
+fn the_parent_death_signal_comes_when_the_spawning_thread_ends() {
+    // The kernel follows the thread that spawned the process, not the
+    // whole parent process: this is why warden spawns only from its event
+    // loop's thread, which lives as long as the master.
+    let child = std::thread::spawn(|| probe_plan(&["sleep"]).spawn().expect("spawn the probe"))
+        .join()
+        .expect("the spawning thread");
+    assert_eq!(
+        child.wait().expect("wait"),
+        Exit::Signal {
+            signal: libc::SIGTERM,
+            core_dumped: false
+        }
+    );
+}
+
+#[test]
+fn the_parent_death_signal_survives_the_switch_to_the_service_user() {
+    if !root_or_skip("the_parent_death_signal_survives_the_switch_to_the_service_user") {
+        return;
+    }
+    // setresuid and setresgid clear it; it is set after them.
+    let mut plan = probe_plan(&[]);
+    plan.identity(Identity {
+        extra_groups: vec![Gid::from_raw(8)],
+        ..nobody()
+    });
+    let report = run_probe(plan).expect("spawn the probe");
+    assert_eq!(report.value("uid"), "65534 65534 65534");
+    assert_eq!(report.value("pdeathsig"), libc::SIGTERM.to_string());
+}
+
 // seed: priv.chroot
 #[test]
 fn chroot_puts_the_process_in_its_directory_even_with_the_program_outside() {

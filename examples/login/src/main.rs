@@ -19,7 +19,9 @@
 //! `NO`. A client warden evicts (its service full, it the oldest not yet
 //! logged in) sees its connection close. Each connection is served on a
 //! thread of its own; the process exits when warden says `stop-accepting`
-//! and its last connection is done, or when asked to exit while idle.
+//! and its last connection is done, when asked to exit while idle, and at
+//! once, connections and all, when warden is gone (`warden_child::native`
+//! sees to that).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -98,7 +100,7 @@ fn main() {
             Ok(Event::ExitIfIdle) => {
                 let _ = service.busy();
             }
-            Ok(Event::StopAccepting | Event::Gone) => {
+            Ok(Event::StopAccepting) => {
                 shared.stopping.store(true, Ordering::SeqCst);
                 if shared.open.load(Ordering::SeqCst) == 0 {
                     std::process::exit(0);

@@ -18,7 +18,7 @@
 //!             service.exiting()?;
 //!             break;
 //!         }
-//!         Event::StopAccepting | Event::Gone => break,
+//!         Event::StopAccepting => break,
 //!         Event::Closed { .. } => {}
 //!     }
 //! }
@@ -28,6 +28,18 @@
 //! A service that serves connections concurrently hands each
 //! [`Connection`] to its own thread or task; the connection reports itself
 //! closed when it is dropped, from wherever that happens.
+//!
+//! **The process does not outlive warden.** When warden's end of the
+//! channel closes — warden is gone, killed or crashed, or it gave up on
+//! this process — [`Service::next`] does not return: it ends the process at
+//! once (exit status 0), and with it every connection the process serves,
+//! as Dovecot's processes do when their master dies. Serving on would
+//! leave clients attached to a process no supervisor counts, and keep a new
+//! warden from starting cleanly. warden also asks the kernel for SIGTERM
+//! when it dies, but a process that changes its own credentials, or runs a
+//! setuid program, loses that; the channel's end of file it cannot lose.
+//! So call [`Service::next`] whenever the channel is readable (poll
+//! [`Service::as_fd`], or block in it on a thread of its own).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -142,8 +154,6 @@ pub enum Event {
     /// Idle too long: answer with [`Service::exiting`] and exit, or with
     /// [`Service::busy`].
     ExitIfIdle,
-    /// warden closed the channel: finish and exit.
-    Gone,
 }
 
 /// The process's side of the channel.
@@ -206,11 +216,15 @@ impl Service {
         self.channel.socket.as_fd()
     }
 
-    /// Waits for warden's next message.
+    /// Waits for warden's next message. When warden has closed the
+    /// channel it does not return: the process exits, status 0 (see the
+    /// module's documentation).
     pub fn next(&self) -> io::Result<Event> {
         let (message, mut fds) = receive(&self.channel)?;
         let Some(message) = message else {
-            return Ok(Event::Gone);
+            // warden is gone: leave now, connections and all. Nothing is
+            // written to stderr, whose reader was warden.
+            std::process::exit(0);
         };
         Ok(match message {
             ToService::Connection(info) => {

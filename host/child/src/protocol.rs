@@ -45,8 +45,12 @@
 //!    exits, or [`FromService::Busy`] if it has work left. warden gives a
 //!    process no connection between the question and the answer.
 //!
-//! SIGTERM means exit now. When warden's end of the channel closes (warden
-//! is gone), the process should finish its connections and exit.
+//! SIGTERM means exit now. So does the end of file on the channel: warden's
+//! end closed because warden is gone (or gave up on the process), and the
+//! process exits at once, dropping its connections, rather than serve
+//! clients no supervisor counts. warden also sets `PR_SET_PDEATHSIG` to
+//! SIGTERM, but a process that changes its own credentials loses that; the
+//! end of file it cannot lose.
 //!
 //! # An example
 //!

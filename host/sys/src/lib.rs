@@ -2,9 +2,11 @@
 //!
 //! This crate owns listeners (unix, fifo, inet), the spawn plan and the code
 //! between fork and exec, privileges (user, groups, privileged gid, chroot),
-//! `RLIMIT_AS`/`RLIMIT_DATA`, descriptor passing and reaping. It is the only
-//! crate in warden allowed to contain `unsafe`, and each `unsafe` block here
-//! carries a `// SAFETY:` comment naming the invariants it relies on.
+//! `RLIMIT_AS`/`RLIMIT_DATA`, the master's own descriptor limit and the
+//! advice to give when a limit is met, descriptor passing and reaping. It
+//! is the only crate in warden allowed to contain `unsafe`, and each
+//! `unsafe` block here carries a `// SAFETY:` comment naming the invariants
+//! it relies on.
 //!
 //! It must never make a decision: what to spawn, when, and for whom comes
 //! from the master and its policies. Nothing it runs in a forked child may
@@ -24,6 +26,7 @@ pub mod activation;
 pub mod daemon;
 pub mod fdpass;
 pub mod ids;
+pub mod limits;
 pub mod listener;
 pub mod process;
 pub mod spawn;

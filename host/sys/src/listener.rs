@@ -35,19 +35,30 @@ use nix::sys::socket::{
 use nix::sys::stat::{FchmodatFlags, Mode, fchmod, fchmodat};
 use nix::unistd::{Gid, Uid, fchownat, mkfifo};
 
-/// The smallest listen backlog, as in Dovecot.
-const MIN_BACKLOG: i32 = 4;
+/// The smallest listen backlog: even a service of one small process
+/// absorbs a burst of connections while its processes start or catch up.
+const MIN_BACKLOG: i32 = 128;
+
+/// The largest listen backlog asked for: the most `net.core.somaxconn`
+/// may be on every kernel warden runs on.
+const MAX_BACKLOG: i32 = 65535;
 
 /// How many times a stale socket file is replaced before giving up.
 const STALE_RETRIES: usize = 3;
 
-/// The listen backlog for a service: its capacity, `process_limit ×
-/// client_limit`, at least 4 and at most `SOMAXCONN`.
-pub fn backlog(process_limit: u32, client_limit: u32) -> i32 {
-    let capacity = u64::from(process_limit) * u64::from(client_limit);
-    i32::try_from(capacity)
+/// The listen backlog for a service that can serve `max_connections` at
+/// once (`process_limit × client_limit`): that many, so connections
+/// arriving while every process is busy, or while the master is between
+/// accepts, wait in the kernel instead of being refused; at least 128 and
+/// at most 65535.
+///
+/// The kernel lowers any backlog to `net.core.somaxconn` (4096 by default
+/// since Linux 5.4, 128 before) without saying so: a service whose
+/// capacity is above it gets a shorter queue unless that sysctl is raised.
+pub fn backlog(max_connections: u64) -> i32 {
+    i32::try_from(max_connections)
         .unwrap_or(i32::MAX)
-        .clamp(MIN_BACKLOG, libc::SOMAXCONN)
+        .clamp(MIN_BACKLOG, MAX_BACKLOG)
 }
 
 /// What went wrong creating a listener.
@@ -68,7 +79,7 @@ pub enum ListenError {
         expected: &'static str,
     },
     /// A system call failed.
-    #[error("{}: {operation} failed", target)]
+    #[error("{target}: {operation} failed{}", crate::limits::advice(.source))]
     Sys {
         /// The path or address concerned.
         target: String,
@@ -412,10 +423,12 @@ mod tests {
 
     #[test]
     fn backlog_follows_capacity_within_bounds() {
-        assert_eq!(backlog(1, 1), MIN_BACKLOG);
-        assert_eq!(backlog(10, 10), 100);
-        assert_eq!(backlog(100, 1000), libc::SOMAXCONN);
-        assert_eq!(backlog(u32::MAX, u32::MAX), libc::SOMAXCONN);
+        assert_eq!(backlog(0), 128);
+        assert_eq!(backlog(4), 128);
+        assert_eq!(backlog(128), 128);
+        assert_eq!(backlog(500), 500);
+        assert_eq!(backlog(100 * 1000), 65535);
+        assert_eq!(backlog(u64::from(u32::MAX) * u64::from(u32::MAX)), 65535);
     }
 
     #[test]

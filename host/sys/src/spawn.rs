@@ -22,8 +22,10 @@
 //! 8. `setresuid`, last;
 //! 9. a check that `setuid(0)` (and `setgid(0)`, when a group was asked
 //!    for) now fails;
-//! 10. `PR_SET_NO_NEW_PRIVS`, unless the plan allows new privileges;
-//! 11. exec.
+//! 10. `PR_SET_PDEATHSIG` with SIGTERM, then a check that the parent is
+//!     still the process that made the plan (see below);
+//! 11. `PR_SET_NO_NEW_PRIVS`, unless the plan allows new privileges;
+//! 12. exec.
 //!
 //! A failing step writes its number and errno to a close-on-exec pipe and
 //! exits 127; the parent turns that into a [`SpawnError`] that names the
@@ -40,6 +42,25 @@
 //! `setgroups` signal every thread of the *parent*), so identity changes
 //! are raw system calls. All signals are blocked in the parent around the
 //! `clone`, so no handler of the parent can run in the child.
+//!
+//! **Children die with their master.** Every child asks the kernel for
+//! SIGTERM when its parent dies (`PR_SET_PDEATHSIG`), so a master that is
+//! killed leaves no process behind holding its clients and listeners, and
+//! can be started again at once. The request is made after the identity
+//! change, because changing uid or gid clears it, and is followed by a
+//! check that `getppid()` is still the pid recorded in the plan: a master
+//! that died before the request was made would never send the signal, and
+//! the child exits instead. Three limits of the mechanism:
+//!
+//! - the signal follows the *thread* that spawned the child, not the
+//!   process: it is sent when that thread exits. warden spawns from its
+//!   event loop's thread, which lives as long as the master; any future
+//!   spawner thread must live as long too;
+//! - exec of a setuid, setgid or file-capability program clears it;
+//! - so does a service that changes its own credentials after exec, as
+//!   Dovecot's binaries do when they drop privileges themselves
+//!   (`drop_priv_before_exec = no`). That is why Dovecot's interface also
+//!   has its master-dead pipe, which no credential change closes.
 //!
 //! **The executable is opened before the chroot** and executed through its
 //! descriptor (`execveat` with `AT_EMPTY_PATH`), so a program kept outside
@@ -163,6 +184,8 @@ pub enum Step {
     SetUid,
     /// Checking that root cannot be regained.
     Verify,
+    /// `PR_SET_PDEATHSIG` set, and the parent checked to be alive.
+    DieWithParent,
     /// `PR_SET_NO_NEW_PRIVS` set.
     NoNewPrivs,
     /// The program executed.
@@ -170,7 +193,7 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 12] = [
+    const ALL: [Step; 13] = [
         Step::Signals,
         Step::Descriptors,
         Step::CloseOthers,
@@ -181,6 +204,7 @@ impl Step {
         Step::SetGid,
         Step::SetUid,
         Step::Verify,
+        Step::DieWithParent,
         Step::NoNewPrivs,
         Step::Exec,
     ];
@@ -200,9 +224,11 @@ impl Step {
             Step::SetGid => "check group and privileged_group",
             Step::SetUid | Step::Verify => "check user",
             Step::Exec => "check executable",
-            Step::Signals | Step::Descriptors | Step::CloseOthers | Step::NoNewPrivs => {
-                "this is a fault in warden's process setup; please report it"
-            }
+            Step::Signals
+            | Step::Descriptors
+            | Step::CloseOthers
+            | Step::DieWithParent
+            | Step::NoNewPrivs => "this is a fault in warden's process setup; please report it",
         }
     }
 }
@@ -220,6 +246,7 @@ impl fmt::Display for Step {
             Step::SetGid => "setresgid",
             Step::SetUid => "setresuid",
             Step::Verify => "checking that root privileges are gone",
+            Step::DieWithParent => "setting the parent-death signal",
             Step::NoNewPrivs => "setting no_new_privs",
             Step::Exec => "exec",
         })
@@ -249,7 +276,7 @@ pub enum SpawnError {
         source: io::Error,
     },
     /// Preparing the child failed in the parent.
-    #[error("service {service}: {operation} failed before the process started")]
+    #[error("service {service}: {operation} failed before the process started{}", crate::limits::advice(.source))]
     Parent {
         /// The service being started.
         service: String,
@@ -260,7 +287,7 @@ pub enum SpawnError {
         source: io::Error,
     },
     /// A step failed in the child, which then exited.
-    #[error("service {service}: {step} failed in the new process ({source}); {}{hint}", step.fix())]
+    #[error("service {service}: {step} failed in the new process; {}{hint}", step.fix())]
     Child {
         /// The service being started.
         service: String,
@@ -498,6 +525,7 @@ impl SpawnPlan {
                 gid: id.gid.as_raw(),
                 groups: &groups,
             }),
+            parent: nix::unistd::getpid().as_raw(),
             no_new_privs: self.no_new_privs,
             exec: if executable.script {
                 Exec::Path(program)
@@ -548,6 +576,9 @@ fn hint(step: Step, errno: i32, chrooted: bool) -> &'static str {
     match (step, errno) {
         (Step::Exec, libc::ENOENT) if chrooted => {
             " (a dynamically linked program needs its loader and libraries inside the chroot; a static one needs nothing there)"
+        }
+        (Step::Exec, libc::EACCES) => {
+            " (it must be a regular file with execute permission for the service's user, on a file system not mounted noexec)"
         }
         (Step::Verify, 0) => " (the process could become root again)",
         (Step::Rlimits, libc::EPERM) => " (only root can raise a hard limit)",
@@ -675,6 +706,9 @@ struct ChildPlan<'a> {
     chroot: Option<&'a CStr>,
     working_dir: Option<&'a CStr>,
     identity: Option<ChildIdentity<'a>>,
+    /// The pid of the process making the plan: the child's parent, as
+    /// long as that is alive.
+    parent: libc::pid_t,
     no_new_privs: bool,
     exec: Exec<'a>,
     argv: *const *const libc::c_char,
@@ -958,7 +992,33 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
         }
     }
 
-    // 10. No setuid program can raise this process's privileges again.
+    // 10. SIGTERM when the master dies. Here, after the identity change,
+    //     which clears it; then proof that the master was alive when it was
+    //     asked for: if it died before, this process was reparented and no
+    //     signal will come, so it leaves now. No one is left to read a
+    //     report.
+    let (sigterm, unused): (libc::c_ulong, libc::c_ulong) =
+        (libc::SIGTERM.unsigned_abs().into(), 0);
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and three unused
+    // arguments, all unsigned longs.
+    check(Step::DieWithParent, unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_PDEATHSIG,
+            sigterm,
+            unused,
+            unused,
+            unused,
+        )
+    })?;
+    // SAFETY: getppid takes no arguments and cannot fail.
+    let parent = unsafe { libc::syscall(libc::SYS_getppid) };
+    if parent != libc::c_long::from(plan.parent) {
+        // SAFETY: `_exit` ends this process at once, as in `child_entry`.
+        unsafe { libc::_exit(SETUP_FAILED) }
+    }
+
+    // 11. No setuid program can raise this process's privileges again.
     if plan.no_new_privs {
         let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
         // SAFETY: PR_SET_NO_NEW_PRIVS takes 1 and three unused arguments,
@@ -982,7 +1042,7 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
         write_decimal(digits, pid.unsigned_abs());
     }
 
-    // 11. Exec. It returns only on failure.
+    // 12. Exec. It returns only on failure.
     match plan.exec {
         // SAFETY: `fd` is the open executable; the empty path with
         // AT_EMPTY_PATH names it; argv and envp are NULL-terminated arrays

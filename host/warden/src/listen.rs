@@ -3,8 +3,9 @@
 //! This is where the configuration's rules about listeners become sockets:
 //! `mode = 0` and `port = 0` create nothing, `ssl` listeners are left out
 //! when the global `ssl` is off, an inet listener gets one socket per
-//! address (its own, or the global `listen`), and the backlog follows the
-//! service's capacity. User and group names are looked up here, not while
+//! address (its own, or the global `listen`), and every listener's backlog
+//! follows its service's capacity, `max_connections` (see
+//! [`warden_sys::listener::backlog`]). User and group names are looked up here, not while
 //! the configuration is read. The system calls themselves are
 //! `warden-sys`'s.
 
@@ -189,7 +190,7 @@ impl Wanted {
 /// looked up.
 pub fn wanted(config: &Config, service: &Service) -> Result<Vec<Wanted>, OpenError> {
     let name = service.name.to_string();
-    let backlog = backlog(service.process_limit.value, service.client_limit.value);
+    let backlog = backlog(service.max_connections());
     let mut wanted = Vec::new();
     for (listener, fifo) in service
         .unix_listeners

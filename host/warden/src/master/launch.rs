@@ -58,7 +58,7 @@ pub(super) enum LaunchError {
         user: String,
     },
     /// The system could not give what the plan needs.
-    #[error("service {service}: {what}")]
+    #[error("service {service}: {what} failed{}", warden_sys::limits::advice(.source))]
     Io {
         /// The service.
         service: String,

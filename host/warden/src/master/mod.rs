@@ -12,8 +12,10 @@
 //! which idle ones to retire, what an exit means — are asked of a
 //! [`Policy`], Dovecot's built-in one unless plugins say otherwise.
 //!
-//! Lifecycle: startup sets up services in Dovecot's order (log, then
-//! config, then anvil, then the rest), then runs rounds. SIGHUP reloads:
+//! Lifecycle: startup raises the descriptor limit and warns when it is too
+//! low for the configuration (see `descriptors`), sets up services in
+//! Dovecot's order (log, then config, then anvil, then the rest), then
+//! runs rounds. SIGHUP reloads:
 //! a configuration that does not check is refused and the old one keeps
 //! running; otherwise listeners that did not change are kept open across
 //! the reload (so no connection is refused), old processes stop being
@@ -23,6 +25,7 @@
 //! the log service's gets SIGTERM, SIGKILL after `shutdown_grace`, and the
 //! log service goes last.
 
+mod descriptors;
 mod launch;
 mod metrics;
 mod native;
@@ -258,6 +261,7 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     }
     crate::logging::init(options.log_file.as_deref())
         .map_err(|e| RunError::start("cannot open the log file", e))?;
+    descriptors::raise_limit();
     if let Some(pid_file) = &options.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|e| {
             RunError::start(
@@ -414,6 +418,7 @@ impl Master {
             tracing::warn!("{missing}");
         }
         master.services = master.set_up(&config, 0, Vec::new(), &mut Vec::new())?;
+        descriptors::check_limit(&master.service_loads());
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
             let registry = Arc::clone(&master.registry);
@@ -553,6 +558,7 @@ impl Master {
         for (index, state) in services.iter_mut().enumerate() {
             let accepts = matches!(state.interface(), Interface::Inetd | Interface::Warden);
             if state.runs && accepts && state.acceptors.is_empty() {
+                let name = state.name().to_owned();
                 for (place, open) in state.listeners.iter().enumerate() {
                     let rules = open.haproxy.then(|| Arc::clone(&proxy));
                     let at = Acceptor {
@@ -560,13 +566,34 @@ impl Master {
                         index,
                         listener: place,
                     };
-                    if let Ok(task) = accept_task(&self.events, at, &open.listener, rules) {
-                        state.acceptors.push(task);
+                    match accept_task(&self.events, at, &open.listener, rules) {
+                        Ok(task) => state.acceptors.push(task),
+                        Err(error) => tracing::error!(
+                            service = name,
+                            listener = %open.listener.endpoint(),
+                            %error,
+                            "cannot watch a listener for connections; it takes none until the next reload (if too many files are open, raise warden's descriptor limit: LimitNOFILE= in its unit, or ulimit -n)"
+                        ),
                     }
                 }
             }
         }
         Ok(services)
+    }
+
+    /// What each running service may ask of the master's descriptors.
+    fn service_loads(&self) -> Vec<descriptors::ServiceLoad> {
+        self.services
+            .iter()
+            .filter(|state| state.runs)
+            .map(|state| descriptors::ServiceLoad {
+                name: state.name().to_owned(),
+                interface: state.interface(),
+                listeners: u64::try_from(state.listeners.len()).unwrap_or(u64::MAX),
+                process_limit: u64::from(state.config.process_limit.value),
+                max_connections: state.config.max_connections(),
+            })
+            .collect()
     }
 
     /// Asks the service's `typing` policy for the client type of each of
@@ -888,12 +915,13 @@ impl Master {
             ),
         };
         let name = state.name().to_owned();
+        // The whole chain: the OS error is what says why.
         let spawned = planned
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error_chain(&e))
             .and_then(|(plan, output)| {
                 plan.spawn()
                     .map(|child| (child, output))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| crate::error_chain(&e))
             });
         let (child, output) = match spawned {
             Ok(spawned) => spawned,
@@ -1664,7 +1692,8 @@ impl Master {
         }
         // The plugins were loaded afresh just before: changed files and
         // [plugin.NAME] settings take effect, and quarantines end.
-        let config = read_config(&self.config_path, &mut self.policy).map_err(|e| e.to_string())?;
+        let config =
+            read_config(&self.config_path, &mut self.policy).map_err(|e| crate::error_chain(&e))?;
         for missing in plugins::unknown_policies(&config, &self.policy) {
             tracing::warn!("{missing}");
         }
@@ -1732,6 +1761,7 @@ impl Master {
         }
         self.services = services;
         self.config = config;
+        descriptors::check_limit(&self.service_loads());
         Ok(format!(
             "configuration reloaded (generation {}); {drained} old processes are finishing",
             self.generation

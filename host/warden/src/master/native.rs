@@ -124,7 +124,7 @@ fn reader_task(
                     ready.clear_ready();
                     continue;
                 }
-                Err(error) => Err(error.to_string()),
+                Err(error) => Err(crate::error_chain(&error)),
             };
             if second.elapsed() >= Duration::from_secs(1) {
                 (second, this_second) = (Instant::now(), 0);
