@@ -12,9 +12,12 @@
 //! merged over the whole chain instead, and `stats` events go to every
 //! plugin in the chain that keeps statistics.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use crate::bindings::exports::warden::policy::{admission, defaults, idle, lifecycle, typing};
+use crate::answers;
+use crate::bindings::exports::warden::policy::{admission, defaults, lifecycle};
 use crate::bindings::warden::policy::types;
 use crate::decide::{
     Admission, ClientType, ConnectionView, ExitCause, ExitView, Fallback, IdleAction, Lifecycle,
@@ -28,18 +31,6 @@ use wasmtime::component::Instance;
 
 use crate::runtime::{Origin, Plugin, State};
 
-/// The most histogram series the plugins may have together.
-const MAX_SERIES: usize = 10_000;
-
-/// The longest client type name a plugin may give.
-const MAX_TYPE_NAME: usize = 64;
-
-/// The longest throttle a plugin may ask for: a day.
-const MAX_THROTTLE_MS: u64 = 24 * 3600 * 1000;
-
-/// The longest give-up reason a plugin may give.
-const MAX_REASON: usize = 1024;
-
 /// The loaded plugins, in chain order: files, then built-ins.
 #[derive(Debug, Default)]
 pub struct Plugins {
@@ -50,6 +41,19 @@ pub struct Plugins {
     /// Count and sum of each histogram's observations, by plugin index,
     /// metric index and label values.
     observed: BTreeMap<(usize, usize, Vec<String>), (u64, f64)>,
+    /// Each service's chain, by its name, with the `policies` it was
+    /// computed for: fixed for a plugin set, so computed once.
+    chains: RefCell<HashMap<String, KnownChain>>,
+}
+
+/// A service's chain: indices into the plugins, in order.
+type Chain = Arc<[usize]>;
+
+/// A chain computed for a service, and the `policies` it was computed for.
+#[derive(Debug)]
+struct KnownChain {
+    policies: Vec<String>,
+    chain: Chain,
 }
 
 impl Plugins {
@@ -90,7 +94,7 @@ impl Plugins {
             }) else {
                 continue;
             };
-            match crate::stats::check_declared(answer) {
+            match answers::declared(answer) {
                 Ok(metrics) => {
                     self.declared.insert(index, metrics);
                 }
@@ -112,8 +116,26 @@ impl Plugins {
     }
 
     /// The indices of the chain of the service `name` whose `policies`
-    /// setting is `policies`.
-    fn chain(&self, name: &str, policies: &[String]) -> Vec<usize> {
+    /// setting is `policies`, computed once per plugin set.
+    fn chain(&self, name: &str, policies: &[String]) -> Chain {
+        let mut chains = self.chains.borrow_mut();
+        if let Some(known) = chains.get(name)
+            && known.policies == policies
+        {
+            return Arc::clone(&known.chain);
+        }
+        let chain: Chain = self.compute_chain(name, policies).into();
+        chains.insert(
+            name.to_owned(),
+            KnownChain {
+                policies: policies.to_vec(),
+                chain: Arc::clone(&chain),
+            },
+        );
+        chain
+    }
+
+    fn compute_chain(&self, name: &str, policies: &[String]) -> Vec<usize> {
         let mut chain: Vec<usize> = policies
             .iter()
             .filter_map(|policy| {
@@ -140,8 +162,8 @@ impl Plugins {
     /// order.
     pub fn chain_of(&self, name: &str, policies: &[String]) -> Vec<&str> {
         self.chain(name, policies)
-            .into_iter()
-            .filter_map(|index| self.plugins.get(index))
+            .iter()
+            .filter_map(|&index| self.plugins.get(index))
             .map(|plugin| plugin.identity().name.as_str())
             .collect()
     }
@@ -159,7 +181,7 @@ impl Plugins {
     ) -> Result<Defaults, String> {
         let mut merged = Defaults::default();
         let machine = defaults::Machine { cpus };
-        for index in self.chain(name, policies) {
+        for &index in self.chain(name, policies).iter() {
             let Some(plugin) = self.plugins.get_mut(index) else {
                 continue;
             };
@@ -177,7 +199,7 @@ impl Plugins {
             let Some(settings) = answer else {
                 continue;
             };
-            if let Err(reason) = crate::defaults::check(&settings) {
+            if let Err(reason) = answers::defaults(&settings) {
                 let failure = plugin.invalid("defaults", name, reason);
                 return Err(format!("the plugin {plugin_name} {failure}"));
             }
@@ -189,7 +211,7 @@ impl Plugins {
     /// Tells every plugin in `service`'s chain that keeps statistics what
     /// happened.
     pub fn observe(&mut self, service: &str, policies: &[String], event: Event, now_ms: Millis) {
-        for index in self.chain(service, policies) {
+        for &index in self.chain(service, policies).iter() {
             let Some(plugin) = self.plugins.get_mut(index) else {
                 continue;
             };
@@ -222,7 +244,7 @@ impl Plugins {
             }) else {
                 continue;
             };
-            let samples = match crate::stats::check_samples(declared, answer) {
+            let samples = match answers::samples(declared, answer) {
                 Ok(samples) => samples,
                 Err(reason) => {
                     plugin.invalid("stats", "", reason);
@@ -237,7 +259,9 @@ impl Plugins {
                 };
                 let value = if declaration.kind == MetricKind::Histogram {
                     let key = (index, metric, labels.clone());
-                    if !self.observed.contains_key(&key) && self.observed.len() >= MAX_SERIES {
+                    if !self.observed.contains_key(&key)
+                        && self.observed.len() >= answers::MAX_SERIES
+                    {
                         // A plugin inventing labels cannot grow the master
                         // without end; the series is left out.
                         continue;
@@ -314,7 +338,7 @@ impl Plugins {
         mut call: impl AsyncFnMut(&I, &mut Store<State>, &Instance) -> wasmtime::Result<T>,
         mut check: impl FnMut(T) -> Result<R, String>,
     ) -> Option<R> {
-        for index in self.chain(service.name, service.policies) {
+        for &index in self.chain(service.name, service.policies).iter() {
             let Some(plugin) = self.plugins.get_mut(index) else {
                 continue;
             };
@@ -356,15 +380,7 @@ impl Policy for Plugins {
                     .call_start(&mut *store, &wit_service, &wit_processes, at_startup, busy)
                     .await
             },
-            |count| {
-                if count <= limit {
-                    Ok(count)
-                } else {
-                    Err(format!(
-                        "start {count} processes, more than process_limit ({limit})"
-                    ))
-                }
-            },
+            |count| answers::scaling(count, limit),
         );
         answer.unwrap_or_else(|| self.fallback.scaling(service, processes, at_startup, busy))
     }
@@ -386,7 +402,7 @@ impl Policy for Plugins {
                     .call_retire(&mut *store, &wit_service, &wit_processes, lowwater, now_ms)
                     .await
             },
-            |actions| check_idle(processes, actions),
+            |actions| answers::idle(processes, actions),
         );
         answer.unwrap_or_else(|| self.fallback.idle(service, processes, lowwater, now_ms))
     }
@@ -415,7 +431,7 @@ impl Policy for Plugins {
                     .call_after_exit(&mut *store, &wit_service, wit_exit)
                     .await
             },
-            check_lifecycle,
+            answers::lifecycle,
         );
         answer.unwrap_or_else(|| self.fallback.lifecycle(service, exit))
     }
@@ -438,7 +454,7 @@ impl Policy for Plugins {
                     .call_classify(&mut *store, &wit_service, &wit_listener, wit_peer.as_ref())
                     .await
             },
-            check_typing,
+            answers::typing,
         );
         answer.unwrap_or_else(|| self.fallback.typing(service, listener, peer))
     }
@@ -471,7 +487,7 @@ impl Policy for Plugins {
                     )
                     .await
             },
-            check_admission,
+            answers::admission,
         );
         answer.unwrap_or_else(|| self.fallback.admit(service, connection, counts, now_ms))
     }
@@ -495,7 +511,7 @@ impl Policy for Plugins {
                     .call_evict(&mut *store, &wit_service, &wit_candidates, waiting, now_ms)
                     .await
             },
-            |ids| check_evict(candidates, ids),
+            |ids| answers::eviction(candidates, ids),
         );
         answer.unwrap_or_else(|| self.fallback.evict(service, candidates, waiting, now_ms))
     }
@@ -537,122 +553,5 @@ fn wit_connection(connection: &ConnectionView) -> types::Connection {
         accepted_ms: connection.accepted_ms,
         authenticated: connection.authenticated,
         pid: connection.pid,
-    }
-}
-
-/// Checks a typing answer: a short name of letters, digits, `-`, `_`, `.`.
-fn check_typing(answer: typing::ClientType) -> Result<ClientType, String> {
-    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if answer.name.is_empty() || answer.name.len() > MAX_TYPE_NAME || !answer.name.chars().all(fine)
-    {
-        return Err(format!(
-            "the client type {:?}; a type is 1 to {MAX_TYPE_NAME} letters, digits, '-', '_' or '.'",
-            answer.name
-        ));
-    }
-    Ok(ClientType {
-        name: answer.name,
-        restricted_to_uid: answer.restricted_to_uid,
-    })
-}
-
-/// The longest delay an admission answer may ask for.
-const MAX_DELAY_MS: Millis = 10_000;
-
-/// Checks an admission answer: a reject reason that is a short word (it
-/// becomes a metric label), a delay of at most ten seconds.
-fn check_admission(verdict: admission::Verdict) -> Result<Admission, String> {
-    match verdict {
-        admission::Verdict::Accept => Ok(Admission::Accept),
-        admission::Verdict::Reject(reason) => {
-            let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_');
-            if reason.is_empty() || reason.len() > MAX_TYPE_NAME || !reason.chars().all(fine) {
-                Err(format!(
-                    "the reject reason {reason:?}; a reason is 1 to {MAX_TYPE_NAME} letters, digits, '-' or '_'"
-                ))
-            } else {
-                Ok(Admission::Reject(reason))
-            }
-        }
-        admission::Verdict::Delay(ms) if ms <= MAX_DELAY_MS => Ok(Admission::Delay(ms)),
-        admission::Verdict::Delay(ms) => Err(format!("a delay of {ms} ms, longer than 10 s")),
-    }
-}
-
-/// Checks an eviction answer: ids among the candidates, each once.
-fn check_evict(candidates: &[ConnectionView], ids: Vec<u64>) -> Result<Vec<u64>, String> {
-    if ids.len() > candidates.len() {
-        return Err(format!(
-            "{} victims for {} candidates",
-            ids.len(),
-            candidates.len()
-        ));
-    }
-    for (place, id) in ids.iter().enumerate() {
-        if !candidates.iter().any(|c| c.id == *id) {
-            return Err(format!("connection {id}, which is not a candidate"));
-        }
-        if ids.get(..place).is_some_and(|before| before.contains(id)) {
-            return Err(format!("connection {id} twice"));
-        }
-    }
-    Ok(ids)
-}
-
-/// Checks a lifecycle answer: a throttle of at most a day, a bounded reason.
-fn check_lifecycle(decision: lifecycle::Decision) -> Result<Lifecycle, String> {
-    match decision {
-        lifecycle::Decision::Restart => Ok(Lifecycle::Continue),
-        lifecycle::Decision::RestartAfter(ms) if ms <= MAX_THROTTLE_MS => {
-            Ok(Lifecycle::Throttle { ms })
-        }
-        lifecycle::Decision::RestartAfter(ms) => {
-            Err(format!("a throttle of {ms} ms, longer than a day"))
-        }
-        lifecycle::Decision::GiveUp(reason) if reason.len() <= MAX_REASON => {
-            Ok(Lifecycle::GiveUp { reason })
-        }
-        lifecycle::Decision::GiveUp(reason) => Err(format!(
-            "a reason of {} bytes, more than {MAX_REASON}",
-            reason.len()
-        )),
-    }
-}
-
-/// Checks an idle answer: every pid among those offered, each named once.
-fn check_idle(
-    processes: &[ProcessView],
-    actions: Vec<idle::Action>,
-) -> Result<Vec<IdleAction>, String> {
-    if actions.len() > processes.len() {
-        return Err(format!(
-            "{} actions for {} processes",
-            actions.len(),
-            processes.len()
-        ));
-    }
-    let mut checked: Vec<IdleAction> = Vec::with_capacity(actions.len());
-    for action in actions {
-        let (pid, action) = match action {
-            idle::Action::AskToExit(pid) => (pid, IdleAction::AskToExit(pid)),
-            idle::Action::Terminate(pid) => (pid, IdleAction::Terminate(pid)),
-            idle::Action::Kill(pid) => (pid, IdleAction::Kill(pid)),
-        };
-        if !processes.iter().any(|p| p.pid == pid) {
-            return Err(format!(
-                "pid {pid}, which is not one of the service's processes"
-            ));
-        }
-        if checked.iter().any(|done| idle_pid(*done) == pid) {
-            return Err(format!("pid {pid} twice"));
-        }
-        checked.push(action);
-    }
-    Ok(checked)
-}
-
-fn idle_pid(action: IdleAction) -> u32 {
-    match action {
-        IdleAction::AskToExit(pid) | IdleAction::Terminate(pid) | IdleAction::Kill(pid) => pid,
     }
 }

@@ -10,12 +10,6 @@ use crate::bindings::exports::warden::policy::defaults as wit;
 use crate::bindings::warden::policy::types;
 use crate::decide::{Millis, ServiceKind};
 
-/// The longest name or path a plugin may supply.
-const MAX_TEXT: usize = 256;
-
-/// The most listeners or groups a plugin may supply for one service.
-const MAX_ITEMS: usize = 64;
-
 /// A value and the plugin that supplied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Supplied<T> {
@@ -158,91 +152,4 @@ pub(crate) fn service_kind(kind: types::ServiceKind) -> ServiceKind {
         types::ServiceKind::Anvil => ServiceKind::Anvil,
         types::ServiceKind::Worker => ServiceKind::Worker,
     }
-}
-
-/// Checks a `defaults` answer: bounded names, paths inside `base_dir`,
-/// modes that are modes, limits of at least one.
-pub(crate) fn check(settings: &wit::Settings) -> Result<(), String> {
-    let names = [
-        ("protocol", settings.protocol.as_deref()),
-        ("user", settings.user.as_deref()),
-        ("group", settings.group.as_deref()),
-    ];
-    for (what, name) in names {
-        if let Some(name) = name {
-            check_name(what, name)?;
-        }
-    }
-    if let Some(groups) = &settings.extra_groups {
-        if groups.len() > MAX_ITEMS {
-            return Err(format!(
-                "{} extra_groups, more than {MAX_ITEMS}",
-                groups.len()
-            ));
-        }
-        for group in groups {
-            check_name("extra_groups", group)?;
-        }
-    }
-    if let Some(chroot) = &settings.chroot
-        && !chroot.is_empty()
-    {
-        check_path("chroot", chroot)?;
-    }
-    for (what, limit) in [
-        ("client_limit", settings.client_limit),
-        ("process_limit", settings.process_limit),
-    ] {
-        if limit == Some(0) {
-            return Err(format!("{what} 0; a supplied limit must be at least 1"));
-        }
-    }
-    let listeners = settings.unix_listeners.len() + settings.inet_listeners.len();
-    if listeners > MAX_ITEMS {
-        return Err(format!("{listeners} listeners, more than {MAX_ITEMS}"));
-    }
-    for listener in &settings.unix_listeners {
-        check_path("unix listener path", &listener.path)?;
-        if listener.mode > 0o777 {
-            return Err(format!(
-                "mode {:o} for {}, which is not a file mode",
-                listener.mode, listener.path
-            ));
-        }
-        check_name("unix listener user", &listener.user)?;
-        check_name("unix listener group", &listener.group)?;
-        check_name("unix listener type", &listener.listener_type)?;
-    }
-    for listener in &settings.inet_listeners {
-        if listener.name.is_empty() {
-            return Err("an inet listener without a name".to_owned());
-        }
-        check_name("inet listener name", &listener.name)?;
-    }
-    Ok(())
-}
-
-/// A name: bounded, printable, no spaces.
-fn check_name(what: &str, name: &str) -> Result<(), String> {
-    if name.len() > MAX_TEXT {
-        return Err(format!(
-            "a {what} of {} bytes, more than {MAX_TEXT}",
-            name.len()
-        ));
-    }
-    if let Some(bad) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{what} {name:?}, which holds {bad:?}"));
-    }
-    Ok(())
-}
-
-/// A path relative to `base_dir` that stays inside it.
-fn check_path(what: &str, path: &str) -> Result<(), String> {
-    check_name(what, path)?;
-    if path.is_empty() || path.starts_with('/') || path.split('/').any(|part| part == "..") {
-        return Err(format!(
-            "{what} {path:?}; it must be a relative path inside base_dir"
-        ));
-    }
-    Ok(())
 }

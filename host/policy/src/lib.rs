@@ -6,6 +6,7 @@
 //!   against `wit/` — under a deadline and a memory cap, with no ambient
 //!   capability;
 //! - [`contract`] checks a plugin against the WIT before it runs;
+//! - [`answers`] holds every limit on plugins' answers and its check;
 //! - [`chain`] puts a configuration's plugins in front of the fallback and
 //!   checks every answer;
 //! - [`defaults`] and [`stats`] are the settings and metrics plugins
@@ -20,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod answers;
 pub mod chain;
 pub mod contract;
 pub mod decide;

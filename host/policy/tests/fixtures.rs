@@ -52,6 +52,15 @@ fn load_with(name: &str, budget: Budget) -> Result<Plugins, LoadError> {
     Ok(Plugins::new(vec![plugin]))
 }
 
+/// The default memory cap with a deadline a loaded machine cannot miss, for
+/// tests of what is not the deadline.
+fn patient() -> Budget {
+    Budget {
+        deadline: Duration::from_secs(5),
+        ..Budget::default()
+    }
+}
+
 fn service() -> ServiceView<'static> {
     ServiceView {
         name: "imap-login",
@@ -144,7 +153,7 @@ fn an_endless_loop_is_stopped_at_its_deadline_and_the_fallback_answers() {
 
 #[test]
 fn a_memory_hog_meets_its_cap() {
-    let mut plugins = load(fixture("memory-hog")).expect("it loads");
+    let mut plugins = load_with(fixture("memory-hog"), patient()).expect("it loads");
     assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
     assert_eq!(failure_of(&plugins), Some(Failure::Memory));
 }
@@ -211,11 +220,7 @@ fn invalid_answers_are_refused_and_repeated_failures_quarantine() {
 fn a_huge_log_line_is_cut_and_the_call_succeeds() {
     // Copying ten megabytes takes longer than the default deadline on a
     // busy machine; what is tested here is the cut, not the speed.
-    let budget = Budget {
-        deadline: Duration::from_secs(5),
-        ..Budget::default()
-    };
-    let mut plugins = load_with(fixture("huge-log"), budget).expect("it loads");
+    let mut plugins = load_with(fixture("huge-log"), patient()).expect("it loads");
     let log = with_log(|| {
         assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
     });
@@ -457,7 +462,7 @@ fn a_panic_message_inside_an_event_loop_is_logged_and_the_call_falls_back() {
 
 #[test]
 fn a_memory_hog_inside_an_event_loop_meets_its_cap_and_its_message_is_logged() {
-    let mut plugins = load(fixture("memory-hog")).expect("it loads");
+    let mut plugins = load_with(fixture("memory-hog"), patient()).expect("it loads");
     let log = with_log(|| {
         in_event_loop(|| {
             assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
