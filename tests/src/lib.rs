@@ -178,6 +178,16 @@ pub fn check(config: &Path) -> std::process::Output {
         .expect("run warden check")
 }
 
+/// How a test warden is started, beyond its configuration.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Launch {
+    /// Whether `warden run` gets `--pid-file`, in the temporary directory
+    /// ([`Running::pid_file`]).
+    pub pid_file: bool,
+    /// The descriptor limit it runs under (`ulimit -n`), if lowered.
+    pub open_files: Option<u32>,
+}
+
 /// A running `warden run`, with its own `base_dir` and log file, stopped
 /// (and, if need be, killed) when dropped.
 pub struct Running {
@@ -193,19 +203,39 @@ impl Running {
     /// a fresh temporary directory (`body` must leave `control_socket` at
     /// its default). Returns once the control socket answers.
     pub fn start(body: &str) -> Running {
+        Running::start_with(body, Launch::default())
+    }
+
+    /// Like [`Running::start`], started as `launch` says.
+    pub fn start_with(body: &str, launch: Launch) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = write_config(dir.path(), body);
         let log = dir.path().join("warden.log");
         let base = dir.path().join("run");
-        let process = std::process::Command::new(warden())
+        // The limit is set by the shell that then becomes warden, so that
+        // warden starts under it as under an operator's `ulimit -n`.
+        let mut command = match launch.open_files {
+            Some(limit) => {
+                let mut shell = std::process::Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(warden());
+                shell
+            }
+            None => std::process::Command::new(warden()),
+        };
+        command
             .arg("run")
             .arg("-c")
             .arg(&config)
             .arg("--log-file")
             .arg(&log)
-            .env("WARDEN_LOG", "info,warden=debug,warden_policy=debug")
-            .spawn()
-            .expect("start warden run");
+            .env("WARDEN_LOG", "info,warden=debug,warden_policy=debug");
+        if launch.pid_file {
+            command.arg("--pid-file").arg(dir.path().join("warden.pid"));
+        }
+        let process = command.spawn().expect("start warden run");
         let control = base.join("control");
         let running = Running {
             process: Some(process),
@@ -242,6 +272,11 @@ impl Running {
     /// The temporary directory holding the configuration, log and base_dir.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The pid file, when started with [`Launch::pid_file`].
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("warden.pid")
     }
 
     /// The master's pid.

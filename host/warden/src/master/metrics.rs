@@ -5,7 +5,9 @@
 //! here, because all it ever does is answer any request with the current
 //! text and close; a full HTTP stack would be the largest dependency of the
 //! supervisor for that. It reads at most a few kilobytes of request, for at
-//! most a few seconds, so a client cannot make it hold more.
+//! most a few seconds, so a client cannot make it hold more; and a failed
+//! accept (a full descriptor table) is logged and retried after a rest, so
+//! the endpoint serves again as soon as descriptors are free.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +20,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use warden_policy::stats::{MetricKind, PluginMetrics, Value};
 
+use super::ACCEPT_BACKOFF;
 use crate::config::MetricsListen;
 
 /// Labels naming a service.
@@ -139,7 +142,9 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) type PluginText = Arc<Mutex<String>>;
 
 /// Serves the metrics on `listen` until the task is aborted: the master's
-/// own from `registry`, then the plugins' from `plugins`.
+/// own from `registry`, then the plugins' from `plugins`. Only binding can
+/// fail; a failed accept (out of descriptors, most often) is logged and
+/// waited out, and the endpoint goes on.
 pub(super) async fn serve(
     listen: MetricsListen,
     registry: Arc<Registry>,
@@ -149,19 +154,39 @@ pub(super) async fn serve(
         MetricsListen::Inet(address) => {
             let listener = tokio::net::TcpListener::bind(address).await?;
             loop {
-                let (stream, _) = listener.accept().await?;
-                tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                    }
+                    Err(error) => rest_after(&error).await,
+                }
             }
         }
         MetricsListen::Unix(path) => {
             let _ = std::fs::remove_file(&path);
             let listener = tokio::net::UnixListener::bind(&path)?;
             loop {
-                let (stream, _) = listener.accept().await?;
-                tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                    }
+                    Err(error) => rest_after(&error).await,
+                }
             }
         }
     }
+}
+
+/// Logs a failed accept and rests for [`ACCEPT_BACKOFF`]: one line per
+/// rest, so the loop neither spins nor floods the log while the cause (a
+/// full descriptor table) lasts.
+async fn rest_after(error: &std::io::Error) {
+    tracing::error!(
+        %error,
+        "the metrics endpoint cannot accept a connection; retrying in {}ms (raise the descriptor limit, ulimit -n, if it says too many open files)",
+        ACCEPT_BACKOFF.as_millis()
+    );
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
 /// Renders the plugins' metrics as OpenMetrics families named
