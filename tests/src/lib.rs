@@ -274,6 +274,11 @@ impl Running {
         self.dir.path()
     }
 
+    /// The control socket.
+    pub fn control_socket(&self) -> &Path {
+        &self.control
+    }
+
     /// The pid file, when started with [`Launch::pid_file`].
     pub fn pid_file(&self) -> PathBuf {
         self.dir.path().join("warden.pid")

@@ -6,10 +6,12 @@
     reason = "a test fails loudly on what it cannot set up"
 )]
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
+use warden::control::{MAX_CLIENTS, REQUEST_TIMEOUT};
 use warden_tests::{Launch, Running, free_port};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -57,4 +59,79 @@ fn the_metrics_endpoint_serves_again_once_descriptors_are_free() {
     warden.wait_for("the endpoint to serve again", WAIT, || {
         scrape(metrics).is_some_and(|answer| answer.starts_with("HTTP/1.1 200 OK"))
     });
+}
+
+/// The descriptors process `pid` has open.
+fn descriptors(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the master's descriptors")
+        .count()
+}
+
+/// The one answer line a control connection gets, and whether the master
+/// closed the connection after it.
+fn answer_and_close(connection: UnixStream) -> (String, bool) {
+    connection
+        .set_read_timeout(Some(WAIT))
+        .expect("set a read timeout");
+    let mut reader = BufReader::new(connection);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read the answer");
+    let mut rest = Vec::new();
+    let closed = reader.read_to_end(&mut rest).is_ok_and(|_| rest.is_empty());
+    (line, closed)
+}
+
+#[test]
+fn an_idle_control_connection_is_told_and_closed_after_the_deadline() {
+    let warden = Running::start("");
+    let connected = Instant::now();
+    let idle = UnixStream::connect(warden.control_socket()).expect("connect");
+    let (answer, closed) = answer_and_close(idle);
+    let waited = connected.elapsed();
+    assert!(
+        answer.starts_with(r#"{"answer":"failed","message":"no request within 5s; send the request as soon as you connect"}"#),
+        "{answer}"
+    );
+    assert!(closed, "the connection stayed open after the answer");
+    assert!(
+        waited >= REQUEST_TIMEOUT - Duration::from_millis(500) && waited < WAIT,
+        "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn the_control_socket_answers_while_many_idle_connections_are_open() {
+    let warden = Running::start("");
+    let before = descriptors(warden.pid());
+    let idle: Vec<UnixStream> = (0..200)
+        .map(|_| UnixStream::connect(warden.control_socket()).expect("connect"))
+        .collect();
+    let asked = Instant::now();
+    let status = warden.cli(&["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        asked.elapsed() < REQUEST_TIMEOUT,
+        "status waited {:?}, as long as an idle client's deadline",
+        asked.elapsed()
+    );
+    // The master keeps no more of them than it serves at once.
+    warden.wait_for(
+        "the master to close the idle connections it has no room for",
+        WAIT,
+        || descriptors(warden.pid()) <= before + MAX_CLIENTS,
+    );
+    let mut idle = idle.into_iter();
+    let oldest = idle.next().expect("an idle connection");
+    let (answer, closed) = answer_and_close(oldest);
+    assert!(
+        answer
+            .starts_with(r#"{"answer":"failed","message":"closed without a request to make room"#),
+        "{answer}"
+    );
+    assert!(closed, "the oldest idle connection stayed open");
 }

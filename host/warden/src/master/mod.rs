@@ -23,6 +23,7 @@
 //! the log service's gets SIGTERM, SIGKILL after `shutdown_grace`, and the
 //! log service goes last.
 
+mod clients;
 mod launch;
 mod metrics;
 mod native;
@@ -43,7 +44,6 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::{SockFlag, SockaddrStorage};
 use nix::unistd::Pid;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use warden_child::protocol::FromService;
@@ -54,6 +54,7 @@ use warden_sys::{Endpoint, Exit, Listener};
 use crate::config::{Config, Interface, ServiceType};
 use crate::control::{ProcessStatus, Request, Response, ServiceStatus};
 use crate::listen::{self, OpenListener, Spec, Wanted};
+use clients::ControlClients;
 use launch::{Connection, Ends};
 use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
@@ -328,7 +329,7 @@ struct Master {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Control connections being served; the last answers (to `stop`)
     /// are written before the master exits.
-    control_clients: tokio::task::JoinSet<()>,
+    control_clients: ControlClients,
 }
 
 impl Drop for Master {
@@ -382,7 +383,7 @@ impl Master {
             phase: Phase::Running,
             spawned_this_round: false,
             tasks: Vec::new(),
-            control_clients: tokio::task::JoinSet::new(),
+            control_clients: ControlClients::default(),
         };
         for missing in plugins::unknown_policies(&master.config, &master.policy) {
             tracing::warn!("{missing}");
@@ -697,9 +698,7 @@ impl Master {
         let _ = std::fs::remove_file(&self.config.globals.control_socket.value);
         // Answer the commands still in flight (the `stop` that ended us),
         // each given a moment, then go.
-        while let Ok(Some(_)) =
-            tokio::time::timeout(CONTROL_LINGER, self.control_clients.join_next()).await
-        {}
+        self.control_clients.linger(CONTROL_LINGER).await;
         tracing::info!("warden stopped");
         Ok(())
     }
@@ -774,8 +773,7 @@ impl Master {
             } => self.child_said(pid, channel, message),
             Event::ChannelClosed { pid, channel } => self.channel_closed(pid, channel),
             Event::ControlClient(stream) => {
-                self.control_clients
-                    .spawn(control_connection(stream, self.events.clone()));
+                self.control_clients.serve(stream, self.events.clone());
             }
             Event::Control { request, reply } => {
                 let response = self.control(request);
@@ -2153,44 +2151,4 @@ fn ends_of(socket: &OwnedFd, unix: bool) -> Option<Ends> {
     let remote = address(nix::sys::socket::getpeername(socket.as_raw_fd()).ok()?)?;
     let local = address(nix::sys::socket::getsockname(socket.as_raw_fd()).ok()?)?;
     Some(Ends::Tcp { remote, local })
-}
-
-/// Serves one control connection: one request line, one answer line.
-async fn control_connection(stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Event>) {
-    let me = nix::unistd::geteuid();
-    let allowed = stream
-        .peer_cred()
-        .is_ok_and(|peer| peer.uid() == 0 || peer.uid() == me.as_raw());
-    let (reader, mut writer) = stream.into_split();
-    let answer = if allowed {
-        let mut line = String::new();
-        let mut limited = BufReader::new(reader.take(crate::control::MAX_REQUEST as u64));
-        match limited.read_line(&mut line).await {
-            Ok(_) => match serde_json::from_str::<Request>(&line) {
-                Ok(request) => {
-                    let (reply, answer) = oneshot::channel();
-                    if events.send(Event::Control { request, reply }).is_err() {
-                        return;
-                    }
-                    answer.await.unwrap_or(Response::Failed {
-                        message: "warden is stopping".to_owned(),
-                    })
-                }
-                Err(error) => Response::Failed {
-                    message: format!("unreadable request: {error}"),
-                },
-            },
-            Err(error) => Response::Failed {
-                message: format!("cannot read the request: {error}"),
-            },
-        }
-    } else {
-        Response::Failed {
-            message: "only root and the user warden runs as may use the control socket".to_owned(),
-        }
-    };
-    if let Ok(mut line) = serde_json::to_string(&answer) {
-        line.push('\n');
-        let _ = writer.write_all(line.as_bytes()).await;
-    }
 }
