@@ -135,3 +135,76 @@ fn the_control_socket_answers_while_many_idle_connections_are_open() {
     );
     assert!(closed, "the oldest idle connection stayed open");
 }
+
+#[test]
+fn a_second_master_fails_before_touching_the_first_ones_pid_file() {
+    let mut warden = Running::start_with(
+        "",
+        Launch {
+            pid_file: true,
+            ..Launch::default()
+        },
+    );
+    let pid_file = warden.pid_file();
+    let first = format!("{}\n", warden.pid());
+    assert_eq!(std::fs::read_to_string(&pid_file).ok(), Some(first.clone()));
+    let mut second = std::process::Command::new(warden_tests::warden())
+        .arg("run")
+        .arg("-c")
+        .arg(warden.config())
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .env_remove("WARDEN_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a second warden");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait for the second warden") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the second warden kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    second
+        .stderr
+        .take()
+        .expect("its stderr")
+        .read_to_string(&mut stderr)
+        .expect("read its stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warden run: the pid file {} names process {}, which is running: is warden already running?",
+            pid_file.display(),
+            warden.pid()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&pid_file).ok(), Some(first));
+    assert!(warden.cli(&["status"]).status.success(), "{}", warden.log());
+    assert!(warden.stop().success());
+    assert!(!pid_file.exists(), "the master left its pid file behind");
+}
+
+#[test]
+fn a_master_leaves_a_pid_file_it_no_longer_holds() {
+    let mut warden = Running::start_with(
+        "",
+        Launch {
+            pid_file: true,
+            ..Launch::default()
+        },
+    );
+    let pid_file = warden.pid_file();
+    std::fs::write(&pid_file, "1\n").expect("rewrite the pid file");
+    assert!(warden.stop().success());
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).ok().as_deref(),
+        Some("1\n")
+    );
+}

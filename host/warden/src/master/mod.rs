@@ -29,6 +29,7 @@ mod metrics;
 mod native;
 mod notify;
 mod output;
+mod pid_file;
 mod plugins;
 
 pub use plugins::{Checked, check as check_config};
@@ -59,6 +60,7 @@ use launch::{Connection, Ends};
 use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
 use output::Stream;
+use pid_file::PidFile;
 use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
 
 /// How often the master runs its round: prefork, throttles, idle kill,
@@ -257,31 +259,28 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     let config = Config::load_values(&options.config)
         .map_err(|error| RunError::Config(error.to_string()))?;
     check_interfaces(&options.config, &config)?;
+    if let Some(pid_file) = &options.pid_file {
+        pid_file::ensure_free(pid_file)?;
+    }
     if options.daemonize {
         warden_sys::daemon::daemonize().map_err(|e| RunError::start("cannot daemonize", e))?;
     }
     crate::logging::init(options.log_file.as_deref())
         .map_err(|e| RunError::start("cannot open the log file", e))?;
-    if let Some(pid_file) = &options.pid_file {
-        std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|e| {
-            RunError::start(
-                format!("cannot write the pid file {}", pid_file.display()),
-                e,
-            )
-        })?;
-    }
+    // Removed when `run` returns, or unwinds, if it still holds our pid.
+    let _pid_file = options
+        .pid_file
+        .as_deref()
+        .map(PidFile::write)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| RunError::start("cannot start the event loop", e))?;
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         let mut master = Master::start(options.config.clone(), config).await?;
         master.serve().await
-    });
-    if let Some(pid_file) = &options.pid_file {
-        let _ = std::fs::remove_file(pid_file);
-    }
-    result
+    })
 }
 
 /// Startup order: log first, then config, then anvil, then the rest in the
