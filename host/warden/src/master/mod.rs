@@ -267,6 +267,7 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     }
     crate::logging::init(options.log_file.as_deref())
         .map_err(|e| RunError::start("cannot open the log file", e))?;
+    crate::logging::log_panics();
     // Removed when `run` returns, or unwinds, if it still holds our pid.
     let _pid_file = options
         .pid_file
