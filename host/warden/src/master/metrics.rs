@@ -5,9 +5,10 @@
 //! here, because all it ever does is answer any request with the current
 //! text and close; a full HTTP stack would be the largest dependency of the
 //! supervisor for that. It reads at most a few kilobytes of request, for at
-//! most a few seconds, so a client cannot make it hold more; and a failed
-//! accept (a full descriptor table) is logged and retried after a rest, so
-//! the endpoint serves again as soon as descriptors are free.
+//! most a few seconds, and gives the client as long to take the answer, so
+//! a client cannot make it hold more; and a failed accept (a full
+//! descriptor table) is logged and retried after a rest, so the endpoint
+//! serves again as soon as descriptors are free.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -281,7 +282,31 @@ async fn answer(
         "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    // Nor does one that asks and then does not read the answer.
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, write).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_does_not_read_the_answer_is_let_go_after_the_deadline() {
+        let (registry, plugins) = (Metrics::new().1, PluginText::default());
+        // Room for the request, not for the answer.
+        let (mut client, server) = tokio::io::duplex(64);
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let served =
+            tokio::time::timeout(REQUEST_TIMEOUT * 2, answer(server, registry, plugins)).await;
+        assert!(served.is_ok(), "the answer waited on past its deadline");
+        drop(client);
+    }
 }
