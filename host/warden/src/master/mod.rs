@@ -222,7 +222,8 @@ struct Draining {
 
 /// Reads and checks the configuration at `path` with the defaults of its
 /// plugins, which `load` loads (given the configuration as the file gives
-/// it), including that this version can run every interface it asks for.
+/// it), including that this version can run every interface it asks for
+/// and, as `warden check` does, that this system has what it names.
 fn read_config(
     path: &Path,
     load: impl FnOnce(&Config) -> Plugins,
@@ -231,6 +232,11 @@ fn read_config(
         .map_err(|(error, plugins)| (RunError::Config(error.to_string()), plugins))?;
     if let Err(error) = check_interfaces(path, &config) {
         return Err((error, Some(plugins)));
+    }
+    let problems = crate::accounts::check(&config);
+    if !problems.is_empty() {
+        let problems = crate::config::locate_in(path, problems);
+        return Err((RunError::Config(problems.to_string()), Some(plugins)));
     }
     Ok((config, plugins))
 }
