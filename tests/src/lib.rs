@@ -196,6 +196,20 @@ pub fn check(config: &Path) -> std::process::Output {
         .expect("run warden check")
 }
 
+/// How a test warden is started, beyond its configuration.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Launch {
+    /// Whether `warden run` gets `--pid-file`, in the temporary directory
+    /// ([`Running::pid_file`]).
+    pub pid_file: bool,
+    /// The descriptor limit (`RLIMIT_NOFILE`) it runs under, soft and
+    /// hard, set by the shell that then becomes warden (`ulimit -Sn`, then
+    /// `ulimit -Hn`: the hard limit cannot go below the soft one), as an
+    /// operator's `ulimit -n` would be; `hard` must not be above the
+    /// test's own. `None` leaves the test's own.
+    pub open_files: Option<(u64, u64)>,
+}
+
 /// A running `warden run`, with its own `base_dir` and log file, stopped
 /// (and, if need be, killed) when dropped. It can be killed and started
 /// again on the same configuration and `base_dir`, as an operator would
@@ -206,9 +220,8 @@ pub struct Running {
     config: PathBuf,
     control: PathBuf,
     log: PathBuf,
-    /// The descriptor limit warden is started under, soft and hard; `None`
-    /// leaves the test's own.
-    descriptor_limit: Option<(u64, u64)>,
+    /// How it is started, again too.
+    launch: Launch,
 }
 
 impl Running {
@@ -216,18 +229,11 @@ impl Running {
     /// a fresh temporary directory (`body` must leave `control_socket` at
     /// its default). Returns once the control socket answers.
     pub fn start(body: &str) -> Running {
-        Running::start_under(body, None)
+        Running::start_with(body, Launch::default())
     }
 
-    /// Starts warden as [`Running::start`] does, under the descriptor
-    /// limit (`RLIMIT_NOFILE`) `soft` and `hard`, set by the shell that
-    /// starts it (`ulimit -Sn`, then `ulimit -Hn`: the hard limit cannot go
-    /// below the soft one). `hard` must not be above the test's own.
-    pub fn start_with_descriptor_limit(body: &str, soft: u64, hard: u64) -> Running {
-        Running::start_under(body, Some((soft, hard)))
-    }
-
-    fn start_under(body: &str, descriptor_limit: Option<(u64, u64)>) -> Running {
+    /// Like [`Running::start`], started as `launch` says.
+    pub fn start_with(body: &str, launch: Launch) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = write_config(dir.path(), body);
         let log = dir.path().join("warden.log");
@@ -238,12 +244,12 @@ impl Running {
             config,
             control,
             log,
-            descriptor_limit,
+            launch,
         };
         // The first warden of a test run compiles every built-in plugin
         // into the shared cache, which takes seconds on a loaded machine
         // running tests side by side.
-        running.launch(Duration::from_secs(60));
+        running.run(Duration::from_secs(60));
         running
     }
 
@@ -255,13 +261,13 @@ impl Running {
             self.process.is_none(),
             "warden is still running; stop or kill it first"
         );
-        // The plugins are compiled already, in base_dir's cache.
-        self.launch(Duration::from_secs(20));
+        // The plugins are compiled already, in the shared cache.
+        self.run(Duration::from_secs(20));
     }
 
     /// Runs `warden run` and waits up to `timeout` for its control socket.
-    fn launch(&mut self, timeout: Duration) {
-        let mut command = match self.descriptor_limit {
+    fn run(&mut self, timeout: Duration) {
+        let mut command = match self.launch.open_files {
             Some((soft, hard)) => {
                 let mut shell = std::process::Command::new("sh");
                 shell
@@ -274,16 +280,17 @@ impl Running {
             }
             None => std::process::Command::new(warden()),
         };
-        let process = command
+        command
             .arg("run")
             .arg("-c")
             .arg(&self.config)
             .arg("--log-file")
             .arg(&self.log)
-            .env("WARDEN_LOG", "info,warden=debug,warden_policy=debug")
-            .spawn()
-            .expect("start warden run");
-        self.process = Some(process);
+            .env("WARDEN_LOG", "info,warden=debug,warden_policy=debug");
+        if self.launch.pid_file {
+            command.arg("--pid-file").arg(self.pid_file());
+        }
+        self.process = Some(command.spawn().expect("start warden run"));
         self.wait_for("the control socket", timeout, || {
             self.try_request(&Request::Status).is_ok()
         });
@@ -309,6 +316,16 @@ impl Running {
     /// The temporary directory holding the configuration, log and base_dir.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The control socket.
+    pub fn control_socket(&self) -> &Path {
+        &self.control
+    }
+
+    /// The pid file, when started with [`Launch::pid_file`].
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("warden.pid")
     }
 
     /// The master's pid.

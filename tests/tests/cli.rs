@@ -25,16 +25,25 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn the_annotated_configuration_checks_clean_where_dovecot_users_exist() {
+fn the_annotated_configuration_checks_clean_where_dovecot_is_installed() {
     let output = warden(&["check", "-c", conf().to_str().expect("utf-8 path")]);
     let users = ["dovecot", "dovenull"].map(|name| {
         warden_sys::ids::user(name)
             .expect("look up a user")
             .is_some()
     });
-    if users == [true, true] {
+    let config = warden::config::Config::load(&conf()).expect("read conf/warden.toml");
+    let missing: Vec<&str> = config
+        .services
+        .iter()
+        .filter(|service| config.runs(service))
+        .filter_map(|service| service.executable.value.argv.first())
+        .map(String::as_str)
+        .filter(|program| !Path::new(program).exists())
+        .collect();
+    if users == [true, true] && missing.is_empty() {
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-        assert!(text(&output.stdout).contains("ok; 24 services"));
+        assert!(text(&output.stdout).contains("ok; 23 services"));
         // Every plugin warden embeds, each named as built-in.
         for (plugin, _) in warden_policy::BUILTINS {
             assert!(
@@ -44,14 +53,22 @@ fn the_annotated_configuration_checks_clean_where_dovecot_users_exist() {
             );
         }
     } else {
-        // Without Debian's dovecot-core, the users it creates are missing,
-        // and check names the setting to change.
+        // Without Debian's Dovecot packages, the users and programs they
+        // install are missing, and check names each with the setting to
+        // change.
         assert_eq!(output.status.code(), Some(78));
-        assert!(
-            text(&output.stderr).contains("or change default_"),
-            "{}",
-            text(&output.stderr)
-        );
+        let stderr = text(&output.stderr);
+        if users != [true, true] {
+            assert!(stderr.contains("or change default_"), "{stderr}");
+        }
+        for program in missing {
+            assert!(
+                stderr.contains(&format!(
+                    "the program {program} does not exist; install it there"
+                )),
+                "{stderr}"
+            );
+        }
     }
 }
 
@@ -208,12 +225,22 @@ fn an_unknown_service_is_a_usage_error_that_lists_the_services() {
 
 #[test]
 fn the_configuration_file_comes_from_warden_config_when_not_given() {
+    // A file that checks clean on any system, unlike conf/warden.toml,
+    // which needs Dovecot installed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config =
+        warden_tests::write_config(dir.path(), "[service.shell]\nexecutable = \"/bin/sh\"\n");
     let output = Command::new(warden_tests::warden())
         .arg("check")
-        .env("WARDEN_CONFIG", conf())
+        .env("WARDEN_CONFIG", &config)
         .output()
         .expect("run warden");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).starts_with(&format!("{}: ok; 1 services", config.display())),
+        "{}",
+        text(&output.stdout)
+    );
 }
 
 #[test]
@@ -325,4 +352,155 @@ mode = "0660"
             "no {default}: {shown}"
         );
     }
+}
+
+/// A file at `path` with `mode`.
+fn file_with_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, "#!/bin/sh\n").expect("write a file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `mode 0NNN, owner UID:GID` of `path`, as check shows them.
+fn mode_and_owner(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).expect("stat");
+    format!(
+        "mode {:04o}, owner {}:{}",
+        meta.mode() & 0o7777,
+        meta.uid(),
+        meta.gid()
+    )
+}
+
+#[test]
+fn check_reports_every_executable_and_chroot_that_cannot_work_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = dir.path().display().to_string();
+    std::fs::create_dir(dir.path().join("programs")).expect("mkdir");
+    file_with_mode(&dir.path().join("plain"), 0o644);
+    file_with_mode(&dir.path().join("owners"), 0o754);
+    file_with_mode(&dir.path().join("jail"), 0o644);
+    let config = warden_tests::write_config(
+        dir.path(),
+        &format!(
+            r#"
+[service.directory]
+executable = "{at}/programs"
+
+[service.plain]
+executable = "{at}/plain --flag"
+
+[service.owners]
+executable = "{at}/owners"
+user = "nobody"
+
+[service.jailed]
+executable = "/bin/sh"
+chroot = "{at}/jail"
+"#
+        ),
+    );
+    let output = warden_tests::check(&config);
+    assert_eq!(output.status.code(), Some(78), "{}", text(&output.stderr));
+    let me = nix::unistd::geteuid();
+    let expected = [
+        format!(
+            "warden.toml:4:14: service.directory.executable: {at}/programs is a directory, not a program; name the program file in service.directory.executable"
+        ),
+        format!(
+            "warden.toml:7:14: service.plain.executable: warden's own user (uid {me}) may not execute {at}/plain ({}); make it executable (chmod +x {at}/plain), or correct service.plain.executable",
+            mode_and_owner(&dir.path().join("plain"))
+        ),
+        format!(
+            "warden.toml:10:14: service.owners.executable: the user \"nobody\" may not execute {at}/owners ({}); make it executable (chmod +x {at}/owners), or correct service.owners.executable",
+            mode_and_owner(&dir.path().join("owners"))
+        ),
+        format!(
+            "warden.toml:15:10: service.jailed.chroot: the chroot {at}/jail is not a directory; make it one, or correct service.jailed.chroot"
+        ),
+        "warden.toml: 4 problems found; nothing was started".to_owned(),
+    ];
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, expected) in lines.iter().zip(&expected) {
+        assert!(
+            line.ends_with(expected.as_str()),
+            "{line}\nis not\n{expected}"
+        );
+    }
+}
+
+#[test]
+fn run_refuses_at_start_what_check_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    file_with_mode(&dir.path().join("plain"), 0o644);
+    let config = warden_tests::write_config(
+        dir.path(),
+        &format!(
+            "[service.plain]\nexecutable = \"{}/plain\"\n",
+            dir.path().display()
+        ),
+    );
+    let checked = warden_tests::check(&config);
+    assert_eq!(checked.status.code(), Some(78), "{}", text(&checked.stderr));
+    let mut run = Command::new(warden_tests::warden())
+        .arg("run")
+        .arg("-c")
+        .arg(&config)
+        .env_remove("WARDEN_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start warden run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().expect("wait for warden run") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("warden run started a configuration check refuses");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    assert_eq!(stderr, text(&checked.stderr));
+}
+
+#[test]
+fn a_reload_to_an_executable_that_cannot_run_is_refused_and_the_old_one_serves() {
+    let port = warden_tests::free_port();
+    let service = |executable: &str| {
+        format!(
+            "[service.echo]\nexecutable = {executable:?}\nprocess_min_avail = 1\n\n[[service.echo.inet_listener]]\nname = \"echo\"\naddress = \"127.0.0.1\"\nport = {port}\n"
+        )
+    };
+    let echo = warden_tests::echo().display().to_string();
+    let warden = warden_tests::Running::start(&service(&echo));
+    let wait = std::time::Duration::from_secs(20);
+    warden.wait_for("the echo process", wait, || warden.pids("echo").len() == 1);
+    let before = warden.pids("echo");
+    let programs = warden.dir().join("programs");
+    std::fs::create_dir(&programs).expect("mkdir");
+    warden.reload_with(&service(&programs.display().to_string()));
+    warden.wait_for("the reload to be refused", wait, || {
+        warden
+            .log()
+            .contains("configuration reload failed; the running configuration stays")
+    });
+    assert!(
+        warden.log().contains(&format!(
+            "service.echo.executable: {} is a directory, not a program",
+            programs.display()
+        )),
+        "{}",
+        warden.log()
+    );
+    assert_eq!(warden.pids("echo"), before);
+    let mut client = warden_tests::LineClient::connect(port).expect("connect");
+    assert_eq!(client.echo_pid(), before[0]);
 }

@@ -12,7 +12,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use warden_tests::{Running, echo, free_port, probe, whoami};
+use warden_tests::{Launch, Running, echo, free_port, probe, whoami};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -69,7 +69,7 @@ fn descriptor_limit(pid: i32) -> (String, String) {
 fn a_low_descriptor_limit_is_raised_to_the_hard_one_and_warned_about_with_the_fix() {
     let port = free_port();
     // 100 processes: their pidfds and output pipes alone are 400.
-    let warden = Running::start_with_descriptor_limit(
+    let warden = Running::start_with(
         &format!(
             r#"
 [service.echo]
@@ -84,8 +84,10 @@ port = {port}
 "#,
             echo = echo().display()
         ),
-        64,
-        256,
+        Launch {
+            open_files: Some((64, 256)),
+            ..Launch::default()
+        },
     );
     assert_eq!(
         descriptor_limit(warden.pid()),

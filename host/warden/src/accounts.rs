@@ -1,14 +1,23 @@
-//! Checking that the users and groups a configuration names exist.
+//! Checking a configuration against the system it is to run on: the users
+//! and groups it names exist, each running service's executable is a
+//! program its user may run, and each chroot is a directory.
 //!
-//! This is the step after parsing, and the only one that asks the system
-//! (its user and group databases, through `warden-sys`). Each missing name
-//! is reported once, where it is first named, with the setting to change;
-//! a name reached through a global (`$default_login_user`, or a default)
-//! points at the global.
+//! This is the step after parsing and validation, and the only one that
+//! asks the system (its user and group databases, through `warden-sys`,
+//! and its file system). `warden check` runs it, and so does `warden run`,
+//! at start and on every reload: a configuration that fails here is
+//! refused, and on reload the running one stays. Every problem is
+//! reported at once, each where the setting to change is written, with
+//! that setting; a name reached through a global (`$default_login_user`,
+//! or a default) points at the global. Only what a running service uses is
+//! checked: a global no running service names is not looked up.
 
+use std::io::ErrorKind;
 use std::ops::Range;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
-use crate::config::{Config, Origin, Problem, Setting};
+use crate::config::{Config, Origin, Problem, Service, Setting};
 
 /// Whether a name is a user's or a group's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,27 +83,6 @@ fn references(config: &Config) -> Vec<Reference> {
             });
         }
     };
-    let g = &config.globals;
-    for (kind, key, setting) in [
-        (Kind::User, "default_login_user", &g.default_login_user),
-        (
-            Kind::User,
-            "default_internal_user",
-            &g.default_internal_user,
-        ),
-        (
-            Kind::Group,
-            "default_internal_group",
-            &g.default_internal_group,
-        ),
-    ] {
-        add(
-            kind,
-            &setting.value,
-            key.to_owned(),
-            place(config, key, setting),
-        );
-    }
     for service in config.services.iter().filter(|s| config.runs(s)) {
         let key = |setting: &str| format!("service.{}.{setting}", service.name);
         for (kind, name, setting) in [
@@ -139,11 +127,55 @@ fn references(config: &Config) -> Vec<Reference> {
             );
         }
     }
-    found
+    // A global a running service uses comes first, so that a missing name
+    // is blamed on the global that gives it to every service.
+    let g = &config.globals;
+    let mut globals = Vec::new();
+    for (kind, key, setting) in [
+        (Kind::User, "default_login_user", &g.default_login_user),
+        (
+            Kind::User,
+            "default_internal_user",
+            &g.default_internal_user,
+        ),
+        (
+            Kind::Group,
+            "default_internal_group",
+            &g.default_internal_group,
+        ),
+    ] {
+        if found
+            .iter()
+            .any(|used| used.kind == kind && used.name == setting.value)
+        {
+            let (span, fix) = place(config, key, setting);
+            globals.push(Reference {
+                kind,
+                name: setting.value.clone(),
+                key: key.to_owned(),
+                span,
+                fix,
+            });
+        }
+    }
+    globals.append(&mut found);
+    globals
+}
+
+/// Every problem `config` has on this system: users and groups that do not
+/// exist, executables that cannot be run, chroots that are not
+/// directories. What `warden check` reports and `warden run` refuses.
+pub fn check(config: &Config) -> Vec<Problem> {
+    let mut problems = missing(config);
+    for service in config.services.iter().filter(|s| config.runs(s)) {
+        problems.extend(executable(config, service));
+        problems.extend(chroot(config, service));
+    }
+    problems
 }
 
 /// A problem for each user or group `config` names that does not exist.
-pub fn missing(config: &Config) -> Vec<Problem> {
+fn missing(config: &Config) -> Vec<Problem> {
     let mut checked: Vec<(Kind, String)> = Vec::new();
     let mut problems = Vec::new();
     for reference in references(config) {
@@ -174,4 +206,181 @@ pub fn missing(config: &Config) -> Vec<Problem> {
         problems.push(Problem::new(reference.key, reference.span, message));
     }
     problems
+}
+
+/// Who a service's processes run as, for deciding whether they may execute
+/// a file: as the master does, the service's `user` with its `group` (or
+/// the user's) and its `extra_groups`, or, without a `user`, the
+/// supervisor's own identity.
+struct Runner {
+    /// How messages name it.
+    name: String,
+    /// Its user id.
+    uid: u32,
+    /// Its groups: the primary one first, then the supplementary ones.
+    gids: Vec<u32>,
+}
+
+impl Runner {
+    /// The runner of `service`; `None` when a name it needs does not exist
+    /// (reported on its own) or cannot be looked up.
+    fn of(service: &Service) -> Option<Runner> {
+        let user = service.user.value.as_str();
+        if user.is_empty() {
+            let uid = nix::unistd::geteuid().as_raw();
+            let mut gids = vec![nix::unistd::getegid().as_raw()];
+            gids.extend(
+                nix::unistd::getgroups()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(nix::unistd::Gid::as_raw),
+            );
+            return Some(Runner {
+                name: format!("warden's own user (uid {uid})"),
+                uid,
+                gids,
+            });
+        }
+        let entry = warden_sys::ids::user(user).ok()??;
+        let group = |name: &str| warden_sys::ids::group(name).ok().flatten();
+        let primary = match service.group.value.as_str() {
+            "" => entry.gid,
+            name => group(name)?,
+        };
+        let mut gids = vec![primary.as_raw()];
+        for name in &service.extra_groups.value {
+            gids.push(group(name)?.as_raw());
+        }
+        Some(Runner {
+            name: format!("the user {user:?}"),
+            uid: entry.uid.as_raw(),
+            gids,
+        })
+    }
+
+    /// Whether the kernel lets this runner execute a file of `mode`, owned
+    /// by `owner` and `group`: root needs an execute bit anywhere; anyone
+    /// else the one of the class they fall in (owner, group, others).
+    fn may_execute(&self, mode: u32, owner: u32, group: u32) -> bool {
+        let bit = if self.uid == 0 {
+            0o111
+        } else if self.uid == owner {
+            0o100
+        } else if self.gids.contains(&group) {
+            0o010
+        } else {
+            0o001
+        };
+        mode & bit != 0
+    }
+}
+
+/// What is wrong with a running service's executable, as the master will
+/// use it: its first word (resolved against `base_dir` when parsed), which
+/// must be a regular file the service's user may execute.
+fn executable(config: &Config, service: &Service) -> Option<Problem> {
+    let program = service.executable.value.argv.first()?;
+    let key = format!("service.{}.executable", service.name);
+    let (span, fix) = place(config, &key, &service.executable);
+    let message = match std::fs::metadata(program) {
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            format!("the program {program} does not exist; install it there, or correct {fix}")
+        }
+        Err(error) => format!(
+            "cannot examine the program {program}: {error}; run warden check as the user warden runs as, or correct {fix}"
+        ),
+        Ok(meta) if meta.is_dir() => {
+            format!("{program} is a directory, not a program; name the program file in {fix}")
+        }
+        Ok(meta) if !meta.is_file() => format!(
+            "{program} is not a regular file, so it cannot be executed; name a program file in {fix}"
+        ),
+        Ok(meta) => {
+            let runner = Runner::of(service)?;
+            let mode = meta.permissions().mode();
+            if runner.may_execute(mode, meta.uid(), meta.gid()) {
+                return None;
+            }
+            format!(
+                "{} may not execute {program} (mode {:04o}, owner {}:{}); make it executable (chmod +x {program}), or correct {fix}",
+                runner.name,
+                mode & 0o7777,
+                meta.uid(),
+                meta.gid()
+            )
+        }
+    };
+    Some(Problem::new(key, span, message))
+}
+
+/// What is wrong with a running service's chroot: it must be a directory.
+/// One inside `base_dir` that does not exist yet is created at start.
+fn chroot(config: &Config, service: &Service) -> Option<Problem> {
+    let dir = service.chroot.value.as_deref()?;
+    let key = format!("service.{}.chroot", service.name);
+    let (span, fix) = place(config, &key, &service.chroot);
+    let shown = dir.display();
+    let message = match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => return None,
+        Ok(_) => format!("the chroot {shown} is not a directory; make it one, or correct {fix}"),
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            if dir.starts_with(&config.globals.base_dir.value) && creatable(dir) {
+                return None;
+            }
+            format!(
+                "the chroot {shown} does not exist; create the directory (warden creates a missing chroot only inside base_dir), or correct {fix}"
+            )
+        }
+        Err(error) => format!(
+            "cannot examine the chroot {shown}: {error}; run warden check as the user warden runs as, or correct {fix}"
+        ),
+    };
+    Some(Problem::new(key, span, message))
+}
+
+/// Whether a missing directory can be created at `dir`: the nearest part
+/// of its path that exists is a directory.
+fn creatable(dir: &Path) -> bool {
+    dir.ancestors()
+        .skip(1)
+        .find_map(|ancestor| std::fs::metadata(ancestor).ok())
+        .is_some_and(|meta| meta.is_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(uid: u32, gids: &[u32]) -> Runner {
+        Runner {
+            name: String::new(),
+            uid,
+            gids: gids.to_vec(),
+        }
+    }
+
+    #[test]
+    fn root_needs_an_execute_bit_anywhere() {
+        let root = runner(0, &[0]);
+        assert!(root.may_execute(0o100, 5, 5));
+        assert!(root.may_execute(0o001, 5, 5));
+        assert!(!root.may_execute(0o644, 0, 0));
+    }
+
+    #[test]
+    fn others_need_the_bit_of_their_class() {
+        let user = runner(1000, &[100, 27]);
+        assert!(user.may_execute(0o700, 1000, 0));
+        assert!(
+            !user.may_execute(0o077, 1000, 100),
+            "the owner's bits decide for the owner"
+        );
+        assert!(user.may_execute(0o010, 0, 27));
+        assert!(
+            !user.may_execute(0o701, 0, 27),
+            "the group's bits decide for a member"
+        );
+        assert!(user.may_execute(0o001, 0, 0));
+        assert!(!user.may_execute(0o770, 0, 0));
+    }
 }

@@ -4,7 +4,11 @@
 //! The socket is a unix stream socket in `base_dir` (`control_socket`),
 //! mode 0600, and the master also checks each peer's credentials: only
 //! root and the user the master runs as are served. A request is one line
-//! of JSON, at most [`MAX_REQUEST`] bytes; the answer is one line of JSON.
+//! of JSON, at most [`MAX_REQUEST`] bytes, sent within [`REQUEST_TIMEOUT`]
+//! of connecting; the answer is one line of JSON. The master serves at most
+//! [`MAX_CLIENTS`] connections at once: a new one closes the oldest that has
+//! not sent its request, or, when all have, is refused with a message to
+//! try again.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -15,6 +19,13 @@ use serde::{Deserialize, Serialize};
 
 /// The longest request line the master reads.
 pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// How long the master waits for a client's request after it connects,
+/// and again for the client to take the answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many control connections the master serves at once.
+pub const MAX_CLIENTS: usize = 32;
 
 /// How long a client waits for the master's answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);

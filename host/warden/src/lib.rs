@@ -1,9 +1,10 @@
 //! warden, the supervisor: its configuration ([`config`], pure, what
-//! `warden check` and `warden config` run), the check that the users and
-//! groups it names exist ([`accounts`]), the listeners it opens from it
-//! ([`listen`]), the master that runs the services ([`master`]), the
-//! control protocol the CLI speaks to it ([`control`]), its log
-//! ([`logging`]), and the check of the files it trusts ([`trust`]).
+//! `warden check` and `warden config` run), the check that this system has
+//! what it names — users, groups, executables, chroots ([`accounts`]) —,
+//! the listeners it opens from it ([`listen`]), the master that runs the
+//! services ([`master`]), the control protocol the CLI speaks to it
+//! ([`control`]), its log ([`logging`]), and the check of the files it
+//! trusts ([`trust`]).
 //!
 //! This crate decides nothing about privileges or descriptors itself and
 //! contains no `unsafe`: every system call that needs care goes through

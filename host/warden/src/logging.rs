@@ -3,7 +3,8 @@
 //!
 //! Every line carries its fields (`service`, `pid`…) after the message, as
 //! `tracing`'s formatter writes them. `RUST_LOG`-style filters come from
-//! `WARDEN_LOG`; the default is `info`.
+//! `WARDEN_LOG`; the default is `info`. A panic is logged too
+//! ([`log_panics`]), so that a daemonized master's end is in its log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -90,4 +91,34 @@ pub fn reopen() -> io::Result<()> {
         .map_err(|_| io::Error::other("the log file lock was poisoned"))?;
     *file = fresh;
     Ok(())
+}
+
+/// Makes every panic from now on a line of the log, with its message and
+/// where it happened (and a backtrace when `RUST_BACKTRACE` asks for one),
+/// before the process goes on to unwind or exit. When the log is a file,
+/// the standard report still goes to stderr as well, for a terminal.
+pub fn log_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload_as_str()
+            .unwrap_or("(the panic carries no message)");
+        let location = info
+            .location()
+            .map_or_else(|| "an unknown place".to_owned(), ToString::to_string);
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        let backtrace = std::backtrace::Backtrace::capture();
+        match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => tracing::error!(
+                "thread '{thread}' panicked at {location}: {message}; this is a bug in warden\n{backtrace}"
+            ),
+            _ => tracing::error!(
+                "thread '{thread}' panicked at {location}: {message}; this is a bug in warden (RUST_BACKTRACE=1 logs a backtrace)"
+            ),
+        }
+        if LOG_FILE.get().is_some() {
+            previous(info);
+        }
+    }));
 }

@@ -415,13 +415,9 @@ fn check(path: &Path) -> Outcome {
         Err(outcome) => return outcome,
     };
     let config = &checked.config;
-    let missing = warden::accounts::missing(config);
-    if !missing.is_empty() {
-        let source = std::fs::read_to_string(path).unwrap_or_default();
-        eprintln!(
-            "{}",
-            config::Problems::locate(&path.to_string_lossy(), &source, missing)
-        );
+    let problems = warden::accounts::check(config);
+    if !problems.is_empty() {
+        eprintln!("{}", config::locate_in(path, problems));
         return Outcome::BadConfig;
     }
     if !checked.failures.is_empty() {

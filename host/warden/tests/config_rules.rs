@@ -247,7 +247,6 @@ fn the_annotated_configuration_is_valid() {
         "ipc",
         "lmtp",
         "log",
-        "ssl-params",
         "stats",
     ] {
         assert!(

@@ -347,8 +347,14 @@ fn builtin<T>(value: T) -> impl FnOnce() -> Setting<T> {
 }
 
 /// Resolves `path` against `base`. Relative paths may not leave `base` with
-/// `..`; absolute ones are taken as they are.
+/// `..`; absolute ones are taken as they are. No path may hold a NUL byte,
+/// which the system calls that take it cannot pass.
 pub(super) fn resolve_under(base: &Path, path: &str) -> Result<PathBuf, String> {
+    if path.contains('\0') {
+        return Err(format!(
+            "the path {path:?} contains a NUL byte, which no path can hold; remove it"
+        ));
+    }
     if Path::new(path).is_absolute() {
         return Ok(PathBuf::from(path));
     }
@@ -1169,8 +1175,14 @@ fn read_plugin(
 }
 
 /// Splits `executable` like a shell word list and resolves the program
-/// against `base_dir`.
+/// against `base_dir`. A NUL byte is refused: exec cannot pass it in a
+/// program's name or an argument.
 fn read_executable(base: &Path, text: &str) -> Result<Vec<String>, String> {
+    if text.contains('\0') {
+        return Err(format!(
+            "{text:?} contains a NUL byte, which no program name or argument can hold; remove it"
+        ));
+    }
     let Some(mut argv) = shlex::split(text) else {
         return Err(format!(
             "`{text}` has an unclosed quote or a trailing backslash; close the quote"
@@ -1492,6 +1504,7 @@ mod tests {
         );
         assert!(resolve_under(base, "../etc/passwd").is_err());
         assert!(resolve_under(base, "a/../../etc").is_err());
+        assert!(resolve_under(base, "/var/\0run").is_err());
     }
 
     #[test]
@@ -1512,6 +1525,8 @@ mod tests {
         assert!(read_executable(base, "").is_err());
         assert!(read_executable(base, "   ").is_err());
         assert!(read_executable(base, "prog 'open").is_err());
+        assert!(read_executable(base, "/bin/true\0x").is_err());
+        assert!(read_executable(base, "/bin/echo a\0b").is_err());
     }
 
     #[test]

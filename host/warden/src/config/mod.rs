@@ -543,6 +543,14 @@ impl Config {
     }
 }
 
+/// `problems` found in the configuration at `path` after it was read (by
+/// the checks that ask the system), each placed on its line and column in
+/// the file as it is now.
+pub fn locate_in(path: &Path, problems: Vec<Problem>) -> Problems {
+    let source = std::fs::read_to_string(path).unwrap_or_default();
+    Problems::locate(&path.to_string_lossy(), &source, problems)
+}
+
 /// The file at `path`: its name for messages, its text, and its directory
 /// (against which a relative `base_dir` is resolved).
 fn read(path: &Path) -> Result<(String, String, Option<PathBuf>), LoadError> {

@@ -5,7 +5,10 @@
 //! here, because all it ever does is answer any request with the current
 //! text and close; a full HTTP stack would be the largest dependency of the
 //! supervisor for that. It reads at most a few kilobytes of request, for at
-//! most a few seconds, so a client cannot make it hold more.
+//! most a few seconds, and gives the client as long to take the answer, so
+//! a client cannot make it hold more; and a failed accept (a full
+//! descriptor table) is logged and retried after a rest, so the endpoint
+//! serves again as soon as descriptors are free.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +21,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use warden_policy::stats::{MetricKind, PluginMetrics, Value};
 
+use super::ACCEPT_BACKOFF;
 use crate::config::MetricsListen;
 
 /// Labels naming a service.
@@ -139,7 +143,9 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) type PluginText = Arc<Mutex<String>>;
 
 /// Serves the metrics on `listen` until the task is aborted: the master's
-/// own from `registry`, then the plugins' from `plugins`.
+/// own from `registry`, then the plugins' from `plugins`. Only binding can
+/// fail; a failed accept (out of descriptors, most often) is logged and
+/// waited out, and the endpoint goes on.
 pub(super) async fn serve(
     listen: MetricsListen,
     registry: Arc<Registry>,
@@ -149,19 +155,39 @@ pub(super) async fn serve(
         MetricsListen::Inet(address) => {
             let listener = tokio::net::TcpListener::bind(address).await?;
             loop {
-                let (stream, _) = listener.accept().await?;
-                tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                    }
+                    Err(error) => rest_after(&error).await,
+                }
             }
         }
         MetricsListen::Unix(path) => {
             let _ = std::fs::remove_file(&path);
             let listener = tokio::net::UnixListener::bind(&path)?;
             loop {
-                let (stream, _) = listener.accept().await?;
-                tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                    }
+                    Err(error) => rest_after(&error).await,
+                }
             }
         }
     }
+}
+
+/// Logs a failed accept and rests for [`ACCEPT_BACKOFF`]: one line per
+/// rest, so the loop neither spins nor floods the log while the cause (a
+/// full descriptor table) lasts.
+async fn rest_after(error: &std::io::Error) {
+    tracing::error!(
+        %error,
+        "the metrics endpoint cannot accept a connection; retrying in {}ms (raise the descriptor limit, ulimit -n, if it says too many open files)",
+        ACCEPT_BACKOFF.as_millis()
+    );
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
 /// Renders the plugins' metrics as OpenMetrics families named
@@ -256,7 +282,31 @@ async fn answer(
         "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    // Nor does one that asks and then does not read the answer.
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, write).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_does_not_read_the_answer_is_let_go_after_the_deadline() {
+        let (registry, plugins) = (Metrics::new().1, PluginText::default());
+        // Room for the request, not for the answer.
+        let (mut client, server) = tokio::io::duplex(64);
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let served =
+            tokio::time::timeout(REQUEST_TIMEOUT * 2, answer(server, registry, plugins)).await;
+        assert!(served.is_ok(), "the answer waited on past its deadline");
+        drop(client);
+    }
 }

@@ -25,12 +25,14 @@
 //! the log service's gets SIGTERM, SIGKILL after `shutdown_grace`, and the
 //! log service goes last.
 
+mod clients;
 mod descriptors;
 mod launch;
 mod metrics;
 mod native;
 mod notify;
 mod output;
+mod pid_file;
 mod plugins;
 
 pub use plugins::{Checked, check as check_config, check_plugin, compile_helper};
@@ -46,7 +48,6 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::{SockFlag, SockaddrStorage};
 use nix::unistd::Pid;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use warden_child::protocol::FromService;
@@ -57,10 +58,12 @@ use warden_sys::{Endpoint, Exit, Listener};
 use crate::config::{Config, Interface, ServiceType};
 use crate::control::{ProcessStatus, Request, Response, ServiceStatus};
 use crate::listen::{self, OpenListener, Spec, Wanted};
+use clients::ControlClients;
 use launch::{Connection, Ends};
 use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
 use output::Stream;
+use pid_file::PidFile;
 use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
 
 /// How often the master runs its round: prefork, throttles, idle kill,
@@ -224,11 +227,16 @@ struct Draining {
 
 /// Reads and checks the configuration at `path` with the defaults of
 /// `plugins`, including that this version can run every interface it asks
-/// for.
+/// for and, as `warden check` does, that this system has what it names.
 fn read_config(path: &Path, plugins: &mut Plugins) -> Result<Config, RunError> {
-    let config =
-        plugins::read_config(path, plugins).map_err(|error| RunError::Config(error.to_string()))?;
+    let config = plugins::read_config(path, plugins)
+        .map_err(|error| RunError::Config(error.to_string()))?;
     check_interfaces(path, &config)?;
+    let problems = crate::accounts::check(&config);
+    if !problems.is_empty() {
+        let problems = crate::config::locate_in(path, problems);
+        return Err(RunError::Config(problems.to_string()));
+    }
     Ok(config)
 }
 
@@ -256,32 +264,30 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     let config = Config::load_values(&options.config)
         .map_err(|error| RunError::Config(error.to_string()))?;
     check_interfaces(&options.config, &config)?;
+    if let Some(pid_file) = &options.pid_file {
+        pid_file::ensure_free(pid_file)?;
+    }
     if options.daemonize {
         warden_sys::daemon::daemonize().map_err(|e| RunError::start("cannot daemonize", e))?;
     }
     crate::logging::init(options.log_file.as_deref())
         .map_err(|e| RunError::start("cannot open the log file", e))?;
+    crate::logging::log_panics();
     descriptors::raise_limit();
-    if let Some(pid_file) = &options.pid_file {
-        std::fs::write(pid_file, format!("{}\n", std::process::id())).map_err(|e| {
-            RunError::start(
-                format!("cannot write the pid file {}", pid_file.display()),
-                e,
-            )
-        })?;
-    }
+    // Removed when `run` returns, or unwinds, if it still holds our pid.
+    let _pid_file = options
+        .pid_file
+        .as_deref()
+        .map(PidFile::write)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| RunError::start("cannot start the event loop", e))?;
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         let mut master = Master::start(options.config.clone(), config).await?;
         master.serve().await
-    });
-    if let Some(pid_file) = &options.pid_file {
-        let _ = std::fs::remove_file(pid_file);
-    }
-    result
+    })
 }
 
 /// Startup order: log first, then config, then anvil, then the rest in the
@@ -335,7 +341,7 @@ struct Master {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Control connections being served; the last answers (to `stop`)
     /// are written before the master exits.
-    control_clients: tokio::task::JoinSet<()>,
+    control_clients: ControlClients,
 }
 
 /// A plugin set being loaded, and what follows when it is ready.
@@ -412,7 +418,7 @@ impl Master {
             phase: Phase::Running,
             spawned_this_round: false,
             tasks: Vec::new(),
-            control_clients: tokio::task::JoinSet::new(),
+            control_clients: ControlClients::default(),
         };
         for missing in plugins::unknown_policies(&master.config, &master.policy) {
             tracing::warn!("{missing}");
@@ -794,9 +800,7 @@ impl Master {
         let _ = std::fs::remove_file(&self.config.globals.control_socket.value);
         // Answer the commands still in flight (the `stop` that ended us),
         // each given a moment, then go.
-        while let Ok(Some(_)) =
-            tokio::time::timeout(CONTROL_LINGER, self.control_clients.join_next()).await
-        {}
+        self.control_clients.linger(CONTROL_LINGER).await;
         tracing::info!("warden stopped");
         Ok(())
     }
@@ -872,8 +876,7 @@ impl Master {
             Event::ChannelClosed { pid, channel } => self.channel_closed(pid, channel),
             Event::PluginsLoaded(loaded) => self.plugins_loaded(loaded),
             Event::ControlClient(stream) => {
-                self.control_clients
-                    .spawn(control_connection(stream, self.events.clone()));
+                self.control_clients.serve(stream, self.events.clone());
             }
             Event::Control { request, reply } => self.control(request, reply),
         }
@@ -2259,44 +2262,4 @@ fn ends_of(socket: &OwnedFd, unix: bool) -> Option<Ends> {
     let remote = address(nix::sys::socket::getpeername(socket.as_raw_fd()).ok()?)?;
     let local = address(nix::sys::socket::getsockname(socket.as_raw_fd()).ok()?)?;
     Some(Ends::Tcp { remote, local })
-}
-
-/// Serves one control connection: one request line, one answer line.
-async fn control_connection(stream: tokio::net::UnixStream, events: mpsc::UnboundedSender<Event>) {
-    let me = nix::unistd::geteuid();
-    let allowed = stream
-        .peer_cred()
-        .is_ok_and(|peer| peer.uid() == 0 || peer.uid() == me.as_raw());
-    let (reader, mut writer) = stream.into_split();
-    let answer = if allowed {
-        let mut line = String::new();
-        let mut limited = BufReader::new(reader.take(crate::control::MAX_REQUEST as u64));
-        match limited.read_line(&mut line).await {
-            Ok(_) => match serde_json::from_str::<Request>(&line) {
-                Ok(request) => {
-                    let (reply, answer) = oneshot::channel();
-                    if events.send(Event::Control { request, reply }).is_err() {
-                        return;
-                    }
-                    answer.await.unwrap_or(Response::Failed {
-                        message: "warden is stopping".to_owned(),
-                    })
-                }
-                Err(error) => Response::Failed {
-                    message: format!("unreadable request: {error}"),
-                },
-            },
-            Err(error) => Response::Failed {
-                message: format!("cannot read the request: {error}"),
-            },
-        }
-    } else {
-        Response::Failed {
-            message: "only root and the user warden runs as may use the control socket".to_owned(),
-        }
-    };
-    if let Ok(mut line) = serde_json::to_string(&answer) {
-        line.push('\n');
-        let _ = writer.write_all(line.as_bytes()).await;
-    }
 }
