@@ -981,6 +981,16 @@ impl Master {
         let name = state.name().to_owned();
         match decision {
             Lifecycle::Continue => {}
+            // One failure event steps the throttle once. Processes that
+            // fail together (a broken binary, several started in one
+            // round) report their exits one by one; those that come while
+            // the throttle they caused is in force are part of the same
+            // event, as Dovecot ignores failures while throttled. Without
+            // this, five processes dying in the same millisecond would
+            // double the throttle four more times.
+            Lifecycle::Throttle { .. } if state.throttle.until.is_some_and(|until| now < until) => {
+                tracing::debug!(service = name, "already throttled: {reason}");
+            }
             Lifecycle::Throttle { ms } => {
                 state.throttle.until = Some(now + Duration::from_millis(ms));
                 state.throttle.last_ms = ms;
