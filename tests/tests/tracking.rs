@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use warden_tests::{Running, probe};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -54,4 +55,36 @@ process_min_avail = 5
         .matches("process exited with status 1")
         .count();
     assert!(exits >= 2, "the burst was not several failures:\n{log}");
+}
+
+#[test]
+fn a_report_above_client_limit_is_clamped_and_warned_about_once() {
+    let warden = Running::start(&format!(
+        r#"
+[service.liar]
+executable = "{probe} notify X_WARDEN_CLIENTS=4294967295"
+type = "startup"
+client_limit = 5
+"#,
+        probe = probe().display()
+    ));
+    warden.wait_for("the report", WAIT, || {
+        warden.ps("liar").first().and_then(|p| p.clients) == Some(5)
+    });
+    let pid = warden.pids("liar")[0];
+    // It says so twice more.
+    for sent in 2..=3 {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1)
+            .expect("signal the probe");
+        warden.wait_for("the probe to report again", WAIT, || {
+            warden.log().matches("notify=ok").count() >= sent
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let log = warden.log();
+    let warning = "process reported 4294967295 clients, more than its client_limit (5); counting 5";
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+    assert!(log.contains("raise service.liar.client_limit"), "{log}");
+    assert_eq!(warden.ps("liar")[0].clients, Some(5));
+    assert_eq!(warden.status("liar").clients, 5);
 }

@@ -841,7 +841,7 @@ impl Master {
         }
         output::capture(name.clone(), pid, Stream::Stderr, output.stderr);
         watch_exit(&child, self.events.clone());
-        let mut process = Process::new(child, now);
+        let mut process = Process::new(child, now, state.config.effective_client_limit());
         process.peer = peer;
         if state.interface() == Interface::Inetd {
             // It serves its one connection from the start and takes no other.
@@ -1067,8 +1067,16 @@ impl Master {
         if message.ready || message.clients.is_some() || message.watchdog {
             process.ready_at.get_or_insert(now);
         }
-        if let Some(clients) = message.clients {
-            process.report_clients(clients, now);
+        if let Some(clients) = message.clients
+            && process.reported_clients(clients, now)
+        {
+            let limit = process.client_limit;
+            tracing::warn!(
+                service,
+                pid = raw,
+                reported = clients,
+                "process reported {clients} clients, more than its client_limit ({limit}); counting {limit}. A process must stop accepting at WARDEN_CLIENT_LIMIT: fix the service, or raise service.{service}.client_limit (warned once per process)"
+            );
         }
         if message.stopping {
             process.retired = true;

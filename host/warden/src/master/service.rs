@@ -38,8 +38,14 @@ pub(super) struct Process {
     pub started: Instant,
     /// When it said it was ready (or was taken to be).
     pub ready_at: Option<Instant>,
-    /// Its clients, as last reported; `None` if it never reports them.
+    /// Its clients, as last reported and at most `client_limit`; `None`
+    /// if it never reports them.
     pub clients: Option<u32>,
+    /// The `client_limit` it was started with (`WARDEN_CLIENT_LIMIT`).
+    pub client_limit: u32,
+    /// Whether it reported more clients than `client_limit` (and was
+    /// warned about, once).
+    pub overreported: bool,
     /// Since when it has reported no clients.
     pub idle_since: Option<Instant>,
     /// When it was asked to exit because it was idle.
@@ -78,12 +84,14 @@ impl Drop for Process {
 }
 
 impl Process {
-    pub(super) fn new(child: Child, started: Instant) -> Process {
+    pub(super) fn new(child: Child, started: Instant, client_limit: u32) -> Process {
         Process {
             child,
             started,
             ready_at: None,
             clients: None,
+            client_limit,
+            overreported: false,
             idle_since: None,
             asked_to_exit: None,
             told_to_stop: false,
@@ -164,6 +172,18 @@ impl Process {
         } else {
             Ok(self.child.signal(nix::sys::signal::Signal::SIGINT)?)
         }
+    }
+
+    /// Records the process's own report of `reported` clients at `now`,
+    /// counting at most its `client_limit`: a process cannot claim more
+    /// room than it has been given, nor make the master's sums overflow.
+    /// Returns `true` the first time it reported more, so the master warns
+    /// once per process however often it does.
+    pub(super) fn reported_clients(&mut self, reported: u32, now: Instant) -> bool {
+        self.report_clients(reported.min(self.client_limit), now);
+        let first = reported > self.client_limit && !self.overreported;
+        self.overreported |= first;
+        first
     }
 
     /// Records a report of `clients` at `now`.
