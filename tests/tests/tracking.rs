@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use warden_tests::{Running, probe};
+use warden_tests::{LineClient, Running, echo, free_port, probe};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -87,4 +87,65 @@ client_limit = 5
     assert!(log.contains("raise service.liar.client_limit"), "{log}");
     assert_eq!(warden.ps("liar")[0].clients, Some(5));
     assert_eq!(warden.status("liar").clients, 5);
+}
+
+fn echo_service(name: &str, port: u16, settings: &str) -> String {
+    format!(
+        r#"
+[service.{name}]
+executable = {executable:?}
+{settings}
+
+[[service.{name}.inet_listener]]
+name = "{name}"
+address = "127.0.0.1"
+port = {port}
+"#,
+        executable = echo().display().to_string()
+    )
+}
+
+#[test]
+fn a_process_keeps_reporting_to_warden_across_reloads() {
+    let port = free_port();
+    let body = format!(
+        "shutdown_clients = false\n{}",
+        echo_service("echo", port, "client_limit = 10")
+    );
+    let warden = Running::start(&body);
+    let mut clients: Vec<LineClient> = (0..6)
+        .map(|_| LineClient::connect(port).expect("connect"))
+        .collect();
+    let old = clients[0].echo_pid();
+    for client in clients.iter_mut().skip(1) {
+        assert_eq!(client.echo_pid(), old, "one process takes all six");
+    }
+    let clients_of = |pid: i32| {
+        warden
+            .ps("echo")
+            .into_iter()
+            .find(|p| p.pid == pid)
+            .and_then(|p| p.clients)
+    };
+    warden.wait_for("six clients reported", WAIT, || clients_of(old) == Some(6));
+    // After each reload the old process, draining now, loses a client and
+    // says so; warden hears it every time.
+    for reload in 1..=5 {
+        warden.reload_with(&body);
+        warden.wait_for("the reload", WAIT, || {
+            warden
+                .log()
+                .contains(&format!("configuration reloaded (generation {reload})"))
+        });
+        clients.pop();
+        let left = u32::try_from(clients.len()).expect("a few clients");
+        warden.wait_for("the old process's report", WAIT, || {
+            clients_of(old) == Some(left)
+        });
+    }
+    let old_state = warden.ps("echo").into_iter().find(|p| p.pid == old);
+    assert_eq!(old_state.map(|p| p.state), Some("draining".to_owned()));
+    let log = warden.log();
+    assert!(!log.contains("Connection refused"), "{log}");
+    assert!(!log.contains("cannot report clients"), "{log}");
 }

@@ -33,7 +33,7 @@ mod plugins;
 pub use plugins::{Checked, check as check_config};
 mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -129,10 +129,8 @@ enum Event {
         /// Its pid.
         pid: i32,
     },
-    /// A notify message arrived on a service's socket.
+    /// A notify message arrived on the master's notify socket.
     Notify {
-        /// The service whose socket it came in on.
-        service: String,
         /// The sender, as the kernel attests it.
         pid: Pid,
         /// What it said.
@@ -301,7 +299,11 @@ struct Master {
     generation: u64,
     next_generation: u64,
     services: Vec<ServiceState>,
+    /// The place in `services` of each of their processes, by pid.
+    places: HashMap<i32, usize>,
     draining: BTreeMap<i32, Draining>,
+    /// The `NOTIFY_SOCKET` of every systemd-interface process.
+    notify: NotifySocket,
     events: mpsc::UnboundedSender<Event>,
     receiver: mpsc::UnboundedReceiver<Event>,
     origin: Instant,
@@ -358,13 +360,17 @@ impl Master {
         })
         .map_err(|(error, _)| error)?;
         let plugins_listing = plugins::listing(&config.globals.plugins_dir.value);
+        let notify = NotifySocket::open(events.clone())
+            .map_err(|e| RunError::start("cannot open the notify socket", e))?;
         let mut master = Master {
             config_path,
             config: config.clone(),
             generation: 0,
             next_generation: 0,
             services: Vec::new(),
+            places: HashMap::new(),
             draining: BTreeMap::new(),
+            notify,
             events,
             receiver,
             origin: Instant::now(),
@@ -413,7 +419,7 @@ impl Master {
 
     /// Sets up a service table for `config`, as configuration
     /// `generation`: listeners (reusing `old` listeners that did not
-    /// change), notify sockets, identities. States in `keep` (an unchanged
+    /// change), identities. States in `keep` (an unchanged
     /// `anvil`) whose configuration is still wanted are carried over with
     /// their processes; they leave `keep` only when everything succeeded,
     /// so a failure leaves the running table whole.
@@ -478,12 +484,6 @@ impl Master {
                         .map_err(|e| RunError::start(cannot("cannot create a listener"), e))?;
                     state.listeners.push(want.with(listener));
                 }
-            }
-            if service.interface.value == Interface::Systemd {
-                state.notify = Some(
-                    NotifySocket::open(&name, generation, self.events.clone())
-                        .map_err(|e| RunError::start(cannot("cannot open its notify socket"), e))?,
-                );
             }
             slots.push(Ok(state));
         }
@@ -739,11 +739,7 @@ impl Master {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Exited { pid } => self.exited(pid),
-            Event::Notify {
-                service,
-                pid,
-                message,
-            } => self.notified(&service, pid, message),
+            Event::Notify { pid, message } => self.notified(pid, message),
             Event::Readable { generation, index } if generation == self.generation => {
                 self.readable(index);
             }
@@ -816,7 +812,7 @@ impl Master {
                 service,
                 state.identity.as_ref(),
                 &state.listeners,
-                state.notify.as_ref().map_or("", |n| n.address.as_str()),
+                &self.notify.address,
             ),
         };
         let name = state.name().to_owned();
@@ -850,6 +846,7 @@ impl Master {
         }
         state.processes.insert(pid, process);
         state.spawns += 1;
+        self.places.insert(pid, index);
         self.metrics.spawns.get_or_create(&label(&name)).inc();
         self.spawned_this_round = true;
         tracing::debug!(service = name, pid, "process started");
@@ -882,10 +879,10 @@ impl Master {
 
     fn exited(&mut self, pid: i32) {
         let now = Instant::now();
-        let found = self.services.iter_mut().enumerate().find_map(|(index, s)| {
-            s.processes
-                .remove(&pid)
-                .map(|p| (Some(index), s.name().to_owned(), p))
+        let found = self.places.remove(&pid).and_then(|index| {
+            let state = self.services.get_mut(index)?;
+            let process = state.processes.remove(&pid)?;
+            Some((Some(index), state.name().to_owned(), process))
         });
         let (index, name, process) = match found {
             Some(found) => found,
@@ -1042,25 +1039,23 @@ impl Master {
         }
     }
 
-    fn notified(&mut self, service: &str, pid: Pid, message: Message) {
+    fn notified(&mut self, pid: Pid, message: Message) {
         let now = Instant::now();
         let raw = pid.as_raw();
-        let process = self
-            .services
-            .iter_mut()
-            .filter(|s| s.name() == service)
-            .find_map(|s| s.processes.get_mut(&raw))
-            .or_else(|| {
-                self.draining
-                    .get_mut(&raw)
-                    .filter(|d| d.service == service)
-                    .map(|d| &mut d.process)
-            });
-        let Some(process) = process else {
+        let process = match self.places.get(&raw) {
+            Some(&index) => self.services.get_mut(index).and_then(|state| {
+                let service = state.name().to_owned();
+                state.processes.get_mut(&raw).map(|p| (service, p))
+            }),
+            None => self
+                .draining
+                .get_mut(&raw)
+                .map(|d| (d.service.clone(), &mut d.process)),
+        };
+        let Some((service, process)) = process else {
             tracing::warn!(
-                service,
                 pid = raw,
-                "ignoring a notify message from a process that is not one of the service's"
+                "ignoring a notify message from pid {raw}, which is not one of warden's processes"
             );
             return;
         };
@@ -1655,6 +1650,7 @@ impl Master {
                         .iter()
                         .position(|c| c.name == s.config.name)
                 });
+                self.reindex();
                 return Err(crate::error_chain(&error));
             }
         };
@@ -1678,11 +1674,23 @@ impl Master {
             }
         }
         self.services = services;
+        self.reindex();
         self.config = config;
         Ok(format!(
             "configuration reloaded (generation {}); {drained} old processes are finishing",
             self.generation
         ))
+    }
+
+    /// Rebuilds `places` once the service table was replaced: processes
+    /// left from the old one are draining, kept ones have a new place.
+    fn reindex(&mut self) {
+        self.places = self
+            .services
+            .iter()
+            .enumerate()
+            .flat_map(|(index, s)| s.processes.keys().map(move |pid| (*pid, index)))
+            .collect();
     }
 
     fn control(&mut self, request: Request) -> Response {
@@ -1772,31 +1780,24 @@ impl Master {
                 Ok(message) => Response::Done { message },
                 Err(message) => Response::Failed { message },
             },
-            Request::Kick { pid } => {
-                let process = self
-                    .services
-                    .iter_mut()
-                    .find_map(|s| s.processes.get_mut(&pid))
-                    .or_else(|| self.draining.get_mut(&pid).map(|d| &mut d.process));
-                match process {
-                    Some(process) => match process.child.signal(Signal::SIGTERM) {
-                        Ok(()) => {
-                            process.told_to_stop = true;
-                            Response::Done {
-                                message: format!("sent SIGTERM to process {pid}"),
-                            }
+            Request::Kick { pid } => match self.process_mut(pid) {
+                Some(process) => match process.child.signal(Signal::SIGTERM) {
+                    Ok(()) => {
+                        process.told_to_stop = true;
+                        Response::Done {
+                            message: format!("sent SIGTERM to process {pid}"),
                         }
-                        Err(error) => Response::Failed {
-                            message: format!("cannot signal process {pid}: {error}"),
-                        },
+                    }
+                    Err(error) => Response::Failed {
+                        message: format!("cannot signal process {pid}: {error}"),
                     },
-                    None => Response::Failed {
-                        message: format!(
-                            "process {pid} is not one of warden's; `warden ps` lists them"
-                        ),
-                    },
-                }
-            }
+                },
+                None => Response::Failed {
+                    message: format!(
+                        "process {pid} is not one of warden's; `warden ps` lists them"
+                    ),
+                },
+            },
         }
     }
 

@@ -644,10 +644,7 @@ impl Master {
             return;
         }
         let now = Instant::now();
-        let index = self
-            .services
-            .iter()
-            .position(|s| s.processes.contains_key(&pid));
+        let index = self.places.get(&pid).copied();
         let message = match message {
             Ok(FromService::Ready { version }) if version != VERSION => Err(format!(
                 "it speaks protocol version {version}; warden speaks {VERSION}"
@@ -821,15 +818,14 @@ impl Master {
     }
 
     /// The live process `pid`, of a service or left from before a reload.
-    fn process_mut(&mut self, pid: i32) -> Option<&mut super::service::Process> {
-        if let Some(process) = self
-            .services
-            .iter_mut()
-            .find_map(|s| s.processes.get_mut(&pid))
-        {
-            return Some(process);
+    pub(super) fn process_mut(&mut self, pid: i32) -> Option<&mut super::service::Process> {
+        match self.places.get(&pid) {
+            Some(&index) => self
+                .services
+                .get_mut(index)
+                .and_then(|s| s.processes.get_mut(&pid)),
+            None => self.draining.get_mut(&pid).map(|d| &mut d.process),
         }
-        self.draining.get_mut(&pid).map(|d| &mut d.process)
     }
 }
 

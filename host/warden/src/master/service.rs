@@ -17,7 +17,6 @@ use warden_policy::{ProcessView, ServiceKind, ServiceView};
 use warden_sys::{Child, Identity};
 
 use super::launch::Connection;
-use super::notify::NotifySocket;
 use crate::config::{IdleKill, Interface, Service, ServiceCount, ServiceType};
 use crate::listen::OpenListener;
 
@@ -240,8 +239,6 @@ pub(super) struct ServiceState {
     pub identity: Option<Identity>,
     /// Its open listeners.
     pub listeners: Vec<OpenListener>,
-    /// Its `NOTIFY_SOCKET`, for the systemd interface.
-    pub notify: Option<NotifySocket>,
     /// Its processes, by pid.
     pub processes: BTreeMap<i32, Process>,
     /// Failure throttling.
@@ -301,7 +298,6 @@ impl ServiceState {
             runs,
             identity: None,
             listeners: Vec::new(),
-            notify: None,
             processes: BTreeMap::new(),
             throttle: Throttle::default(),
             given_up: None,
