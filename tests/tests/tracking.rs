@@ -149,3 +149,59 @@ fn a_process_keeps_reporting_to_warden_across_reloads() {
     assert!(!log.contains("Connection refused"), "{log}");
     assert!(!log.contains("cannot report clients"), "{log}");
 }
+
+/// The counts in the lines of `log` that contain `needle`, each read
+/// from the word after `before`.
+fn counts(log: &str, needle: &str, before: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|line| line.contains(needle))
+        .filter_map(|line| line.split(before).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|count| count.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_flood_of_notify_messages_from_a_stranger_is_logged_as_a_count() {
+    const FLOOD: u64 = 100_000;
+    let warden = Running::start(&echo_service("echo", free_port(), "process_min_avail = 1"));
+    warden.wait_for("a ready process", WAIT, || {
+        warden.status("echo").available == 1
+    });
+    let before = warden.log().len();
+    // This test process is not one of warden's: every datagram is a
+    // stranger's.
+    let name = format!("warden/{}/notify", warden.pid());
+    let address =
+        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .expect("an abstract address");
+    let socket = std::os::unix::net::UnixDatagram::unbound().expect("a socket");
+    for _ in 0..FLOOD {
+        socket
+            .send_to_addr(b"X_WARDEN_CLIENTS=1000\nSTOPPING=1\n", &address)
+            .expect("send");
+    }
+    let heard = || {
+        let log = warden.log();
+        let logged = log
+            .matches("which is not one of warden's processes")
+            .count();
+        let summarised: u64 = counts(&log, "more notify messages from processes", "ignored ")
+            .iter()
+            .sum();
+        u64::try_from(logged).expect("a count") + summarised
+    };
+    warden.wait_for("every datagram counted in the log", WAIT * 2, || {
+        heard() == FLOOD
+    });
+    let log = warden.log();
+    let grown = log.len() - before;
+    assert!(grown < 4096, "{grown} bytes of log for the flood:\n{log}");
+    assert_eq!(
+        warden.status("echo").available,
+        1,
+        "a stranger's word counted"
+    );
+}

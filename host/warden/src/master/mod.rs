@@ -29,6 +29,7 @@ mod native;
 mod notify;
 mod output;
 mod plugins;
+mod ratelimit;
 
 pub use plugins::{Checked, check as check_config};
 mod service;
@@ -58,6 +59,7 @@ use launch::{Connection, Ends};
 use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
 use output::Stream;
+use ratelimit::LogLimiter;
 use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
 
 /// How often the master runs its round: prefork, throttles, idle kill,
@@ -205,6 +207,21 @@ enum Phase {
     },
 }
 
+/// What outside parties can make the master log, each kind rate-limited
+/// on its own (see [`ratelimit`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Noise {
+    /// Notify datagrams from processes that are not warden's.
+    Stranger,
+    /// Connections refused before they reached a process.
+    Refused {
+        /// The service they were for.
+        service: String,
+        /// Why (the PROXY rule broken, the admission policy's reason).
+        reason: String,
+    },
+}
+
 /// A process left from an earlier configuration, finishing its clients.
 #[derive(Debug)]
 struct Draining {
@@ -304,6 +321,8 @@ struct Master {
     draining: BTreeMap<i32, Draining>,
     /// The `NOTIFY_SOCKET` of every systemd-interface process.
     notify: NotifySocket,
+    /// Which lines about outsiders' doings are logged.
+    noise: LogLimiter<Noise>,
     events: mpsc::UnboundedSender<Event>,
     receiver: mpsc::UnboundedReceiver<Event>,
     origin: Instant,
@@ -371,6 +390,7 @@ impl Master {
             places: HashMap::new(),
             draining: BTreeMap::new(),
             notify,
+            noise: LogLimiter::new(ratelimit::INTERVAL),
             events,
             receiver,
             origin: Instant::now(),
@@ -1053,10 +1073,13 @@ impl Master {
                 .map(|d| (d.service.clone(), &mut d.process)),
         };
         let Some((service, process)) = process else {
-            tracing::warn!(
-                pid = raw,
-                "ignoring a notify message from pid {raw}, which is not one of warden's processes"
-            );
+            // Anyone on the machine can send these: rate-limited.
+            if self.noise.allow(&Noise::Stranger, now, || raw.to_string()) {
+                tracing::warn!(
+                    pid = raw,
+                    "ignoring a notify message from pid {raw}, which is not one of warden's processes"
+                );
+            }
             return;
         };
         if message.ready || message.clients.is_some() || message.watchdog {
@@ -1192,6 +1215,28 @@ impl Master {
         self.round_draining(now);
         self.round_stopping(now);
         self.update_gauges();
+        self.summarise_noise(now);
+    }
+
+    /// Logs what the rate limit held back of outsiders' doings, once per
+    /// interval and kind.
+    fn summarise_noise(&mut self, now: Instant) {
+        let seconds = ratelimit::INTERVAL.as_secs();
+        for (kind, summary) in self.noise.due(now) {
+            let (count, example) = (summary.count, summary.example);
+            match kind {
+                Noise::Stranger => tracing::warn!(
+                    count,
+                    "ignored {count} more notify messages from processes that are not warden's in the last {seconds}s; the first from pid {example}"
+                ),
+                Noise::Refused { service, reason } => tracing::info!(
+                    service,
+                    reason,
+                    count,
+                    "{count} more connections refused ({reason}) in the last {seconds}s; the first from {example}"
+                ),
+            }
+        }
     }
 
     fn round_service(&mut self, index: usize, now: Instant) {

@@ -37,7 +37,7 @@ use warden_policy::{Admission, ConnectionView, ListenerKind, PeerView, Policy, S
 
 use super::launch::{Connection, Ends};
 use super::metrics::{RejectLabels, label};
-use super::{Event, Master};
+use super::{Event, Master, Noise};
 use crate::config::{ServiceCount, ServiceType};
 use crate::control::ConnectionStatus;
 
@@ -321,8 +321,20 @@ impl Master {
     }
 
     /// Logs and counts a connection refused before it reached a process.
+    /// Outsiders decide how many there are, so the log has the first of
+    /// each service and reason at once and then a summary per interval
+    /// (see [`super::ratelimit`]); the metric counts each.
     pub(super) fn reject(&mut self, service: &str, peer: &str, reason: &str, why: &str) {
-        tracing::info!(service, peer, reason, "connection refused: {why}");
+        let kind = Noise::Refused {
+            service: service.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if self
+            .noise
+            .allow(&kind, Instant::now(), || format!("{peer}: {why}"))
+        {
+            tracing::info!(service, peer, reason, "connection refused: {why}");
+        }
         self.metrics
             .rejected
             .get_or_create(&RejectLabels {
