@@ -1,6 +1,9 @@
-//! How the master tracks its processes, end to end with the real binary:
-//! failures throttle a service one step per event, and what a process
-//! reports is bounded by its settings.
+//! How the master tracks its processes, end to end with the real binary,
+//! the echo example and the probe: a stopped process is passed over and
+//! left be, an idle process that will not exit is escalated, failures
+//! throttle a service one step per event, reports are bounded by the
+//! settings and reach warden across reloads, and what strangers send is
+//! logged as a count.
 
 #![allow(
     clippy::expect_used,
@@ -203,5 +206,118 @@ fn a_flood_of_notify_messages_from_a_stranger_is_logged_as_a_count() {
         warden.status("echo").available,
         1,
         "a stranger's word counted"
+    );
+}
+
+fn signal(pid: i32, signal: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal a process");
+}
+
+#[test]
+fn a_stopped_process_is_passed_over_and_left_be_until_continued() {
+    let port = free_port();
+    let warden = Running::start(&echo_service("echo", port, "client_limit = 10"));
+    let mut first = LineClient::connect(port).expect("connect");
+    let stopped = first.echo_pid();
+    let state_of = |pid: i32| {
+        warden
+            .ps("echo")
+            .into_iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p.state)
+    };
+    warden.wait_for("the first client reported", WAIT, || {
+        warden.ps("echo").first().and_then(|p| p.clients) == Some(1)
+    });
+    signal(stopped, Signal::SIGSTOP);
+    warden.wait_for("the stop seen", WAIT, || {
+        state_of(stopped).as_deref() == Some("stopped")
+    });
+    // Its listener is shared, but it accepts nothing now: a new process
+    // serves the next client.
+    let mut second = LineClient::connect(port).expect("connect");
+    let other = second.echo_pid();
+    assert_ne!(other, stopped);
+    assert_eq!(state_of(stopped).as_deref(), Some("stopped"));
+    assert_eq!(
+        warden.status("echo").available,
+        1,
+        "the stopped one counted"
+    );
+    // Left be while stopped, however long the round takes.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(state_of(stopped).as_deref(), Some("stopped"));
+
+    signal(stopped, Signal::SIGCONT);
+    warden.wait_for("the continue seen", WAIT, || {
+        state_of(stopped).as_deref() == Some("busy")
+    });
+    first.send("still here").expect("send");
+    assert_eq!(first.line().expect("read").as_deref(), Some("still here"));
+    assert_eq!(warden.status("echo").available, 2);
+    let log = warden.log();
+    let once = |needle: &str| {
+        assert_eq!(log.matches(needle).count(), 1, "not once: {needle}\n{log}");
+    };
+    once(&format!("process {stopped} was stopped by SIGSTOP"));
+    once(&format!("process {stopped} was continued after"));
+}
+
+#[test]
+fn an_idle_process_that_ignores_the_request_to_exit_is_escalated() {
+    let warden = Running::start(&format!(
+        r#"
+[service.stubborn]
+executable = "{probe} stubborn X_WARDEN_CLIENTS=0"
+type = "startup"
+idle_kill = "2s"
+"#,
+        probe = probe().display()
+    ));
+    warden.wait_for("the process", WAIT, || warden.pids("stubborn").len() == 1);
+    let pid = warden.pids("stubborn")[0];
+    let state = || warden.ps("stubborn").first().map(|p| p.state.clone());
+    let ignoring = format!(
+        "process {pid} is ignoring the idle SIGINT: it neither exited nor said it is busy within 2s"
+    );
+    warden.wait_for("the process to be found ignoring", WAIT, || {
+        warden.log().contains(&ignoring)
+    });
+    assert_eq!(state().as_deref(), Some("ignoring-exit"));
+    assert_eq!(warden.status("stubborn").available, 0);
+
+    // A report calls the escalation off, as Dovecot's status update does.
+    signal(pid, Signal::SIGUSR1);
+    warden.wait_for("the report", WAIT, || {
+        warden
+            .log()
+            .contains(&format!("process {pid} reported its clients after all"))
+    });
+    let now = state();
+    assert!(
+        matches!(now.as_deref(), Some("idle" | "asked-to-exit")),
+        "{now:?}"
+    );
+
+    // Asked again, it ignores it again, and SIGTERM and SIGKILL follow.
+    warden.wait_for("SIGKILL", WAIT * 2, || {
+        warden.log().contains(&format!(
+            "process {pid} ignored the idle SIGINT and SIGTERM: sent SIGKILL"
+        ))
+    });
+    warden.wait_for("the process gone", WAIT, || {
+        warden.pids("stubborn").is_empty()
+    });
+    let log = warden.log();
+    assert_eq!(log.matches(&ignoring).count(), 2, "{log}");
+    assert!(
+        log.contains(&format!(
+            "process {pid} still ignores the idle SIGINT: sent SIGTERM; SIGKILL follows in 2s"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("process killed by signal 9 (SIGKILL) as asked"),
+        "{log}"
     );
 }

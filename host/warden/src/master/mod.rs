@@ -60,14 +60,11 @@ use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
 use output::Stream;
 use ratelimit::LogLimiter;
-use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
+use service::{IdleExit, IdleStage, PROVEN_AFTER, Process, ServiceState};
 
 /// How often the master runs its round: prefork, throttles, idle kill,
 /// waiting connections, draining.
 const ROUND: Duration = Duration::from_millis(100);
-
-/// How long a native-interface process has to answer hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the plugins are asked for their metrics.
 const PLUGIN_METRICS_EVERY: Duration = Duration::from_secs(1);
@@ -693,6 +690,9 @@ impl Master {
         let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut user1 = signal(SignalKind::user_defined1()).map_err(signal_error)?;
+        // Exits come through each process's pidfd; SIGCHLD is heard for
+        // the stops and continues, which a pidfd does not tell.
+        let mut child = signal(SignalKind::child()).map_err(signal_error)?;
         let mut round = tokio::time::interval(ROUND);
         round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -708,6 +708,7 @@ impl Master {
                     Ok(()) => tracing::info!("SIGUSR1 received: log file reopened"),
                     Err(error) => tracing::error!(%error, "cannot reopen the log file"),
                 },
+                _ = child.recv() => self.stops_changed(),
                 _ = round.tick() => self.round(),
             }
             if self.finished() {
@@ -927,7 +928,7 @@ impl Master {
                 return;
             }
         };
-        let asked = process.asked_to_exit.is_some() || process.told_to_stop;
+        let asked = process.idle_exit.is_some() || process.told_to_stop;
         self.log_exit(&name, pid, exit, asked, index);
         let cause = match exit {
             _ if asked => "asked",
@@ -1085,6 +1086,13 @@ impl Master {
         if message.ready || message.clients.is_some() || message.watchdog {
             process.ready_at.get_or_insert(now);
         }
+        if message.clients.is_some() && process.busy() == Some(IdleStage::Ignoring) {
+            tracing::info!(
+                service,
+                pid = raw,
+                "process {raw} reported its clients after all; it takes connections again"
+            );
+        }
         if let Some(clients) = message.clients
             && process.reported_clients(clients, now)
         {
@@ -1101,6 +1109,62 @@ impl Master {
         }
         if let Some(status) = message.status {
             process.status = Some(status);
+        }
+    }
+
+    /// SIGCHLD: some child may have been stopped or continued. A stopped
+    /// process takes no connections and is not counted available, so the
+    /// service starts another if it needs one; it is not killed (someone
+    /// may be debugging it) unless an idle exit it ignored runs its course.
+    /// Each stop and continue is logged once.
+    fn stops_changed(&mut self) {
+        let now = Instant::now();
+        loop {
+            let (pid, change) = match warden_sys::next_stop_change() {
+                Ok(Some(changed)) => changed,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(%error, "cannot ask which processes were stopped or continued");
+                    return;
+                }
+            };
+            let raw = pid.as_raw();
+            let process = match self.places.get(&raw) {
+                Some(&index) => self.services.get_mut(index).and_then(|state| {
+                    let service = state.name().to_owned();
+                    state.processes.get_mut(&raw).map(|p| (service, p))
+                }),
+                None => self
+                    .draining
+                    .get_mut(&raw)
+                    .map(|d| (d.service.clone(), &mut d.process)),
+            };
+            let Some((service, process)) = process else {
+                continue;
+            };
+            match change {
+                warden_sys::StopChange::Stopped { signal } => {
+                    if process.stopped.is_none() {
+                        process.stopped = Some(now);
+                        let signal = Signal::try_from(signal).map_or("a signal", Signal::as_str);
+                        tracing::warn!(
+                            service,
+                            pid = raw,
+                            "process {raw} was stopped by {signal}; it takes no connections until it is continued (SIGCONT), and warden leaves it be"
+                        );
+                    }
+                }
+                warden_sys::StopChange::Continued => {
+                    if let Some(since) = process.stopped.take() {
+                        tracing::info!(
+                            service,
+                            pid = raw,
+                            "process {raw} was continued after {}s stopped; it takes connections again",
+                            now.saturating_duration_since(since).as_secs()
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -1254,61 +1318,7 @@ impl Master {
             tracing::info!(service = name, "throttle over");
             self.metrics.throttled.get_or_create(&label(&name)).set(0);
         }
-        // A native process is ready when it answers hello, never before;
-        // one that does not answer in time is stopped, and another may
-        // start in its place.
-        let says_ready = state.interface() == Interface::Warden;
-        let state_pending = state.spawn_pending;
-        let mut clear_pending = false;
-        for (pid, process) in &mut state.processes {
-            if process.channel.is_some() {
-                process.congested = false;
-                if let Err(error) = process.flush() {
-                    tracing::warn!(service = name, pid, %error, "cannot write to a process's control channel");
-                }
-            }
-            if says_ready
-                && process.ready_at.is_none()
-                && !process.told_to_stop
-                && now.saturating_duration_since(process.started) >= HELLO_TIMEOUT
-            {
-                tracing::error!(
-                    service = name,
-                    pid,
-                    "the process did not answer warden's hello within {}s; stopping it",
-                    HELLO_TIMEOUT.as_secs()
-                );
-                process.told_to_stop = true;
-                process.retired = true;
-                let _ = process.child.signal(Signal::SIGTERM);
-                if state_pending == Some(*pid) {
-                    clear_pending = true;
-                }
-            }
-            if process.ready_at.is_none()
-                && !says_ready
-                && now.saturating_duration_since(process.started) >= READY_WITHOUT_NOTICE
-            {
-                process.ready_at = Some(now);
-            }
-            if process
-                .ready_at
-                .is_some_and(|ready| now.saturating_duration_since(ready) >= PROVEN_AFTER)
-            {
-                state.proven = true;
-            }
-        }
-        if clear_pending {
-            state.spawn_pending = None;
-        }
-        if let Some(pid) = state.spawn_pending
-            && state
-                .processes
-                .get(&pid)
-                .is_none_or(|p| p.ready_at.is_some())
-        {
-            state.spawn_pending = None;
-        }
+        state.tend(now);
 
         match state.interface() {
             Interface::Inetd => self.round_inetd(index, now),
@@ -1474,29 +1484,44 @@ impl Master {
         let name = state.name().to_owned();
         let mut asked = Vec::new();
         for action in actions {
-            let (pid, signal) = match action {
-                IdleAction::AskToExit(pid) => (pid, None),
-                IdleAction::Terminate(pid) => (pid, Some(Signal::SIGTERM)),
-                IdleAction::Kill(pid) => (pid, Some(Signal::SIGKILL)),
+            let (pid, stage) = match action {
+                IdleAction::AskToExit(pid) => (pid, IdleStage::Asked),
+                IdleAction::Terminate(pid) => (pid, IdleStage::Terminated),
+                IdleAction::Kill(pid) => (pid, IdleStage::Killed),
             };
+            // Only the processes the policy was shown may be named.
             let Some(process) = i32::try_from(pid)
                 .ok()
                 .and_then(|pid| state.processes.get_mut(&pid))
+                .filter(|p| !p.told_to_stop && !p.withheld())
             else {
                 tracing::warn!(
                     service = name,
                     pid,
-                    "the idle policy named a process the service does not have"
+                    "the idle policy named a process the service does not have, or that is stopping or stopped"
                 );
                 continue;
             };
-            let sent = match signal {
-                Some(signal) => process.child.signal(signal),
-                None => process.ask_if_idle(),
+            // Asked again while the first request runs its course: the
+            // escalation keeps its own clock.
+            if stage == IdleStage::Asked && process.idle_exit.is_some() {
+                continue;
+            }
+            let sent = match stage {
+                IdleStage::Asked | IdleStage::Ignoring => process.ask_if_idle(),
+                IdleStage::Terminated => {
+                    process.told_to_stop = true;
+                    process.child.signal(Signal::SIGTERM)
+                }
+                IdleStage::Killed => process.child.signal(Signal::SIGKILL),
             };
             match sent {
                 Ok(()) => {
-                    process.asked_to_exit = Some(now);
+                    let asked_first = process.idle_exit.map_or(now, |e| e.asked);
+                    process.idle_exit = Some(IdleExit {
+                        asked: asked_first,
+                        ..IdleExit::at(stage, now)
+                    });
                     asked.push(pid);
                     tracing::debug!(service = name, pid, "asked an idle process to exit");
                 }

@@ -577,7 +577,7 @@ impl Master {
             state
                 .processes
                 .get(&pid)
-                .is_some_and(|p| !p.retired && !p.told_to_stop)
+                .is_some_and(super::service::Process::takes_connections)
         };
         let candidates: Vec<ConnectionView> = self
             .connections
@@ -693,8 +693,13 @@ impl Master {
             }
             Ok(FromService::Exiting) => {}
             Ok(FromService::Busy) => {
-                if let Some(process) = self.process_mut(pid) {
-                    process.asked_to_exit = None;
+                if let Some(process) = self.process_mut(pid)
+                    && process.busy() == Some(super::service::IdleStage::Ignoring)
+                {
+                    tracing::info!(
+                        pid,
+                        "process {pid} said it is busy after all; it takes connections again"
+                    );
                 }
             }
             Err(reason) => {
@@ -843,18 +848,13 @@ impl Master {
 
 /// The ready process of `state` with room and the fewest connections.
 fn roomiest(state: &super::service::ServiceState) -> Option<i32> {
-    let limit = state.config.effective_client_limit();
     state
         .processes
         .iter()
         .filter(|(_, p)| {
-            p.channel.is_some()
-                && !p.congested
-                && p.ready_at.is_some()
-                && !p.retired
-                && !p.told_to_stop
-                && p.asked_to_exit.is_none()
-                && p.clients.unwrap_or(0) < limit
+            // Not one asked to exit either, though it may still take
+            // connections until it answers.
+            p.channel.is_some() && !p.congested && p.has_room() && p.idle_exit.is_none()
         })
         .min_by_key(|(pid, p)| (p.clients.unwrap_or(0), **pid))
         .map(|(pid, _)| *pid)
