@@ -6,7 +6,10 @@
 //! readable while no process could take the connection, a connection
 //! accepted for an inetd service, a control command, a signal, and a round
 //! every 100 ms. Helper tasks only watch descriptors and forward events;
-//! they never change state. Nothing here blocks on a child.
+//! they never change state. Nothing here blocks on a child. The round
+//! visits only the services on its [`agenda`]: those an event touched,
+//! those whose last round left work, and those whose own clock is due, so
+//! an idle master's work does not grow with the services configured.
 //!
 //! The mechanics are here; the decisions — how many processes to start,
 //! which idle ones to retire, what an exit means — are asked of a
@@ -23,6 +26,7 @@
 //! the log service's gets SIGTERM, SIGKILL after `shutdown_grace`, and the
 //! log service goes last.
 
+mod agenda;
 mod launch;
 mod metrics;
 mod native;
@@ -55,6 +59,7 @@ use warden_sys::{Endpoint, Exit, Listener};
 use crate::config::{Config, Interface, ServiceType};
 use crate::control::{ProcessStatus, Request, Response, ServiceStatus};
 use crate::listen::{self, OpenListener, Spec, Wanted};
+use agenda::Agenda;
 use launch::{Connection, Ends};
 use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
@@ -315,6 +320,8 @@ struct Master {
     services: Vec<ServiceState>,
     /// The place in `services` of each of their processes, by pid.
     places: HashMap<i32, usize>,
+    /// Which services the round visits.
+    agenda: Agenda,
     draining: BTreeMap<i32, Draining>,
     /// The `NOTIFY_SOCKET` of every systemd-interface process.
     notify: NotifySocket,
@@ -385,6 +392,7 @@ impl Master {
             next_generation: 0,
             services: Vec::new(),
             places: HashMap::new(),
+            agenda: Agenda::default(),
             draining: BTreeMap::new(),
             notify,
             noise: LogLimiter::new(ratelimit::INTERVAL),
@@ -411,6 +419,7 @@ impl Master {
             tracing::warn!("{missing}");
         }
         master.services = master.set_up(&config, 0, Vec::new(), &mut Vec::new())?;
+        master.agenda.reset(master.services.len());
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
             let registry = Arc::clone(&master.registry);
@@ -672,7 +681,8 @@ impl Master {
         self.plugins_listing = listing;
         tracing::info!("plugins_dir changed: reloading the plugins");
         match self.read_again() {
-            Ok(config) if config == self.config => {}
+            // New plugins may decide otherwise for any service.
+            Ok(config) if config == self.config => self.agenda.reset(self.services.len()),
             Ok(_) => {
                 tracing::info!("the plugins supply other defaults: reloading the configuration");
                 let _ = self.reload();
@@ -758,6 +768,37 @@ impl Master {
     }
 
     fn handle(&mut self, event: Event) {
+        let touched = self.touched_by(&event);
+        self.handle_event(event);
+        if let Some(index) = touched {
+            self.agenda.touch(index);
+        }
+    }
+
+    /// The service whose state `event` may change, which the next round
+    /// then visits.
+    fn touched_by(&self, event: &Event) -> Option<usize> {
+        match event {
+            Event::Exited { pid } | Event::Child { pid, .. } | Event::ChannelClosed { pid, .. } => {
+                self.places.get(pid).copied()
+            }
+            Event::Notify { pid, .. } => self.places.get(&pid.as_raw()).copied(),
+            Event::Readable { generation, index }
+            | Event::Accepted {
+                generation, index, ..
+            }
+            | Event::Rejected {
+                generation, index, ..
+            } => (*generation == self.generation).then_some(*index),
+            Event::Control {
+                request: Request::Kick { pid },
+                ..
+            } => self.places.get(pid).copied(),
+            Event::ControlClient(_) | Event::Control { .. } => None,
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
         match event {
             Event::Exited { pid } => self.exited(pid),
             Event::Notify { pid, message } => self.notified(pid, message),
@@ -1129,6 +1170,9 @@ impl Master {
                 }
             };
             let raw = pid.as_raw();
+            if let Some(&index) = self.places.get(&raw) {
+                self.agenda.touch(index);
+            }
             let process = match self.places.get(&raw) {
                 Some(&index) => self.services.get_mut(index).and_then(|state| {
                     let service = state.name().to_owned();
@@ -1268,17 +1312,18 @@ impl Master {
     /// The periodic round.
     fn round(&mut self) {
         let now = Instant::now();
+        let due = self.agenda.due(now);
         if self.phase == Phase::Running {
             self.watch_plugins(now);
             self.report_plugin_metrics(now);
-            for index in 0..self.services.len() {
+            for &index in &due {
                 self.round_service(index, now);
             }
             self.spawned_this_round = false;
         }
         self.round_draining(now);
         self.round_stopping(now);
-        self.update_gauges();
+        self.update_gauges(&due);
         self.summarise_noise(now);
     }
 
@@ -1320,28 +1365,46 @@ impl Master {
         }
         state.tend(now);
 
-        match state.interface() {
-            Interface::Inetd => self.round_inetd(index, now),
+        let scaling_again = match state.interface() {
+            Interface::Inetd => {
+                self.round_inetd(index, now);
+                false
+            }
             Interface::Warden => {
-                self.round_scaling(index, now);
+                let again = self.round_scaling(index, now);
                 self.dispatch(index, now);
                 self.drop_expired(index, now);
+                again
             }
             Interface::Systemd | Interface::Dovecot => {
-                self.round_scaling(index, now);
+                let again = self.round_scaling(index, now);
                 self.round_waiting(index, now);
                 self.round_listening(index, now);
+                again
+            }
+        };
+        self.round_idle(index, now);
+        if let Some(state) = self.services.get(index) {
+            if scaling_again || state.has_work() {
+                self.agenda.touch(index);
+            }
+            if let Some(at) = state.next_wake() {
+                self.agenda.wake_at(at, index);
             }
         }
-        self.round_idle(index, now);
     }
 
-    fn round_scaling(&mut self, index: usize, now: Instant) {
+    /// Asks the scaling policy how many processes to start, and starts
+    /// them. Whether the service needs asking again next round without an
+    /// event: it started some (it may want more than one round starts),
+    /// or it was asked while the master was busy starting others, which
+    /// may have held its answer back.
+    fn round_scaling(&mut self, index: usize, now: Instant) -> bool {
         let Some(state) = self.services.get_mut(index) else {
-            return;
+            return false;
         };
         if !state.may_spawn(now) {
-            return;
+            return false;
         }
         let at_startup = !state.started;
         state.started = true;
@@ -1360,11 +1423,15 @@ impl Master {
         {
             wanted = wanted.max(1);
         }
+        let busy = self.spawned_this_round;
+        let mut started = 0;
         for _ in 0..wanted {
             if self.spawn(index, None).is_none() {
                 break;
             }
+            started += 1;
         }
+        busy || started > 0
     }
 
     /// Connections waiting at `process_limit` are dropped once they have
@@ -1466,6 +1533,13 @@ impl Master {
         let Some(interval) = state.idle_kill() else {
             return;
         };
+        // With no process there is nothing to retire: the rounds start
+        // afresh, an interval after the next process appears.
+        if state.processes.is_empty() {
+            state.next_idle_round = None;
+            state.idle_lowwater = None;
+            return;
+        }
         let idle = state.idle_count();
         let lowwater = state.idle_lowwater.map_or(idle, |low| low.min(idle));
         state.idle_lowwater = Some(lowwater);
@@ -1643,8 +1717,11 @@ impl Master {
             && self.draining.is_empty()
     }
 
-    fn update_gauges(&self) {
-        for state in self.services.iter().filter(|s| s.runs) {
+    /// Refreshes the gauges of the services the round visited: no other
+    /// service changed since the last.
+    fn update_gauges(&self, visited: &std::collections::BTreeSet<usize>) {
+        let states = visited.iter().filter_map(|&index| self.services.get(index));
+        for state in states.filter(|s| s.runs) {
             let service = label(state.name());
             let count = i64::try_from(state.processes.len()).unwrap_or(i64::MAX);
             self.metrics.processes.get_or_create(&service).set(count);
@@ -1721,6 +1798,7 @@ impl Master {
                         .position(|c| c.name == s.config.name)
                 });
                 self.reindex();
+                self.agenda.reset(self.services.len());
                 return Err(crate::error_chain(&error));
             }
         };
@@ -1745,6 +1823,7 @@ impl Master {
         }
         self.services = services;
         self.reindex();
+        self.agenda.reset(self.services.len());
         self.config = config;
         Ok(format!(
             "configuration reloaded (generation {}); {drained} old processes are finishing",

@@ -829,6 +829,7 @@ impl Master {
             {
                 self.observe(index, StatsEvent::Closed(*id));
                 self.dispatch(index, now);
+                self.agenda.touch(index);
             }
         }
         Ok(format!("closed {} connection(s)", ids.len()))

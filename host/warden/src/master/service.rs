@@ -639,6 +639,57 @@ impl ServiceState {
         }
     }
 
+    /// Whether the service's last round left work for the next one,
+    /// whatever happens meanwhile: connections waiting (for a slot, or at
+    /// `process_limit`), a process started for a connection not yet
+    /// ready, or a native channel full or with messages queued.
+    pub(super) fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+            || self.waiting_since.is_some()
+            || self.spawn_pending.is_some()
+            || self
+                .processes
+                .values()
+                .any(|p| p.congested || !p.outbox.is_empty())
+    }
+
+    /// The earliest time the service's own clock brings something to do:
+    /// its throttle ends, its next idle-kill round, a process's
+    /// first-report deadline, the next step of an unanswered idle exit, or
+    /// a process old enough to prove the service. `None` when nothing is
+    /// coming; an event will bring the service back to the round.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
+        if !self.runs {
+            return None;
+        }
+        let first_report = FirstReport::of(self.interface());
+        let grace = self.idle_kill();
+        let processes = self.processes.values().flat_map(|p| {
+            let deadline = match (p.ready_at, first_report) {
+                (Some(_), _) | (None, FirstReport::AtStart) => None,
+                (None, FirstReport::Optional(after)) => Some(p.started + after),
+                (None, FirstReport::Required { within, .. }) => {
+                    (!p.told_to_stop && p.stopped.is_none()).then_some(p.started + within)
+                }
+            };
+            let escalation = p
+                .idle_exit
+                .zip(grace)
+                .and_then(|(exit, grace)| exit.next(grace))
+                .map(|(_, due)| due);
+            let proof = p
+                .ready_at
+                .filter(|_| !self.proven)
+                .map(|ready| ready + PROVEN_AFTER);
+            [deadline, escalation, proof]
+        });
+        let idle_round = self.next_idle_round.filter(|_| !self.processes.is_empty());
+        processes
+            .chain([self.throttle.until, idle_round])
+            .flatten()
+            .min()
+    }
+
     /// Processes that count toward `process_limit`: all but the retired.
     pub(super) fn active(&self) -> u32 {
         let active = self.processes.values().filter(|p| !p.retired).count();
