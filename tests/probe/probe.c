@@ -11,6 +11,12 @@
  *                    worked, 83 (Dovecot's out-of-memory status) if not
  *   probe setegid N  switch the effective gid to N and back, reporting
  *                    each attempt, then report as usual
+ *   probe notify M   send M as one datagram to $NOTIFY_SOCKET (an abstract
+ *                    address when it starts with '@'), report "notify=ok"
+ *                    or why not, then wait for signals, sending M again on
+ *                    each SIGUSR1
+ *   probe stubborn M as notify, ignoring SIGINT and SIGTERM: a process
+ *                    that will not exit when asked
  *
  * It is linked statically, so it runs inside an empty chroot. It is written
  * against libc alone so that what it reports is exactly what the kernel
@@ -23,6 +29,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +37,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -147,6 +155,40 @@ static void report(void)
 	fflush(stdout);
 }
 
+static volatile sig_atomic_t resend;
+
+static void on_usr1(int signal)
+{
+	(void)signal;
+	resend = 1;
+}
+
+/* Sends `message` to $NOTIFY_SOCKET and says how that went. */
+static void notify(const char *message)
+{
+	const char *target = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	socklen_t length;
+	int fd;
+
+	if (target == NULL || strlen(target) >= sizeof(address.sun_path)) {
+		printf("notify=no NOTIFY_SOCKET\n");
+		return;
+	}
+	strcpy(address.sun_path, target);
+	if (target[0] == '@')
+		address.sun_path[0] = '\0';
+	length = offsetof(struct sockaddr_un, sun_path) + strlen(target);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || sendto(fd, message, strlen(message), 0,
+			     (struct sockaddr *)&address, length) < 0)
+		printf("notify=%s\n", strerror(errno));
+	else
+		printf("notify=ok\n");
+	if (fd >= 0)
+		close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "exit") == 0)
@@ -165,6 +207,29 @@ int main(int argc, char **argv)
 		printf("setegid=%s\n", setegid(wanted) == 0 ? "ok" : strerror(errno));
 		printf("egid_switched=%u\n", getegid());
 		printf("setegid_back=%s\n", setegid(primary) == 0 ? "ok" : strerror(errno));
+	}
+	if (argc == 3 && (strcmp(argv[1], "notify") == 0 ||
+			  strcmp(argv[1], "stubborn") == 0)) {
+		sigset_t usr1, waiting;
+
+		if (strcmp(argv[1], "stubborn") == 0) {
+			signal(SIGINT, SIG_IGN);
+			signal(SIGTERM, SIG_IGN);
+		}
+		/* SIGUSR1 is let in only while waiting, so none is missed
+		 * between sending and waiting again. */
+		sigemptyset(&usr1);
+		sigaddset(&usr1, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &usr1, &waiting);
+		sigdelset(&waiting, SIGUSR1);
+		signal(SIGUSR1, on_usr1);
+		for (;;) {
+			notify(argv[2]);
+			fflush(stdout);
+			resend = 0;
+			while (!resend)
+				sigsuspend(&waiting);
+		}
 	}
 	report();
 	if (argc == 2 && strcmp(argv[1], "sleep") == 0)

@@ -641,7 +641,7 @@ fn notify_messages_from_outside_the_service_are_ignored() {
     });
     // This test process is not one of the service's: its word counts for
     // nothing, whatever it claims.
-    let name = format!("warden/{}/0/echo", warden.pid());
+    let name = format!("warden/{}/notify", warden.pid());
     let address =
         <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
             name.as_bytes(),
@@ -654,7 +654,7 @@ fn notify_messages_from_outside_the_service_are_ignored() {
     warden.wait_for("the refusal", WAIT, || {
         warden
             .log()
-            .contains("ignoring a notify message from a process that is not one of the service's")
+            .contains("which is not one of warden's processes")
     });
     assert_eq!(warden.status("echo").available, 1);
 }

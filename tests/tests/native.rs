@@ -494,3 +494,34 @@ fn a_connection_the_admission_policy_delays_is_served_after_the_delay() {
     );
     log_in(&mut client, "alice", "secret");
 }
+
+#[test]
+fn many_bad_proxy_headers_are_logged_as_one_summary() {
+    const BAD: usize = 200;
+    let dir = temp();
+    let (port, proxy) = (free_port(), free_port());
+    let warden = Running::start(&login_service(dir.path(), port, proxy, 10, ""));
+    for _ in 0..BAD {
+        let mut client = proxied(proxy, b"PROXY TCP4 not-an-address 192.0.2.1 1 2\r\n");
+        assert!(client.closed(), "a malformed header was accepted");
+    }
+    let summary = format!("{} more connections refused (proxy-malformed)", BAD - 1);
+    warden.wait_for("the summary", WAIT, || warden.log().contains(&summary));
+    let log = warden.log();
+    let refused = log
+        .lines()
+        .filter(|line| line.contains("connection refused:"))
+        .count();
+    assert_eq!(refused, 1, "{log}");
+    assert_eq!(log.matches("more connections refused").count(), 1, "{log}");
+    // The metric still counts each.
+    match warden.request(&Request::Stats) {
+        Response::Stats { text } => assert!(
+            text.contains(&format!(
+                "warden_rejected_connections_total{{service=\"login\",reason=\"proxy-malformed\"}} {BAD}"
+            )),
+            "{text}"
+        ),
+        other => panic!("stats answered {other:?}"),
+    }
+}

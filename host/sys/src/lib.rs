@@ -33,5 +33,5 @@ pub mod spawn;
 pub mod watch;
 
 pub use listener::{Endpoint, FileAccess, ListenError, Listener};
-pub use process::{Child, Exit};
+pub use process::{Child, Exit, StopChange, next_stop_change};
 pub use spawn::{Identity, SpawnError, SpawnPlan, Step};

@@ -4,7 +4,9 @@
 //! through it can never reach a later process that reused the pid, and it
 //! becomes readable when the process exits, which is how the master's event
 //! loop learns of exits without SIGCHLD. Waiting through it reaps the
-//! process, so no zombie is left behind.
+//! process, so no zombie is left behind. Stops and continues, which a
+//! pidfd does not signal, are read with [`next_stop_change`] when SIGCHLD
+//! says one happened.
 
 use std::fmt;
 use std::io;
@@ -158,6 +160,63 @@ impl Child {
     }
 }
 
+/// A child stopped or continued, as `waitid` tells its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopChange {
+    /// A signal stopped it (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU).
+    Stopped {
+        /// The signal's number.
+        signal: i32,
+    },
+    /// SIGCONT continued it.
+    Continued,
+}
+
+/// The next child of this process that was stopped or continued since it
+/// was last looked at, without waiting; `None` when there is none.
+///
+/// It reaps nothing: exits stay to be collected through each child's
+/// pidfd ([`Child::try_wait`]). It asks about every child at once
+/// (`P_ALL`), so a caller woken by SIGCHLD pays for the stops that
+/// happened, not for the children it has. The pid names exactly one
+/// process: a child that is stopped or continued has not been reaped, so
+/// its pid cannot have been reused.
+pub fn next_stop_change() -> io::Result<Option<(Pid, StopChange)>> {
+    // SAFETY: an all-zero siginfo_t is a valid value for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with P_ALL takes no id and writes into `info`, which
+    // lives for the call; without WEXITED it reaps no child.
+    let result = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &raw mut info,
+            libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG,
+        )
+    };
+    if result == -1 {
+        let error = io::Error::last_os_error();
+        // No children at all: nothing stopped.
+        if error.raw_os_error() == Some(libc::ECHILD) {
+            return Ok(None);
+        }
+        return Err(error);
+    }
+    // SAFETY: waitid succeeded, so `info` holds a SIGCHLD siginfo whose
+    // pid field is initialised (0 under WNOHANG when nothing changed).
+    let pid = unsafe { info.si_pid() };
+    // SAFETY: as above, for the status field of a SIGCHLD siginfo.
+    let status = unsafe { info.si_status() };
+    if pid == 0 {
+        return Ok(None);
+    }
+    let change = match info.si_code {
+        libc::CLD_CONTINUED => StopChange::Continued,
+        _ => StopChange::Stopped { signal: status },
+    };
+    Ok(Some((Pid::from_raw(pid), change)))
+}
+
 impl AsFd for Child {
     /// The pidfd: readable once the process has exited.
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -168,6 +227,40 @@ impl AsFd for Child {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stops_and_continues_of_a_child_are_seen_and_nothing_is_reaped() {
+        let child = crate::SpawnPlan::new("sleep", ["/bin/sleep", "30"])
+            .spawn()
+            .unwrap();
+        let pid = child.pid();
+        // Other tests of this binary have children too: look for ours.
+        let wait_for = |wanted: StopChange| {
+            for _ in 0..500 {
+                while let Some((who, change)) = next_stop_change().unwrap() {
+                    if who == pid && change == wanted {
+                        return;
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("no {wanted:?} of {pid}");
+        };
+        child.signal(Signal::SIGSTOP).unwrap();
+        wait_for(StopChange::Stopped {
+            signal: libc::SIGSTOP,
+        });
+        child.signal(Signal::SIGCONT).unwrap();
+        wait_for(StopChange::Continued);
+        assert_eq!(child.try_wait().unwrap(), None, "it was reaped");
+        assert_eq!(
+            child.kill_and_wait().unwrap(),
+            Exit::Signal {
+                signal: libc::SIGKILL,
+                core_dumped: false
+            }
+        );
+    }
 
     #[test]
     fn exits_describe_themselves() {

@@ -163,7 +163,9 @@ pub struct ProcessStatus {
     pub service: String,
     /// Its pid.
     pub pid: i32,
-    /// `starting`, `ready`, `idle`, `busy`, `retired`, `asked-to-exit` or
+    /// `starting`, `ready`, `idle`, `busy`, `retired`, `asked-to-exit`,
+    /// `ignoring-exit` (it did not answer a request to exit when idle),
+    /// `stopped` (held by a signal until SIGCONT), `stopping`, or
     /// `draining` (left from before a reload).
     pub state: String,
     /// Clients it reports, if it reports them.

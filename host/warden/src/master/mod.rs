@@ -6,7 +6,10 @@
 //! readable while no process could take the connection, a connection
 //! accepted for an inetd service, a control command, a signal, and a round
 //! every 100 ms. Helper tasks only watch descriptors and forward events;
-//! they never change state. Nothing here blocks on a child.
+//! they never change state. Nothing here blocks on a child. The round
+//! visits only the services on its [`agenda`]: those an event touched,
+//! those whose last round left work, and those whose own clock is due, so
+//! an idle master's work does not grow with the services configured.
 //!
 //! The mechanics are here; the decisions — how many processes to start,
 //! which idle ones to retire, what an exit means — are asked of a
@@ -25,6 +28,7 @@
 //! the log service's gets SIGTERM, SIGKILL after `shutdown_grace`, and the
 //! log service goes last.
 
+mod agenda;
 mod clients;
 mod descriptors;
 mod launch;
@@ -34,11 +38,12 @@ mod notify;
 mod output;
 mod pid_file;
 mod plugins;
+mod ratelimit;
 
 pub use plugins::{Checked, check as check_config, check_plugin, compile_helper};
 mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -58,20 +63,19 @@ use warden_sys::{Endpoint, Exit, Listener};
 use crate::config::{Config, Interface, ServiceType};
 use crate::control::{ProcessStatus, Request, Response, ServiceStatus};
 use crate::listen::{self, OpenListener, Spec, Wanted};
+use agenda::Agenda;
 use clients::ControlClients;
 use launch::{Connection, Ends};
 use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
 use output::Stream;
 use pid_file::PidFile;
-use service::{PROVEN_AFTER, Process, READY_WITHOUT_NOTICE, ServiceState};
+use ratelimit::LogLimiter;
+use service::{IdleExit, IdleStage, PROVEN_AFTER, Process, ServiceState};
 
 /// How often the master runs its round: prefork, throttles, idle kill,
 /// waiting connections, draining.
 const ROUND: Duration = Duration::from_millis(100);
-
-/// How long a native-interface process has to answer hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the plugins are asked for their metrics.
 const PLUGIN_METRICS_EVERY: Duration = Duration::from_secs(1);
@@ -135,10 +139,8 @@ enum Event {
         /// Its pid.
         pid: i32,
     },
-    /// A notify message arrived on a service's socket.
+    /// A notify message arrived on the master's notify socket.
     Notify {
-        /// The service whose socket it came in on.
-        service: String,
         /// The sender, as the kernel attests it.
         pid: Pid,
         /// What it said.
@@ -215,6 +217,21 @@ enum Phase {
     },
 }
 
+/// What outside parties can make the master log, each kind rate-limited
+/// on its own (see [`ratelimit`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Noise {
+    /// Notify datagrams from processes that are not warden's.
+    Stranger,
+    /// Connections refused before they reached a process.
+    Refused {
+        /// The service they were for.
+        service: String,
+        /// Why (the PROXY rule broken, the admission policy's reason).
+        reason: String,
+    },
+}
+
 /// A process left from an earlier configuration, finishing its clients.
 #[derive(Debug)]
 struct Draining {
@@ -229,8 +246,8 @@ struct Draining {
 /// `plugins`, including that this version can run every interface it asks
 /// for and, as `warden check` does, that this system has what it names.
 fn read_config(path: &Path, plugins: &mut Plugins) -> Result<Config, RunError> {
-    let config = plugins::read_config(path, plugins)
-        .map_err(|error| RunError::Config(error.to_string()))?;
+    let config =
+        plugins::read_config(path, plugins).map_err(|error| RunError::Config(error.to_string()))?;
     check_interfaces(path, &config)?;
     let problems = crate::accounts::check(&config);
     if !problems.is_empty() {
@@ -308,7 +325,15 @@ struct Master {
     generation: u64,
     next_generation: u64,
     services: Vec<ServiceState>,
+    /// The place in `services` of each of their processes, by pid.
+    places: HashMap<i32, usize>,
+    /// Which services the round visits.
+    agenda: Agenda,
     draining: BTreeMap<i32, Draining>,
+    /// The `NOTIFY_SOCKET` of every systemd-interface process.
+    notify: NotifySocket,
+    /// Which lines about outsiders' doings are logged.
+    noise: LogLimiter<Noise>,
     events: mpsc::UnboundedSender<Event>,
     receiver: mpsc::UnboundedReceiver<Event>,
     origin: Instant,
@@ -391,13 +416,19 @@ impl Master {
         let mut policy =
             plugins::load(&runtime, &sources, &compiler).into_plugins(Plugins::default());
         let config = read_config(&config_path, &mut policy)?;
+        let notify = NotifySocket::open(events.clone())
+            .map_err(|e| RunError::start("cannot open the notify socket", e))?;
         let mut master = Master {
             config_path,
             config: config.clone(),
             generation: 0,
             next_generation: 0,
             services: Vec::new(),
+            places: HashMap::new(),
+            agenda: Agenda::default(),
             draining: BTreeMap::new(),
+            notify,
+            noise: LogLimiter::new(ratelimit::INTERVAL),
             events,
             receiver,
             origin: Instant::now(),
@@ -425,6 +456,7 @@ impl Master {
         }
         master.services = master.set_up(&config, 0, Vec::new(), &mut Vec::new())?;
         descriptors::check_limit(&master.service_loads());
+        master.agenda.reset(master.services.len());
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
             let registry = Arc::clone(&master.registry);
@@ -450,7 +482,7 @@ impl Master {
 
     /// Sets up a service table for `config`, as configuration
     /// `generation`: listeners (reusing `old` listeners that did not
-    /// change), notify sockets, identities. States in `keep` (an unchanged
+    /// change), identities. States in `keep` (an unchanged
     /// `anvil`) whose configuration is still wanted are carried over with
     /// their processes; they leave `keep` only when everything succeeded,
     /// so a failure leaves the running table whole.
@@ -515,12 +547,6 @@ impl Master {
                         .map_err(|e| RunError::start(cannot("cannot create a listener"), e))?;
                     state.listeners.push(want.with(listener));
                 }
-            }
-            if service.interface.value == Interface::Systemd {
-                state.notify = Some(
-                    NotifySocket::open(&name, generation, self.events.clone())
-                        .map_err(|e| RunError::start(cannot("cannot open its notify socket"), e))?,
-                );
             }
             slots.push(Ok(state));
         }
@@ -720,6 +746,8 @@ impl Master {
         };
         self.policy = loaded.into_plugins(std::mem::take(&mut self.policy));
         self.plugins_listing = done.listing;
+        // New plugins may decide otherwise for any service.
+        self.agenda.reset(self.services.len());
         for missing in plugins::unknown_policies(&self.config, &self.policy) {
             tracing::warn!("{missing}");
         }
@@ -776,6 +804,9 @@ impl Master {
         let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut user1 = signal(SignalKind::user_defined1()).map_err(signal_error)?;
+        // Exits come through each process's pidfd; SIGCHLD is heard for
+        // the stops and continues, which a pidfd does not tell.
+        let mut child = signal(SignalKind::child()).map_err(signal_error)?;
         let mut round = tokio::time::interval(ROUND);
         round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -791,6 +822,7 @@ impl Master {
                     Ok(()) => tracing::info!("SIGUSR1 received: log file reopened"),
                     Err(error) => tracing::error!(%error, "cannot reopen the log file"),
                 },
+                _ = child.recv() => self.stops_changed(),
                 _ = round.tick() => self.round(),
             }
             if self.finished() {
@@ -838,13 +870,41 @@ impl Master {
     }
 
     fn handle(&mut self, event: Event) {
+        let touched = self.touched_by(&event);
+        self.handle_event(event);
+        if let Some(index) = touched {
+            self.agenda.touch(index);
+        }
+    }
+
+    /// The service whose state `event` may change, which the next round
+    /// then visits.
+    fn touched_by(&self, event: &Event) -> Option<usize> {
+        match event {
+            Event::Exited { pid } | Event::Child { pid, .. } | Event::ChannelClosed { pid, .. } => {
+                self.places.get(pid).copied()
+            }
+            Event::Notify { pid, .. } => self.places.get(&pid.as_raw()).copied(),
+            Event::Readable { generation, index }
+            | Event::Accepted {
+                generation, index, ..
+            }
+            | Event::Rejected {
+                generation, index, ..
+            } => (*generation == self.generation).then_some(*index),
+            Event::Control {
+                request: Request::Kick { pid },
+                ..
+            } => self.places.get(pid).copied(),
+            // A new plugin set resets the whole agenda when it is installed.
+            Event::PluginsLoaded(_) | Event::ControlClient(_) | Event::Control { .. } => None,
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
         match event {
             Event::Exited { pid } => self.exited(pid),
-            Event::Notify {
-                service,
-                pid,
-                message,
-            } => self.notified(&service, pid, message),
+            Event::Notify { pid, message } => self.notified(pid, message),
             Event::Readable { generation, index } if generation == self.generation => {
                 self.readable(index);
             }
@@ -914,7 +974,7 @@ impl Master {
                 service,
                 state.identity.as_ref(),
                 &state.listeners,
-                state.notify.as_ref().map_or("", |n| n.address.as_str()),
+                &self.notify.address,
             ),
         };
         let name = state.name().to_owned();
@@ -940,7 +1000,7 @@ impl Master {
         }
         output::capture(name.clone(), pid, Stream::Stderr, output.stderr);
         watch_exit(&child, self.events.clone());
-        let mut process = Process::new(child, now);
+        let mut process = Process::new(child, now, state.config.effective_client_limit());
         process.peer = peer;
         if state.interface() == Interface::Inetd {
             // It serves its one connection from the start and takes no other.
@@ -949,6 +1009,7 @@ impl Master {
         }
         state.processes.insert(pid, process);
         state.spawns += 1;
+        self.places.insert(pid, index);
         self.metrics.spawns.get_or_create(&label(&name)).inc();
         self.spawned_this_round = true;
         tracing::debug!(service = name, pid, "process started");
@@ -981,10 +1042,10 @@ impl Master {
 
     fn exited(&mut self, pid: i32) {
         let now = Instant::now();
-        let found = self.services.iter_mut().enumerate().find_map(|(index, s)| {
-            s.processes
-                .remove(&pid)
-                .map(|p| (Some(index), s.name().to_owned(), p))
+        let found = self.places.remove(&pid).and_then(|index| {
+            let state = self.services.get_mut(index)?;
+            let process = state.processes.remove(&pid)?;
+            Some((Some(index), state.name().to_owned(), process))
         });
         let (index, name, process) = match found {
             Some(found) => found,
@@ -1009,7 +1070,7 @@ impl Master {
                 return;
             }
         };
-        let asked = process.asked_to_exit.is_some() || process.told_to_stop;
+        let asked = process.idle_exit.is_some() || process.told_to_stop;
         self.log_exit(&name, pid, exit, asked, index);
         let cause = match exit {
             _ if asked => "asked",
@@ -1080,6 +1141,16 @@ impl Master {
         let name = state.name().to_owned();
         match decision {
             Lifecycle::Continue => {}
+            // One failure event steps the throttle once. Processes that
+            // fail together (a broken binary, several started in one
+            // round) report their exits one by one; those that come while
+            // the throttle they caused is in force are part of the same
+            // event, as Dovecot ignores failures while throttled. Without
+            // this, five processes dying in the same millisecond would
+            // double the throttle four more times.
+            Lifecycle::Throttle { .. } if state.throttle.until.is_some_and(|until| now < until) => {
+                tracing::debug!(service = name, "already throttled: {reason}");
+            }
             Lifecycle::Throttle { ms } => {
                 state.throttle.until = Some(now + Duration::from_millis(ms));
                 state.throttle.last_ms = ms;
@@ -1131,39 +1202,114 @@ impl Master {
         }
     }
 
-    fn notified(&mut self, service: &str, pid: Pid, message: Message) {
+    fn notified(&mut self, pid: Pid, message: Message) {
         let now = Instant::now();
         let raw = pid.as_raw();
-        let process = self
-            .services
-            .iter_mut()
-            .filter(|s| s.name() == service)
-            .find_map(|s| s.processes.get_mut(&raw))
-            .or_else(|| {
-                self.draining
-                    .get_mut(&raw)
-                    .filter(|d| d.service == service)
-                    .map(|d| &mut d.process)
-            });
-        let Some(process) = process else {
-            tracing::warn!(
-                service,
-                pid = raw,
-                "ignoring a notify message from a process that is not one of the service's"
-            );
+        let process = match self.places.get(&raw) {
+            Some(&index) => self.services.get_mut(index).and_then(|state| {
+                let service = state.name().to_owned();
+                state.processes.get_mut(&raw).map(|p| (service, p))
+            }),
+            None => self
+                .draining
+                .get_mut(&raw)
+                .map(|d| (d.service.clone(), &mut d.process)),
+        };
+        let Some((service, process)) = process else {
+            // Anyone on the machine can send these: rate-limited.
+            if self.noise.allow(&Noise::Stranger, now, || raw.to_string()) {
+                tracing::warn!(
+                    pid = raw,
+                    "ignoring a notify message from pid {raw}, which is not one of warden's processes"
+                );
+            }
             return;
         };
         if message.ready || message.clients.is_some() || message.watchdog {
             process.ready_at.get_or_insert(now);
         }
-        if let Some(clients) = message.clients {
-            process.report_clients(clients, now);
+        if message.clients.is_some() && process.busy() == Some(IdleStage::Ignoring) {
+            tracing::info!(
+                service,
+                pid = raw,
+                "process {raw} reported its clients after all; it takes connections again"
+            );
+        }
+        if let Some(clients) = message.clients
+            && process.reported_clients(clients, now)
+        {
+            let limit = process.client_limit;
+            tracing::warn!(
+                service,
+                pid = raw,
+                reported = clients,
+                "process reported {clients} clients, more than its client_limit ({limit}); counting {limit}. A process must stop accepting at WARDEN_CLIENT_LIMIT: fix the service, or raise service.{service}.client_limit (warned once per process)"
+            );
         }
         if message.stopping {
             process.retired = true;
         }
         if let Some(status) = message.status {
             process.status = Some(status);
+        }
+    }
+
+    /// SIGCHLD: some child may have been stopped or continued. A stopped
+    /// process takes no connections and is not counted available, so the
+    /// service starts another if it needs one; it is not killed (someone
+    /// may be debugging it) unless an idle exit it ignored runs its course.
+    /// Each stop and continue is logged once.
+    fn stops_changed(&mut self) {
+        let now = Instant::now();
+        loop {
+            let (pid, change) = match warden_sys::next_stop_change() {
+                Ok(Some(changed)) => changed,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(%error, "cannot ask which processes were stopped or continued");
+                    return;
+                }
+            };
+            let raw = pid.as_raw();
+            if let Some(&index) = self.places.get(&raw) {
+                self.agenda.touch(index);
+            }
+            let process = match self.places.get(&raw) {
+                Some(&index) => self.services.get_mut(index).and_then(|state| {
+                    let service = state.name().to_owned();
+                    state.processes.get_mut(&raw).map(|p| (service, p))
+                }),
+                None => self
+                    .draining
+                    .get_mut(&raw)
+                    .map(|d| (d.service.clone(), &mut d.process)),
+            };
+            let Some((service, process)) = process else {
+                continue;
+            };
+            match change {
+                warden_sys::StopChange::Stopped { signal } => {
+                    if process.stopped.is_none() {
+                        process.stopped = Some(now);
+                        let signal = Signal::try_from(signal).map_or("a signal", Signal::as_str);
+                        tracing::warn!(
+                            service,
+                            pid = raw,
+                            "process {raw} was stopped by {signal}; it takes no connections until it is continued (SIGCONT), and warden leaves it be"
+                        );
+                    }
+                }
+                warden_sys::StopChange::Continued => {
+                    if let Some(since) = process.stopped.take() {
+                        tracing::info!(
+                            service,
+                            pid = raw,
+                            "process {raw} was continued after {}s stopped; it takes connections again",
+                            now.saturating_duration_since(since).as_secs()
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -1267,17 +1413,40 @@ impl Master {
     /// The periodic round.
     fn round(&mut self) {
         let now = Instant::now();
+        let due = self.agenda.due(now);
         if self.phase == Phase::Running {
             self.watch_plugins(now);
             self.report_plugin_metrics(now);
-            for index in 0..self.services.len() {
+            for &index in &due {
                 self.round_service(index, now);
             }
             self.spawned_this_round = false;
         }
         self.round_draining(now);
         self.round_stopping(now);
-        self.update_gauges();
+        self.update_gauges(&due);
+        self.summarise_noise(now);
+    }
+
+    /// Logs what the rate limit held back of outsiders' doings, once per
+    /// interval and kind.
+    fn summarise_noise(&mut self, now: Instant) {
+        let seconds = ratelimit::INTERVAL.as_secs();
+        for (kind, summary) in self.noise.due(now) {
+            let (count, example) = (summary.count, summary.example);
+            match kind {
+                Noise::Stranger => tracing::warn!(
+                    count,
+                    "ignored {count} more notify messages from processes that are not warden's in the last {seconds}s; the first from pid {example}"
+                ),
+                Noise::Refused { service, reason } => tracing::info!(
+                    service,
+                    reason,
+                    count,
+                    "{count} more connections refused ({reason}) in the last {seconds}s; the first from {example}"
+                ),
+            }
+        }
     }
 
     fn round_service(&mut self, index: usize, now: Instant) {
@@ -1295,84 +1464,48 @@ impl Master {
             tracing::info!(service = name, "throttle over");
             self.metrics.throttled.get_or_create(&label(&name)).set(0);
         }
-        // A native process is ready when it answers hello, never before;
-        // one that does not answer in time is stopped, and another may
-        // start in its place.
-        let says_ready = state.interface() == Interface::Warden;
-        let state_pending = state.spawn_pending;
-        let mut clear_pending = false;
-        for (pid, process) in &mut state.processes {
-            if process.channel.is_some() {
-                process.congested = false;
-                if let Err(error) = process.flush() {
-                    tracing::warn!(service = name, pid, %error, "cannot write to a process's control channel");
-                }
-            }
-            if says_ready
-                && process.ready_at.is_none()
-                && !process.told_to_stop
-                && now.saturating_duration_since(process.started) >= HELLO_TIMEOUT
-            {
-                tracing::error!(
-                    service = name,
-                    pid,
-                    "the process did not answer warden's hello within {}s; stopping it",
-                    HELLO_TIMEOUT.as_secs()
-                );
-                process.told_to_stop = true;
-                process.retired = true;
-                let _ = process.child.signal(Signal::SIGTERM);
-                if state_pending == Some(*pid) {
-                    clear_pending = true;
-                }
-            }
-            if process.ready_at.is_none()
-                && !says_ready
-                && now.saturating_duration_since(process.started) >= READY_WITHOUT_NOTICE
-            {
-                process.ready_at = Some(now);
-            }
-            if process
-                .ready_at
-                .is_some_and(|ready| now.saturating_duration_since(ready) >= PROVEN_AFTER)
-            {
-                state.proven = true;
-            }
-        }
-        if clear_pending {
-            state.spawn_pending = None;
-        }
-        if let Some(pid) = state.spawn_pending
-            && state
-                .processes
-                .get(&pid)
-                .is_none_or(|p| p.ready_at.is_some())
-        {
-            state.spawn_pending = None;
-        }
+        state.tend(now);
 
-        match state.interface() {
-            Interface::Inetd => self.round_inetd(index, now),
+        let scaling_again = match state.interface() {
+            Interface::Inetd => {
+                self.round_inetd(index, now);
+                false
+            }
             Interface::Warden => {
-                self.round_scaling(index, now);
+                let again = self.round_scaling(index, now);
                 self.dispatch(index, now);
                 self.drop_expired(index, now);
+                again
             }
             Interface::Systemd | Interface::Dovecot => {
-                self.round_scaling(index, now);
+                let again = self.round_scaling(index, now);
                 self.round_waiting(index, now);
                 self.round_listening(index, now);
+                again
+            }
+        };
+        self.round_idle(index, now);
+        if let Some(state) = self.services.get(index) {
+            if scaling_again || state.has_work() {
+                self.agenda.touch(index);
+            }
+            if let Some(at) = state.next_wake() {
+                self.agenda.wake_at(at, index);
             }
         }
-        self.round_idle(index, now);
     }
 
-    fn round_scaling(&mut self, index: usize, now: Instant) {
+    /// Asks the scaling policy how many processes to start, and starts
+    /// them. Whether the service needs asking again next round without an
+    /// event: it started some (it may want more than one round starts),
+    /// or it was asked while the master was busy starting others, which
+    /// may have held its answer back.
+    fn round_scaling(&mut self, index: usize, now: Instant) -> bool {
         let Some(state) = self.services.get_mut(index) else {
-            return;
+            return false;
         };
         if !state.may_spawn(now) {
-            return;
+            return false;
         }
         let at_startup = !state.started;
         state.started = true;
@@ -1391,11 +1524,15 @@ impl Master {
         {
             wanted = wanted.max(1);
         }
+        let busy = self.spawned_this_round;
+        let mut started = 0;
         for _ in 0..wanted {
             if self.spawn(index, None).is_none() {
                 break;
             }
+            started += 1;
         }
+        busy || started > 0
     }
 
     /// Connections waiting at `process_limit` are dropped once they have
@@ -1497,6 +1634,13 @@ impl Master {
         let Some(interval) = state.idle_kill() else {
             return;
         };
+        // With no process there is nothing to retire: the rounds start
+        // afresh, an interval after the next process appears.
+        if state.processes.is_empty() {
+            state.next_idle_round = None;
+            state.idle_lowwater = None;
+            return;
+        }
         let idle = state.idle_count();
         let lowwater = state.idle_lowwater.map_or(idle, |low| low.min(idle));
         state.idle_lowwater = Some(lowwater);
@@ -1515,29 +1659,44 @@ impl Master {
         let name = state.name().to_owned();
         let mut asked = Vec::new();
         for action in actions {
-            let (pid, signal) = match action {
-                IdleAction::AskToExit(pid) => (pid, None),
-                IdleAction::Terminate(pid) => (pid, Some(Signal::SIGTERM)),
-                IdleAction::Kill(pid) => (pid, Some(Signal::SIGKILL)),
+            let (pid, stage) = match action {
+                IdleAction::AskToExit(pid) => (pid, IdleStage::Asked),
+                IdleAction::Terminate(pid) => (pid, IdleStage::Terminated),
+                IdleAction::Kill(pid) => (pid, IdleStage::Killed),
             };
+            // Only the processes the policy was shown may be named.
             let Some(process) = i32::try_from(pid)
                 .ok()
                 .and_then(|pid| state.processes.get_mut(&pid))
+                .filter(|p| !p.told_to_stop && !p.withheld())
             else {
                 tracing::warn!(
                     service = name,
                     pid,
-                    "the idle policy named a process the service does not have"
+                    "the idle policy named a process the service does not have, or that is stopping or stopped"
                 );
                 continue;
             };
-            let sent = match signal {
-                Some(signal) => process.child.signal(signal),
-                None => process.ask_if_idle(),
+            // Asked again while the first request runs its course: the
+            // escalation keeps its own clock.
+            if stage == IdleStage::Asked && process.idle_exit.is_some() {
+                continue;
+            }
+            let sent = match stage {
+                IdleStage::Asked | IdleStage::Ignoring => process.ask_if_idle(),
+                IdleStage::Terminated => {
+                    process.told_to_stop = true;
+                    process.child.signal(Signal::SIGTERM)
+                }
+                IdleStage::Killed => process.child.signal(Signal::SIGKILL),
             };
             match sent {
                 Ok(()) => {
-                    process.asked_to_exit = Some(now);
+                    let asked_first = process.idle_exit.map_or(now, |e| e.asked);
+                    process.idle_exit = Some(IdleExit {
+                        asked: asked_first,
+                        ..IdleExit::at(stage, now)
+                    });
                     asked.push(pid);
                     tracing::debug!(service = name, pid, "asked an idle process to exit");
                 }
@@ -1659,8 +1818,11 @@ impl Master {
             && self.draining.is_empty()
     }
 
-    fn update_gauges(&self) {
-        for state in self.services.iter().filter(|s| s.runs) {
+    /// Refreshes the gauges of the services the round visited: no other
+    /// service changed since the last.
+    fn update_gauges(&self, visited: &std::collections::BTreeSet<usize>) {
+        let states = visited.iter().filter_map(|&index| self.services.get(index));
+        for state in states.filter(|s| s.runs) {
             let service = label(state.name());
             let count = i64::try_from(state.processes.len()).unwrap_or(i64::MAX);
             self.metrics.processes.get_or_create(&service).set(count);
@@ -1740,6 +1902,8 @@ impl Master {
                         .iter()
                         .position(|c| c.name == s.config.name)
                 });
+                self.reindex();
+                self.agenda.reset(self.services.len());
                 return Err(crate::error_chain(&error));
             }
         };
@@ -1763,12 +1927,25 @@ impl Master {
             }
         }
         self.services = services;
+        self.reindex();
+        self.agenda.reset(self.services.len());
         self.config = config;
         descriptors::check_limit(&self.service_loads());
         Ok(format!(
             "configuration reloaded (generation {}); {drained} old processes are finishing",
             self.generation
         ))
+    }
+
+    /// Rebuilds `places` once the service table was replaced: processes
+    /// left from the old one are draining, kept ones have a new place.
+    fn reindex(&mut self) {
+        self.places = self
+            .services
+            .iter()
+            .enumerate()
+            .flat_map(|(index, s)| s.processes.keys().map(move |pid| (*pid, index)))
+            .collect();
     }
 
     /// Answers a control command on `reply`.
@@ -1865,31 +2042,24 @@ impl Master {
                 Ok(message) => Response::Done { message },
                 Err(message) => Response::Failed { message },
             },
-            Request::Kick { pid } => {
-                let process = self
-                    .services
-                    .iter_mut()
-                    .find_map(|s| s.processes.get_mut(&pid))
-                    .or_else(|| self.draining.get_mut(&pid).map(|d| &mut d.process));
-                match process {
-                    Some(process) => match process.child.signal(Signal::SIGTERM) {
-                        Ok(()) => {
-                            process.told_to_stop = true;
-                            Response::Done {
-                                message: format!("sent SIGTERM to process {pid}"),
-                            }
+            Request::Kick { pid } => match self.process_mut(pid) {
+                Some(process) => match process.child.signal(Signal::SIGTERM) {
+                    Ok(()) => {
+                        process.told_to_stop = true;
+                        Response::Done {
+                            message: format!("sent SIGTERM to process {pid}"),
                         }
-                        Err(error) => Response::Failed {
-                            message: format!("cannot signal process {pid}: {error}"),
-                        },
+                    }
+                    Err(error) => Response::Failed {
+                        message: format!("cannot signal process {pid}: {error}"),
                     },
-                    None => Response::Failed {
-                        message: format!(
-                            "process {pid} is not one of warden's; `warden ps` lists them"
-                        ),
-                    },
-                }
-            }
+                },
+                None => Response::Failed {
+                    message: format!(
+                        "process {pid} is not one of warden's; `warden ps` lists them"
+                    ),
+                },
+            },
         };
         let _ = reply.send(response);
     }

@@ -37,7 +37,7 @@ use warden_policy::{Admission, ConnectionView, ListenerKind, PeerView, Policy, S
 
 use super::launch::{Connection, Ends};
 use super::metrics::{RejectLabels, label};
-use super::{Event, Master};
+use super::{Event, Master, Noise};
 use crate::config::{ServiceCount, ServiceType};
 use crate::control::ConnectionStatus;
 
@@ -321,8 +321,20 @@ impl Master {
     }
 
     /// Logs and counts a connection refused before it reached a process.
+    /// Outsiders decide how many there are, so the log has the first of
+    /// each service and reason at once and then a summary per interval
+    /// (see [`super::ratelimit`]); the metric counts each.
     pub(super) fn reject(&mut self, service: &str, peer: &str, reason: &str, why: &str) {
-        tracing::info!(service, peer, reason, "connection refused: {why}");
+        let kind = Noise::Refused {
+            service: service.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if self
+            .noise
+            .allow(&kind, Instant::now(), || format!("{peer}: {why}"))
+        {
+            tracing::info!(service, peer, reason, "connection refused: {why}");
+        }
         self.metrics
             .rejected
             .get_or_create(&RejectLabels {
@@ -565,7 +577,7 @@ impl Master {
             state
                 .processes
                 .get(&pid)
-                .is_some_and(|p| !p.retired && !p.told_to_stop)
+                .is_some_and(super::service::Process::takes_connections)
         };
         let candidates: Vec<ConnectionView> = self
             .connections
@@ -644,10 +656,7 @@ impl Master {
             return;
         }
         let now = Instant::now();
-        let index = self
-            .services
-            .iter()
-            .position(|s| s.processes.contains_key(&pid));
+        let index = self.places.get(&pid).copied();
         let message = match message {
             Ok(FromService::Ready { version }) if version != VERSION => Err(format!(
                 "it speaks protocol version {version}; warden speaks {VERSION}"
@@ -684,8 +693,13 @@ impl Master {
             }
             Ok(FromService::Exiting) => {}
             Ok(FromService::Busy) => {
-                if let Some(process) = self.process_mut(pid) {
-                    process.asked_to_exit = None;
+                if let Some(process) = self.process_mut(pid)
+                    && process.busy() == Some(super::service::IdleStage::Ignoring)
+                {
+                    tracing::info!(
+                        pid,
+                        "process {pid} said it is busy after all; it takes connections again"
+                    );
                 }
             }
             Err(reason) => {
@@ -815,38 +829,33 @@ impl Master {
             {
                 self.observe(index, StatsEvent::Closed(*id));
                 self.dispatch(index, now);
+                self.agenda.touch(index);
             }
         }
         Ok(format!("closed {} connection(s)", ids.len()))
     }
 
     /// The live process `pid`, of a service or left from before a reload.
-    fn process_mut(&mut self, pid: i32) -> Option<&mut super::service::Process> {
-        if let Some(process) = self
-            .services
-            .iter_mut()
-            .find_map(|s| s.processes.get_mut(&pid))
-        {
-            return Some(process);
+    pub(super) fn process_mut(&mut self, pid: i32) -> Option<&mut super::service::Process> {
+        match self.places.get(&pid) {
+            Some(&index) => self
+                .services
+                .get_mut(index)
+                .and_then(|s| s.processes.get_mut(&pid)),
+            None => self.draining.get_mut(&pid).map(|d| &mut d.process),
         }
-        self.draining.get_mut(&pid).map(|d| &mut d.process)
     }
 }
 
 /// The ready process of `state` with room and the fewest connections.
 fn roomiest(state: &super::service::ServiceState) -> Option<i32> {
-    let limit = state.config.effective_client_limit();
     state
         .processes
         .iter()
         .filter(|(_, p)| {
-            p.channel.is_some()
-                && !p.congested
-                && p.ready_at.is_some()
-                && !p.retired
-                && !p.told_to_stop
-                && p.asked_to_exit.is_none()
-                && p.clients.unwrap_or(0) < limit
+            // Not one asked to exit either, though it may still take
+            // connections until it answers.
+            p.channel.is_some() && !p.congested && p.has_room() && p.idle_exit.is_none()
         })
         .min_by_key(|(pid, p)| (p.clients.unwrap_or(0), **pid))
         .map(|(pid, _)| *pid)

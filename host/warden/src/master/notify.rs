@@ -1,10 +1,14 @@
 //! The `NOTIFY_SOCKET` of `systemd`-interface services.
 //!
-//! Each service has its own datagram socket in the abstract namespace, so
-//! it is reachable from inside a chroot. The kernel attaches the sender's
-//! credentials to every datagram; the master accepts a message only from a
-//! process it started for that very service, so one service cannot speak
-//! for another, nor an outsider for either.
+//! The master has one datagram socket for its whole life, in the abstract
+//! namespace (so it is reachable from inside a chroot), at an address that
+//! names the master's pid and never changes: a process keeps reporting
+//! across any number of reloads, including one left from an earlier
+//! configuration that is finishing its clients, and a thousand services
+//! cost one descriptor, not a thousand. The kernel attaches the sender's
+//! credentials to every datagram; the master takes a message as the word
+//! of the one process it started with that pid, live or draining, so a
+//! process cannot speak for another, nor an outsider for any.
 //!
 //! A message is newline-separated `KEY=VALUE` assignments, at most
 //! [`MAX_MESSAGE`] bytes. The master understands `READY=1`, `STOPPING=1`,
@@ -20,6 +24,9 @@ use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 
 use super::Event;
+
+/// How long reading rests after the socket failed.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The longest notify message read; longer ones are dropped.
 pub(super) const MAX_MESSAGE: usize = 4096;
@@ -60,7 +67,7 @@ impl Message {
     }
 }
 
-/// A service's notify socket.
+/// The master's notify socket.
 #[derive(Debug)]
 pub(super) struct NotifySocket {
     /// What `NOTIFY_SOCKET` says: `@` and the abstract name.
@@ -75,21 +82,15 @@ impl Drop for NotifySocket {
 }
 
 impl NotifySocket {
-    /// Opens the notify socket of service `name` in configuration
-    /// `generation` and forwards what arrives on it to the master as
-    /// [`Event::Notify`].
-    pub(super) fn open(
-        name: &str,
-        generation: u64,
-        events: mpsc::UnboundedSender<Event>,
-    ) -> io::Result<NotifySocket> {
-        let abstract_name = format!("warden/{}/{generation}/{name}", std::process::id());
+    /// Opens the master's notify socket and forwards what arrives on it to
+    /// the master as [`Event::Notify`].
+    pub(super) fn open(events: mpsc::UnboundedSender<Event>) -> io::Result<NotifySocket> {
+        let abstract_name = format!("warden/{}/notify", std::process::id());
         let address = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())?;
         let socket = std::os::unix::net::UnixDatagram::bind_addr(&address)?;
         socket.set_nonblocking(true)?;
         warden_sys::fdpass::pass_credentials(&socket)?;
         let socket = UnixDatagram::from_std(socket)?;
-        let service = name.to_owned();
         let task = tokio::spawn(async move {
             let mut buffer = vec![0u8; MAX_MESSAGE];
             loop {
@@ -100,9 +101,18 @@ impl NotifySocket {
                     .await;
                 let datagram = match received {
                     Ok(datagram) => datagram,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    // The one socket serves the master's whole life, so it
+                    // is never given up; a failure (out of memory) is
+                    // waited out, at most one line per pause.
                     Err(error) => {
-                        tracing::warn!(service, %error, "the notify socket failed");
-                        return;
+                        tracing::error!(
+                            %error,
+                            "cannot read the notify socket; retrying in {}ms",
+                            RETRY.as_millis()
+                        );
+                        tokio::time::sleep(RETRY).await;
+                        continue;
                     }
                 };
                 let (Some(sender), false) = (datagram.sender, datagram.truncated) else {
@@ -110,7 +120,6 @@ impl NotifySocket {
                 };
                 let text = String::from_utf8_lossy(buffer.get(..datagram.len).unwrap_or_default());
                 let event = Event::Notify {
-                    service: service.clone(),
                     pid: sender.pid,
                     message: Message::parse(&text),
                 };
