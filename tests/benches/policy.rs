@@ -79,27 +79,8 @@ fn show(hook: &str, count: u32, plugin: (Duration, Duration), native: (Duration,
     );
 }
 
-fn native_service(view: &ServiceView<'_>) -> dovecot::Service {
-    dovecot::Service {
-        startup: false,
-        client_limit: view.client_limit,
-        process_limit: view.process_limit,
-        process_min_avail: view.process_min_avail,
-        idle_kill_ms: view.idle_kill_ms,
-    }
-}
-
 fn native_processes(views: &[ProcessView]) -> Vec<dovecot::Process> {
-    views
-        .iter()
-        .map(|p| dovecot::Process {
-            pid: p.pid,
-            clients: p.clients,
-            idle_since_ms: p.idle_since_ms,
-            asked_to_exit_ms: p.asked_to_exit_ms,
-            retired: p.retired,
-        })
-        .collect()
+    views.iter().map(ProcessView::model).collect()
 }
 
 fn main() {
@@ -128,7 +109,7 @@ fn main() {
             black_box(plugins.idle(&view, &procs, lowwater, 100_000));
         });
         let native = time(|| {
-            let service = native_service(&view);
+            let service = view.model();
             black_box(dovecot::idle(
                 &service,
                 &native_processes(&procs),
@@ -141,7 +122,7 @@ fn main() {
             black_box(plugins.scaling(&view, &procs, false, false));
         });
         let native = time(|| {
-            let service = native_service(&view);
+            let service = view.model();
             black_box(dovecot::scaling(
                 &service,
                 &native_processes(&procs),

@@ -21,16 +21,24 @@ fn a_program_that_cannot_be_executed_is_logged_with_the_os_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let program = dir.path().join("not-executable");
     std::fs::copy(probe(), &program).expect("copy the probe");
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644))
-        .expect("make it not executable");
+    let port = free_port();
+    // It can run when warden checks the configuration at start, and stops
+    // being executable before its first process is started.
     let warden = Running::start(&format!(
         r#"
 [service.broken]
 executable = "{program}"
-type = "startup"
+
+[[service.broken.inet_listener]]
+name = "broken"
+address = "127.0.0.1"
+port = {port}
 "#,
         program = program.display()
     ));
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644))
+        .expect("make it not executable");
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let failed = |log: &str| {
         log.lines()
             .find(|line| line.contains("cannot start a process"))

@@ -8,17 +8,10 @@
 //! monotonic clock), so every answer is a pure function of its inputs and
 //! can be replayed.
 
+use warden_plugin_sdk::{admission, dovecot, login};
+
 /// Milliseconds on the supervisor's monotonic clock.
 pub type Millis = u64;
-
-/// Dovecot's shortest throttle after a failure (`SERVICE_STARTUP_FAILURE_THROTTLE_MIN_MSECS`).
-pub const THROTTLE_MIN_MS: Millis = 2_000;
-
-/// Dovecot's longest throttle (`SERVICE_STARTUP_FAILURE_THROTTLE_MAX_MSECS`).
-pub const THROTTLE_MAX_MS: Millis = 60_000;
-
-/// Processes started by one round at most.
-pub const START_MAX_AT_ONCE: u32 = 10;
 
 /// A service's `type`, as policies see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +61,19 @@ pub struct ServiceView<'a> {
     pub per_source_rate: Option<u32>,
 }
 
+impl ServiceView<'_> {
+    /// The service as the shared rules see it.
+    pub fn model(&self) -> dovecot::Service {
+        dovecot::Service {
+            startup: self.kind == ServiceKind::Startup,
+            client_limit: self.client_limit,
+            process_limit: self.process_limit,
+            process_min_avail: self.process_min_avail,
+            idle_kill_ms: self.idle_kill_ms,
+        }
+    }
+}
+
 /// What the policy is told about one process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessView {
@@ -89,11 +95,18 @@ pub struct ProcessView {
 }
 
 impl ProcessView {
-    /// Whether the process can take another connection now: it is not
-    /// retired and is below `client_limit`, or does not report its clients
-    /// (a single long-running daemon, which takes whatever comes).
-    pub fn available(&self, client_limit: u32) -> bool {
-        !self.retired && self.clients.is_none_or(|clients| clients < client_limit)
+    /// The process as the shared rules see it: [`dovecot::Process`] answers
+    /// whether it has room and whether it takes a connection, for the
+    /// master and every plugin alike.
+    pub fn model(&self) -> dovecot::Process {
+        dovecot::Process {
+            pid: self.pid,
+            ready: self.ready,
+            clients: self.clients,
+            idle_since_ms: self.idle_since_ms,
+            asked_to_exit_ms: self.asked_to_exit_ms,
+            retired: self.retired,
+        }
     }
 }
 
@@ -318,10 +331,13 @@ pub trait Policy {
 }
 
 /// The decisions the master falls back on when no plugin answers: the
-/// least that keeps services alive and the machine safe.
+/// least that keeps services alive and the machine safe. Each is a rule of
+/// `warden_plugin_sdk`, the crate the built-in plugins decide with too, so
+/// it is written once.
 ///
-/// - scaling: keep `process_min_avail` processes available (ten started
-///   per round at most) and start a `startup` service's one process;
+/// - scaling: Dovecot's prefork — keep `process_min_avail` processes with
+///   room (ten started per round at most) and start a `startup` service's
+///   one process;
 /// - idle: retire nothing;
 /// - lifecycle: throttle a service whose process failed before it was
 ///   ready, 2 s doubling to 60 s, so a broken program cannot fork in a loop;
@@ -340,21 +356,9 @@ impl Policy for Fallback {
         at_startup: bool,
         _busy: bool,
     ) -> u32 {
-        let active = processes.iter().filter(|p| !p.retired).count();
-        let room = service
-            .process_limit
-            .saturating_sub(u32::try_from(active).unwrap_or(u32::MAX));
-        let available = processes
-            .iter()
-            .filter(|p| p.available(service.client_limit))
-            .count();
-        let mut wanted = service
-            .process_min_avail
-            .saturating_sub(u32::try_from(available).unwrap_or(u32::MAX));
-        if service.kind == ServiceKind::Startup && at_startup && processes.is_empty() {
-            wanted = wanted.max(1);
-        }
-        wanted.min(room).min(START_MAX_AT_ONCE)
+        let processes: Vec<dovecot::Process> = processes.iter().map(ProcessView::model).collect();
+        // Dovecot's prefork, without holding back while the master is busy.
+        dovecot::scaling(&service.model(), &processes, at_startup, false)
     }
 
     fn idle(
@@ -371,11 +375,9 @@ impl Policy for Fallback {
         if !exit.failed() || exit.was_ready {
             return Lifecycle::Continue;
         }
-        let ms = exit
-            .last_throttle_ms
-            .saturating_mul(2)
-            .clamp(THROTTLE_MIN_MS, THROTTLE_MAX_MS);
-        Lifecycle::Throttle { ms }
+        Lifecycle::Throttle {
+            ms: dovecot::next_throttle(exit.last_throttle_ms),
+        }
     }
 
     fn typing(
@@ -402,7 +404,19 @@ impl Policy for Fallback {
         counts: SourceCounts,
         _now_ms: Millis,
     ) -> Admission {
-        per_source(service, counts)
+        let limits = admission::Limits {
+            concurrent: service.per_source_limit,
+            per_second: service.per_source_rate,
+        };
+        let source = admission::Source {
+            concurrent: counts.concurrent,
+            last_second: counts.last_second,
+        };
+        match admission::per_source(&limits, &source) {
+            admission::Verdict::Accept => Admission::Accept,
+            admission::Verdict::Reject(reason) => Admission::Reject(reason.to_owned()),
+            admission::Verdict::Delay(ms) => Admission::Delay(ms),
+        }
     }
 
     fn evict(
@@ -412,33 +426,15 @@ impl Policy for Fallback {
         waiting: u32,
         _now_ms: Millis,
     ) -> Vec<u64> {
-        let mut pending: Vec<&ConnectionView> =
-            candidates.iter().filter(|c| !c.authenticated).collect();
-        pending.sort_by_key(|c| (c.accepted_ms, c.id));
-        pending
-            .into_iter()
-            .take(usize::try_from(waiting).unwrap_or(usize::MAX))
-            .map(|c| c.id)
-            .collect()
-    }
-}
-
-/// The per-source limits: `per-source-limit` when a source has more
-/// connections open than `per_source_limit`, `per-source-rate` when it
-/// opened more than `per_source_rate` in the last second.
-pub fn per_source(service: &ServiceView<'_>, counts: SourceCounts) -> Admission {
-    if service
-        .per_source_limit
-        .is_some_and(|limit| counts.concurrent > limit)
-    {
-        Admission::Reject("per-source-limit".to_owned())
-    } else if service
-        .per_source_rate
-        .is_some_and(|rate| counts.last_second > rate)
-    {
-        Admission::Reject("per-source-rate".to_owned())
-    } else {
-        Admission::Accept
+        let candidates: Vec<login::Connection> = candidates
+            .iter()
+            .map(|c| login::Connection {
+                id: c.id,
+                accepted_ms: c.accepted_ms,
+                authenticated: c.authenticated,
+            })
+            .collect();
+        login::evict_oldest(&candidates, waiting)
     }
 }
 

@@ -37,6 +37,9 @@ pub struct Service {
 pub struct Process {
     /// Its pid.
     pub pid: u32,
+    /// Whether it has said it is ready (or lived long enough to be taken
+    /// as ready).
+    pub ready: bool,
     /// Its clients, if it reports them.
     pub clients: Option<u32>,
     /// Since when it has had no clients.
@@ -48,11 +51,19 @@ pub struct Process {
 }
 
 impl Process {
-    /// Whether it can take another connection: not retired, and below the
-    /// client limit or not reporting its clients (then it takes whatever
-    /// comes, as a single long-running daemon does).
-    pub fn available(&self, client_limit: u32) -> bool {
+    /// Whether it has room for another connection, now or once it is
+    /// ready: not retired, and below the client limit or not reporting its
+    /// clients (then it takes whatever comes, as a single long-running
+    /// daemon does). Dovecot counts a process as available from fork on,
+    /// so prefork does not start another while one is starting.
+    pub fn has_room(&self, client_limit: u32) -> bool {
         !self.retired && self.clients.is_none_or(|clients| clients < client_limit)
+    }
+
+    /// Whether it can take a connection now: ready, and with room. Every
+    /// interface hands connections by this, and nothing else.
+    pub fn takes_connection(&self, client_limit: u32) -> bool {
+        self.ready && self.has_room(client_limit)
     }
 }
 
@@ -70,7 +81,7 @@ pub fn scaling(service: &Service, processes: &[Process], at_startup: bool, busy:
     let available = count(
         processes
             .iter()
-            .filter(|p| p.available(service.client_limit))
+            .filter(|p| p.has_room(service.client_limit))
             .count(),
     );
     let mut wanted = service.process_min_avail.saturating_sub(available);
@@ -159,11 +170,15 @@ pub fn throttle(exit: &Exit) -> Option<Millis> {
     }
     let throttle = !exit.was_ready
         || (!exit.service_proven && exit.failures_in_last_second > MAX_FAILURES_IN_SECOND);
-    throttle.then(|| {
-        exit.last_throttle_ms
-            .saturating_mul(2)
-            .clamp(THROTTLE_MIN_MS, THROTTLE_MAX_MS)
-    })
+    throttle.then(|| next_throttle(exit.last_throttle_ms))
+}
+
+/// The throttle after one that lasted `last_ms` (0 for none): 2 s, then
+/// doubling to 60 s.
+pub fn next_throttle(last_ms: Millis) -> Millis {
+    last_ms
+        .saturating_mul(2)
+        .clamp(THROTTLE_MIN_MS, THROTTLE_MAX_MS)
 }
 
 #[cfg(test)]
@@ -183,6 +198,7 @@ mod tests {
     fn process(pid: u32, clients: Option<u32>, idle_since_ms: Option<Millis>) -> Process {
         Process {
             pid,
+            ready: true,
             clients,
             idle_since_ms,
             asked_to_exit_ms: None,

@@ -89,6 +89,7 @@ mod tests {
         };
         let idle = |pid| Process {
             pid,
+            ready: true,
             clients: Some(0),
             idle_since_ms: Some(0),
             asked_to_exit_ms: None,

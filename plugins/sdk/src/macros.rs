@@ -223,6 +223,7 @@ macro_rules! __processes {
             .iter()
             .map(|p| $crate::dovecot::Process {
                 pid: p.pid,
+                ready: p.ready,
                 clients: p.clients,
                 idle_since_ms: p.idle_since_ms,
                 asked_to_exit_ms: p.asked_to_exit_ms,
