@@ -2,7 +2,8 @@
 //! questions under a deadline and a memory cap, with every answer checked.
 //!
 //! One [`wasmtime::Engine`] serves every plugin: Cranelift, epoch
-//! interruption driven by a ticker thread, and no concurrency support
+//! interruption driven by a ticker thread that sleeps while no plugin is
+//! called (`ticker`), and no concurrency support
 //! (warden needs no async component functions, and a call costs a third of
 //! what it does with it). Per plugin, the [`Component`] and its
 //! [`InstancePre`] are made once at load, its imports and exports checked
@@ -41,6 +42,7 @@
 
 mod cache;
 mod sandbox;
+mod ticker;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -60,6 +62,7 @@ use cache::CompiledCache;
 pub use cache::sha256;
 pub(crate) use sandbox::State;
 pub use sandbox::{MAX_LOG_LINE, OUTPUT_LINES_PER_CALL, OUTPUT_PER_CALL};
+use ticker::Ticker;
 
 /// Where a plugin sees the directory its configuration grants it.
 pub const GRANT: &str = "/grant";
@@ -318,6 +321,8 @@ struct Shared {
     /// [`CONTEXT`]'s handle.
     context: tokio::runtime::Handle,
     cache: Option<CompiledCache>,
+    /// What makes deadlines pass, told of every call.
+    ticker: Ticker,
 }
 
 impl Shared {
@@ -410,17 +415,7 @@ impl Runtime {
                 });
             }
         };
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("warden-epoch".to_owned())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })
-            .map_err(RuntimeError::Ticker)?;
+        let ticker = Ticker::start(&engine).map_err(RuntimeError::Ticker)?;
         let cache = cache
             .zip(wasmtime_cache)
             .map(|(dir, wasmtime)| CompiledCache::new(dir, &engine, wasmtime));
@@ -430,6 +425,7 @@ impl Runtime {
                 linker,
                 context,
                 cache,
+                ticker,
             }),
         })
     }
@@ -772,8 +768,12 @@ impl Plugin {
         if self.quarantined {
             return Err(Failure::Quarantined);
         }
+        // Every path through try_call returns (a panic in a host function
+        // is caught), so the call always ends.
+        self.shared.ticker.begin();
         let started = Instant::now();
         let result = self.try_call(hook, service, call);
+        self.shared.ticker.end();
         self.stats.record(started.elapsed());
         if let Err(failure) = &result {
             self.failed(hook, service, failure);
