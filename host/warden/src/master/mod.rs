@@ -38,6 +38,7 @@ mod notify;
 mod output;
 mod pid_file;
 mod plugins;
+mod process;
 mod ratelimit;
 
 pub use plugins::{Checked, check as check_config, check_plugin, compile_helper};
@@ -70,8 +71,9 @@ use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
 use output::Stream;
 use pid_file::PidFile;
+use process::{IdleStage, Life, PROVEN_AFTER, Process};
 use ratelimit::LogLimiter;
-use service::{IdleExit, IdleStage, PROVEN_AFTER, Process, ServiceState};
+use service::ServiceState;
 
 /// How often the master runs its round: prefork, throttles, idle kill,
 /// waiting connections, draining.
@@ -1004,7 +1006,7 @@ impl Master {
         process.peer = peer;
         if state.interface() == Interface::Inetd {
             // It serves its one connection from the start and takes no other.
-            process.ready_at = Some(now);
+            process.ready(now);
             process.clients = Some(1);
         }
         state.processes.insert(pid, process);
@@ -1070,7 +1072,7 @@ impl Master {
                 return;
             }
         };
-        let asked = process.idle_exit.is_some() || process.told_to_stop;
+        let asked = process.life().asked_to_go();
         self.log_exit(&name, pid, exit, asked, index);
         let cause = match exit {
             _ if asked => "asked",
@@ -1103,7 +1105,7 @@ impl Master {
             state.throttle.last_ms = 0;
         }
         if process
-            .ready_at
+            .ready_at()
             .is_some_and(|ready| now.saturating_duration_since(ready) >= PROVEN_AFTER)
         {
             state.proven = true;
@@ -1116,7 +1118,7 @@ impl Master {
             },
             age_ms: u64::try_from(now.saturating_duration_since(process.started).as_millis())
                 .unwrap_or(u64::MAX),
-            was_ready: process.ready_at.is_some(),
+            was_ready: process.ready_at().is_some(),
             was_asked: asked,
             service_proven: state.proven,
             failures_in_last_second: 0,
@@ -1226,7 +1228,7 @@ impl Master {
             return;
         };
         if message.ready || message.clients.is_some() || message.watchdog {
-            process.ready_at.get_or_insert(now);
+            process.ready(now);
         }
         if message.clients.is_some() && process.busy() == Some(IdleStage::Ignoring) {
             tracing::info!(
@@ -1247,7 +1249,7 @@ impl Master {
             );
         }
         if message.stopping {
-            process.retired = true;
+            process.retire();
         }
         if let Some(status) = message.status {
             process.status = Some(status);
@@ -1289,8 +1291,8 @@ impl Master {
             };
             match change {
                 warden_sys::StopChange::Stopped { signal } => {
-                    if process.stopped.is_none() {
-                        process.stopped = Some(now);
+                    if process.held.is_none() {
+                        process.held = Some(now);
                         let signal = Signal::try_from(signal).map_or("a signal", Signal::as_str);
                         tracing::warn!(
                             service,
@@ -1300,7 +1302,7 @@ impl Master {
                     }
                 }
                 warden_sys::StopChange::Continued => {
-                    if let Some(since) = process.stopped.take() {
+                    if let Some(since) = process.held.take() {
                         tracing::info!(
                             service,
                             pid = raw,
@@ -1668,7 +1670,7 @@ impl Master {
             let Some(process) = i32::try_from(pid)
                 .ok()
                 .and_then(|pid| state.processes.get_mut(&pid))
-                .filter(|p| !p.told_to_stop && !p.withheld())
+                .filter(|p| p.decided_about())
             else {
                 tracing::warn!(
                     service = name,
@@ -1679,24 +1681,16 @@ impl Master {
             };
             // Asked again while the first request runs its course: the
             // escalation keeps its own clock.
-            if stage == IdleStage::Asked && process.idle_exit.is_some() {
+            if stage == IdleStage::Asked && process.life().idle_exit().is_some() {
                 continue;
             }
             let sent = match stage {
-                IdleStage::Asked | IdleStage::Ignoring => process.ask_if_idle(),
-                IdleStage::Terminated => {
-                    process.told_to_stop = true;
-                    process.child.signal(Signal::SIGTERM)
-                }
-                IdleStage::Killed => process.child.signal(Signal::SIGKILL),
+                IdleStage::Asked | IdleStage::Ignoring => process.ask_if_idle(now),
+                IdleStage::Terminated => process.force_idle_exit(stage, Signal::SIGTERM, now),
+                IdleStage::Killed => process.force_idle_exit(stage, Signal::SIGKILL, now),
             };
             match sent {
                 Ok(()) => {
-                    let asked_first = process.idle_exit.map_or(now, |e| e.asked);
-                    process.idle_exit = Some(IdleExit {
-                        asked: asked_first,
-                        ..IdleExit::at(stage, now)
-                    });
                     asked.push(pid);
                     tracing::debug!(service = name, pid, "asked an idle process to exit");
                 }
@@ -1722,13 +1716,12 @@ impl Master {
             let signal = if waited >= grace * 2 && !old.killed {
                 old.killed = true;
                 Signal::SIGKILL
-            } else if waited >= grace && !old.process.told_to_stop {
+            } else if waited >= grace && !matches!(old.process.life(), Life::Stopping { .. }) {
                 Signal::SIGTERM
             } else {
                 continue;
             };
-            old.process.told_to_stop = true;
-            if old.process.child.signal(signal).is_ok() {
+            if old.process.stop(signal, now, false).is_ok() {
                 tracing::info!(
                     service = old.service,
                     pid,
@@ -1744,8 +1737,9 @@ impl Master {
         }
         tracing::info!("{why} received: stopping every service");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        let now = Instant::now();
         self.phase = Phase::Stopping {
-            since: Instant::now(),
+            since: now,
             log_told: None,
         };
         for state in &mut self.services {
@@ -1756,13 +1750,11 @@ impl Master {
             state.queue.clear();
             let log = state.config.kind.value == ServiceType::Log;
             for process in state.processes.values_mut().filter(|_| !log) {
-                process.told_to_stop = true;
-                let _ = process.child.signal(Signal::SIGTERM);
+                let _ = process.stop(Signal::SIGTERM, now, false);
             }
         }
         for old in self.draining.values_mut() {
-            old.process.told_to_stop = true;
-            let _ = old.process.child.signal(Signal::SIGTERM);
+            let _ = old.process.stop(Signal::SIGTERM, now, false);
         }
     }
 
@@ -1793,8 +1785,7 @@ impl Master {
             // The log service goes last, so the others' last lines are kept.
             for state in self.services.iter_mut().filter(|s| is_log(s)) {
                 for process in state.processes.values_mut() {
-                    process.told_to_stop = true;
-                    let _ = process.child.signal(Signal::SIGTERM);
+                    let _ = process.stop(Signal::SIGTERM, now, false);
                 }
             }
             self.phase = Phase::Stopping {
@@ -2043,13 +2034,10 @@ impl Master {
                 Err(message) => Response::Failed { message },
             },
             Request::Kick { pid } => match self.process_mut(pid) {
-                Some(process) => match process.child.signal(Signal::SIGTERM) {
-                    Ok(()) => {
-                        process.told_to_stop = true;
-                        Response::Done {
-                            message: format!("sent SIGTERM to process {pid}"),
-                        }
-                    }
+                Some(process) => match process.stop(Signal::SIGTERM, Instant::now(), false) {
+                    Ok(()) => Response::Done {
+                        message: format!("sent SIGTERM to process {pid}"),
+                    },
                     Err(error) => Response::Failed {
                         message: format!("cannot signal process {pid}: {error}"),
                     },

@@ -37,6 +37,7 @@ use warden_policy::{Admission, ConnectionView, ListenerKind, PeerView, Policy, S
 
 use super::launch::{Connection, Ends};
 use super::metrics::{RejectLabels, label};
+use super::process::{IdleStage, Life, Process};
 use super::{Event, Master, Noise};
 use crate::config::{ServiceCount, ServiceType};
 use crate::control::ConnectionStatus;
@@ -215,26 +216,25 @@ impl Master {
         let Some(process) = state.processes.get_mut(&pid) else {
             return;
         };
-        let reader = channel
-            .try_clone()
-            .and_then(|copy| reader_task(events, pid, serial, copy));
-        process.channel = Some(channel);
-        process.channel_serial = serial;
-        process.clients = Some(0);
         // Counted idle from its start, so the idle kill sees it even if
         // it never gets a connection.
-        process.report_clients(0, Instant::now());
-        match reader.and_then(|reader| {
-            process.reader = Some(reader);
-            process.send(&hello)
-        }) {
-            Ok(()) => {}
-            Err(error) => {
-                tracing::error!(service = name, pid, %error, "cannot talk to a new process; stopping it");
-                process.channel = None;
-                process.retired = true;
-                let _ = process.child.signal(Signal::SIGTERM);
+        let now = Instant::now();
+        process.report_clients(0, now);
+        let opened = channel
+            .try_clone()
+            .and_then(|copy| reader_task(events, pid, serial, copy))
+            .and_then(|reader| {
+                let channel = process
+                    .channel
+                    .insert(super::process::Channel::new(channel, serial, reader));
+                channel.send(&hello)
+            });
+        if let Err(error) = opened {
+            tracing::error!(service = name, pid, %error, "cannot talk to a new process; stopping it");
+            if let Some(channel) = &mut process.channel {
+                channel.close();
             }
+            let _ = process.stop(Signal::SIGTERM, now, true);
         }
     }
 
@@ -446,7 +446,7 @@ impl Master {
             let starting = state
                 .processes
                 .values()
-                .filter(|p| p.ready_at.is_none() && p.channel.is_some() && !p.retired)
+                .filter(|p| p.life() == Life::Starting && p.channel.is_some())
                 .count();
             let limit =
                 usize::try_from(state.config.effective_client_limit()).unwrap_or(usize::MAX);
@@ -524,27 +524,30 @@ impl Master {
         let Some(process) = state.processes.get_mut(&pid) else {
             return Ok(());
         };
-        let sent = process.send_connection(&ToService::Connection(info), connection.socket.as_fd());
+        let Some(channel) = &mut process.channel else {
+            return Err(connection);
+        };
+        let sent = channel.send_connection(&ToService::Connection(info), connection.socket.as_fd());
+        let now = Instant::now();
         match sent {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 // Its channel is full: it is passed over until it reads.
-                process.congested = true;
+                channel.congested = true;
                 return Err(connection);
             }
             Err(error) => {
                 tracing::warn!(service, pid, %error, "cannot hand a connection to a process; stopping it");
-                process.retired = true;
-                process.told_to_stop = true;
-                let _ = process.child.signal(Signal::SIGTERM);
+                let _ = process.stop(Signal::SIGTERM, now, true);
                 return Err(connection);
             }
         }
         self.next_connection += 1;
-        process.handed += 1;
+        channel.handed += 1;
+        let served = channel.handed;
         let clients = process.clients.unwrap_or(0).saturating_add(1);
-        process.report_clients(clients, Instant::now());
-        if limit.is_some_and(|limit| process.handed >= limit) {
+        process.report_clients(clients, now);
+        if limit.is_some_and(|limit| served >= limit) {
             let _ = process.stop_accepting();
         }
         self.connections.insert(
@@ -577,7 +580,7 @@ impl Master {
             state
                 .processes
                 .get(&pid)
-                .is_some_and(super::service::Process::takes_connections)
+                .is_some_and(Process::takes_connections)
         };
         let candidates: Vec<ConnectionView> = self
             .connections
@@ -630,10 +633,12 @@ impl Master {
             "connection closed by warden"
         );
         if let Some(process) = self.process_mut(handed.pid) {
-            let _ = process.send(&ToService::Closed {
-                id,
-                reason: reason.to_owned(),
-            });
+            if let Some(channel) = &mut process.channel {
+                let _ = channel.send(&ToService::Closed {
+                    id,
+                    reason: reason.to_owned(),
+                });
+            }
             let clients = process.clients.unwrap_or(1).saturating_sub(1);
             process.report_clients(clients, Instant::now());
         }
@@ -650,7 +655,7 @@ impl Master {
     ) {
         if self
             .process_mut(pid)
-            .is_none_or(|p| p.channel_serial != channel)
+            .is_none_or(|p| p.channel.as_ref().is_none_or(|c| c.serial != channel))
         {
             // From a process that is gone, whatever has its pid now.
             return;
@@ -666,7 +671,7 @@ impl Master {
         match message {
             Ok(FromService::Ready { .. }) => {
                 if let Some(process) = self.process_mut(pid) {
-                    process.ready_at.get_or_insert(now);
+                    process.ready(now);
                 }
             }
             Ok(FromService::Authenticated { id }) => {
@@ -694,7 +699,7 @@ impl Master {
             Ok(FromService::Exiting) => {}
             Ok(FromService::Busy) => {
                 if let Some(process) = self.process_mut(pid)
-                    && process.busy() == Some(super::service::IdleStage::Ignoring)
+                    && process.busy() == Some(IdleStage::Ignoring)
                 {
                     tracing::info!(
                         pid,
@@ -712,13 +717,10 @@ impl Master {
                     "closing the control channel of a process: {reason}; it takes no more connections and is asked to stop"
                 );
                 if let Some(process) = self.process_mut(pid) {
-                    process.channel = None;
-                    if let Some(reader) = process.reader.take() {
-                        reader.abort();
+                    if let Some(channel) = &mut process.channel {
+                        channel.close();
                     }
-                    process.retired = true;
-                    process.told_to_stop = true;
-                    let _ = process.child.signal(Signal::SIGTERM);
+                    let _ = process.stop(Signal::SIGTERM, now, true);
                 }
             }
         }
@@ -730,12 +732,11 @@ impl Master {
     /// The control channel of `pid` closed: the process exited or dropped
     /// it; it takes no more connections.
     pub(super) fn channel_closed(&mut self, pid: i32, channel: u64) {
-        if let Some(process) = self
-            .process_mut(pid)
-            .filter(|p| p.channel_serial == channel)
+        if let Some(process) = self.process_mut(pid)
+            && let Some(open) = process.channel.as_mut().filter(|c| c.serial == channel)
         {
-            process.channel = None;
-            process.retired = true;
+            open.close();
+            process.retire();
         }
     }
 
@@ -836,7 +837,7 @@ impl Master {
     }
 
     /// The live process `pid`, of a service or left from before a reload.
-    pub(super) fn process_mut(&mut self, pid: i32) -> Option<&mut super::service::Process> {
+    pub(super) fn process_mut(&mut self, pid: i32) -> Option<&mut Process> {
         match self.places.get(&pid) {
             Some(&index) => self
                 .services
@@ -855,7 +856,11 @@ fn roomiest(state: &super::service::ServiceState) -> Option<i32> {
         .filter(|(_, p)| {
             // Not one asked to exit either, though it may still take
             // connections until it answers.
-            p.channel.is_some() && !p.congested && p.has_room() && p.idle_exit.is_none()
+            p.channel
+                .as_ref()
+                .is_some_and(|c| c.is_open() && !c.congested)
+                && p.has_room()
+                && p.life().idle_exit().is_none()
         })
         .min_by_key(|(pid, p)| (p.clients.unwrap_or(0), **pid))
         .map(|(pid, _)| *pid)

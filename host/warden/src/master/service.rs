@@ -7,444 +7,19 @@
 //! `process_limit`. It also turns itself into the plain views a
 //! [`Policy`](warden_policy::Policy) decides on.
 //!
-//! A [`Process`] answers the questions the master asks of it — does it
-//! take connections, is it idle, what does `warden ps` call it — in one
-//! place, from what it reported and what was done to it: started, ready,
-//! its clients, stopped by a signal, asked to exit when idle and how far
-//! that went ([`IdleExit`]), retired, told to stop. What each interface
-//! expects of a new process before it counts as ready is
-//! [`FirstReport`], one line per interface.
+//! Each of its processes is a [`Process`], whose life is a state machine
+//! of its own ([`super::process`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use warden_child::protocol::ToService;
-
-use nix::sys::signal::Signal;
 use warden_policy::{ProcessView, ServiceKind, ServiceView};
-use warden_sys::{Child, Identity};
+use warden_sys::Identity;
 
 use super::launch::Connection;
+use super::process::{FirstReport, PROVEN_AFTER, Process, escalate};
 use crate::config::{IdleKill, Interface, Service, ServiceCount, ServiceType};
 use crate::listen::OpenListener;
-
-/// A process that has lived this long without saying so is taken to be
-/// ready: not every daemon speaks `sd_notify`.
-pub(super) const READY_WITHOUT_NOTICE: Duration = Duration::from_secs(1);
-
-/// How long a native-interface process has to answer hello.
-pub(super) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a process of Dovecot's own binaries has to send its first
-/// status record (`SERVICE_FIRST_STATUS_TIMEOUT_SECS`).
-pub(super) const FIRST_STATUS_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What an interface expects of a new process before it counts as ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FirstReport {
-    /// Nothing: it is ready from its start (an inetd process serves the
-    /// connection it was started for).
-    AtStart,
-    /// A report if it can; one that has said nothing after this long is
-    /// taken to be ready, since not every daemon reports.
-    Optional(Duration),
-    /// A report within `within`; one that has made none by then is sent
-    /// `then`, and another may start in its place.
-    Required {
-        /// How long it has.
-        within: Duration,
-        /// What it must do, for the log: "answer warden's hello".
-        report: &'static str,
-        /// The signal it gets when it has not.
-        then: Signal,
-    },
-}
-
-impl FirstReport {
-    /// The first report `interface` expects: the one place each
-    /// interface's deadline is written.
-    pub(super) fn of(interface: Interface) -> FirstReport {
-        match interface {
-            Interface::Inetd => FirstReport::AtStart,
-            Interface::Systemd => FirstReport::Optional(READY_WITHOUT_NOTICE),
-            Interface::Warden => FirstReport::Required {
-                within: HELLO_TIMEOUT,
-                report: "answer warden's hello",
-                then: Signal::SIGTERM,
-            },
-            Interface::Dovecot => FirstReport::Required {
-                within: FIRST_STATUS_TIMEOUT,
-                report: "send its first status",
-                then: Signal::SIGKILL,
-            },
-        }
-    }
-}
-
-/// How far an idle process asked to exit has gone without exiting. Each
-/// step follows the previous after a grace (the service's `idle_kill`),
-/// unless the process exits or says it is busy first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum IdleStage {
-    /// Asked (SIGINT, or `exit-if-idle`): it may exit, or say it is busy.
-    Asked,
-    /// It did neither within the grace: it is ignoring the request, and
-    /// takes no connections, as Dovecot treats a process ignoring its
-    /// idle SIGINT as busy.
-    Ignoring,
-    /// It was sent SIGTERM.
-    Terminated,
-    /// It was sent SIGKILL.
-    Killed,
-}
-
-/// A process asked to exit because it was idle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct IdleExit {
-    /// When it was first asked.
-    pub asked: Instant,
-    /// Where it is now.
-    pub stage: IdleStage,
-    /// Since when it has been there.
-    pub since: Instant,
-}
-
-impl IdleExit {
-    /// A request made at `now` that starts at `stage`.
-    pub(super) fn at(stage: IdleStage, now: Instant) -> IdleExit {
-        IdleExit {
-            asked: now,
-            stage,
-            since: now,
-        }
-    }
-
-    /// The stage after this one and when it is due, `grace` after this
-    /// one began; `None` after SIGKILL.
-    pub(super) fn next(&self, grace: Duration) -> Option<(IdleStage, Instant)> {
-        let next = match self.stage {
-            IdleStage::Asked => IdleStage::Ignoring,
-            IdleStage::Ignoring => IdleStage::Terminated,
-            IdleStage::Terminated => IdleStage::Killed,
-            IdleStage::Killed => return None,
-        };
-        Some((next, self.since + grace))
-    }
-
-    /// Whether the process may still call the request off by saying it
-    /// is busy: until it is sent SIGTERM.
-    fn revocable(&self) -> bool {
-        match self.stage {
-            IdleStage::Asked | IdleStage::Ignoring => true,
-            IdleStage::Terminated | IdleStage::Killed => false,
-        }
-    }
-}
-
-/// A process ready for this long proves its service
-/// (`SERVICE_MIN_SUCCESSFUL_AGE_SECS`).
-pub(super) const PROVEN_AFTER: Duration = Duration::from_secs(10);
-
-/// One process of a service.
-#[derive(Debug)]
-pub(super) struct Process {
-    /// The process, for signals and reaping.
-    pub child: Child,
-    /// When it was started.
-    pub started: Instant,
-    /// When it said it was ready (or was taken to be).
-    pub ready_at: Option<Instant>,
-    /// Its clients, as last reported and at most `client_limit`; `None`
-    /// if it never reports them.
-    pub clients: Option<u32>,
-    /// The `client_limit` it was started with (`WARDEN_CLIENT_LIMIT`).
-    pub client_limit: u32,
-    /// Whether it reported more clients than `client_limit` (and was
-    /// warned about, once).
-    pub overreported: bool,
-    /// Since when it has reported no clients.
-    pub idle_since: Option<Instant>,
-    /// Whether, when and how far it was asked to exit because it was idle.
-    pub idle_exit: Option<IdleExit>,
-    /// Since when a signal has held it stopped (SIGSTOP, SIGTSTP…), until
-    /// SIGCONT.
-    pub stopped: Option<Instant>,
-    /// Whether it was told to stop (kick, reload, shutdown).
-    pub told_to_stop: bool,
-    /// Whether it takes no new connections (`STOPPING=1`, or an inetd
-    /// process, which serves its one connection).
-    pub retired: bool,
-    /// Its last `STATUS=` line.
-    pub status: Option<String>,
-    /// warden's end of its control channel, for the native interface;
-    /// `None` once the channel broke.
-    pub channel: Option<OwnedFd>,
-    /// The task reading its control channel.
-    pub reader: Option<tokio::task::JoinHandle<()>>,
-    /// Its control channel's serial, unique for the life of the master.
-    pub channel_serial: u64,
-    /// Connections handed to it in its life (native interface).
-    pub handed: u32,
-    /// Messages waiting for room in its channel (native interface).
-    pub outbox: VecDeque<Vec<u8>>,
-    /// Whether its channel was full at the last handover; it is passed
-    /// over until the next round.
-    pub congested: bool,
-    /// The client address of the one connection an inetd process serves.
-    pub peer: Option<std::net::IpAddr>,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            reader.abort();
-        }
-    }
-}
-
-impl Process {
-    pub(super) fn new(child: Child, started: Instant, client_limit: u32) -> Process {
-        Process {
-            child,
-            started,
-            ready_at: None,
-            clients: None,
-            client_limit,
-            overreported: false,
-            idle_since: None,
-            idle_exit: None,
-            stopped: None,
-            told_to_stop: false,
-            retired: false,
-            status: None,
-            channel: None,
-            reader: None,
-            channel_serial: 0,
-            handed: 0,
-            outbox: VecDeque::new(),
-            congested: false,
-            peer: None,
-        }
-    }
-
-    /// Sends a connection's `message` and its socket over the native
-    /// interface's channel, at once or not at all: a process whose channel
-    /// is full (`WouldBlock`) or still holds queued messages is given
-    /// nothing now.
-    pub(super) fn send_connection(
-        &self,
-        message: &ToService,
-        socket: BorrowedFd<'_>,
-    ) -> std::io::Result<()> {
-        if !self.outbox.is_empty() {
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        warden_sys::fdpass::send(self.channel()?.as_fd(), &message.encode(), &[socket])
-    }
-
-    /// Sends `message` over the native interface's channel, queueing it
-    /// behind earlier ones while the channel is full; [`Process::flush`]
-    /// sends the queue.
-    pub(super) fn send(&mut self, message: &ToService) -> std::io::Result<()> {
-        self.outbox.push_back(message.encode());
-        self.flush()
-    }
-
-    /// Sends the queued messages until the channel is full.
-    pub(super) fn flush(&mut self) -> std::io::Result<()> {
-        while let Some(packet) = self.outbox.front() {
-            match warden_sys::fdpass::send(self.channel()?.as_fd(), packet, &[]) {
-                Ok(()) => {
-                    self.outbox.pop_front();
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
-    }
-
-    fn channel(&self) -> std::io::Result<&OwnedFd> {
-        self.channel.as_ref().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "its control channel is closed",
-            )
-        })
-    }
-
-    /// "Exit if you are idle": SIGINT, or `exit-if-idle` on the native
-    /// interface.
-    pub(super) fn ask_if_idle(&mut self) -> std::io::Result<()> {
-        if self.channel.is_some() {
-            self.send(&ToService::ExitIfIdle)
-        } else {
-            Ok(self.child.signal(Signal::SIGINT)?)
-        }
-    }
-
-    /// "Take nothing more, finish what you have": SIGINT, or
-    /// `stop-accepting` on the native interface.
-    pub(super) fn stop_accepting(&mut self) -> std::io::Result<()> {
-        self.retired = true;
-        if self.channel.is_some() {
-            self.send(&ToService::StopAccepting)
-        } else {
-            Ok(self.child.signal(Signal::SIGINT)?)
-        }
-    }
-
-    /// Records the process's own report of `reported` clients at `now`,
-    /// counting at most its `client_limit`: a process cannot claim more
-    /// room than it has been given, nor make the master's sums overflow.
-    /// Returns `true` the first time it reported more, so the master warns
-    /// once per process however often it does.
-    pub(super) fn reported_clients(&mut self, reported: u32, now: Instant) -> bool {
-        self.report_clients(reported.min(self.client_limit), now);
-        let first = reported > self.client_limit && !self.overreported;
-        self.overreported |= first;
-        first
-    }
-
-    /// Records a count of `clients` at `now`, from the process or (native
-    /// interface) from what the master handed it.
-    pub(super) fn report_clients(&mut self, clients: u32, now: Instant) {
-        if clients == 0 {
-            self.idle_since.get_or_insert(now);
-        } else {
-            self.idle_since = None;
-        }
-        self.clients = Some(clients);
-    }
-
-    /// Takes the next step with a request to exit that went unanswered
-    /// for `grace` by `now` — it is ignoring it, SIGTERM, SIGKILL — and
-    /// returns the step taken and whether its signal was sent.
-    pub(super) fn escalate(
-        &mut self,
-        grace: Duration,
-        now: Instant,
-    ) -> Option<(IdleStage, std::io::Result<()>)> {
-        let exit = self.idle_exit?;
-        let (stage, due) = exit.next(grace)?;
-        if now < due {
-            return None;
-        }
-        let sent = match stage {
-            IdleStage::Asked | IdleStage::Ignoring => Ok(()),
-            IdleStage::Terminated => {
-                self.told_to_stop = true;
-                self.child.signal(Signal::SIGTERM)
-            }
-            IdleStage::Killed => self.child.signal(Signal::SIGKILL),
-        };
-        self.idle_exit = Some(IdleExit {
-            stage,
-            since: now,
-            ..exit
-        });
-        Some((stage, sent))
-    }
-
-    /// The process said it is busy (a clients report, or the native
-    /// `busy`): a request to exit because it was idle is off, as
-    /// Dovecot's master takes any status update after its idle SIGINT.
-    /// Returns the stage it was called off at, if it was.
-    pub(super) fn busy(&mut self) -> Option<IdleStage> {
-        let exit = self.idle_exit.filter(IdleExit::revocable)?;
-        self.idle_exit = None;
-        Some(exit.stage)
-    }
-
-    /// Whether it can be given connections: ready, not held stopped, not
-    /// retired or told to stop, and not ignoring a request to exit.
-    pub(super) fn takes_connections(&self) -> bool {
-        self.ready_at.is_some() && !self.retired && !self.told_to_stop && !self.withheld()
-    }
-
-    /// Whether it takes connections and has room for one more (or does not
-    /// report its clients, and so takes whatever comes).
-    pub(super) fn has_room(&self) -> bool {
-        self.takes_connections() && self.clients.is_none_or(|c| c < self.client_limit)
-    }
-
-    /// Whether it reports no clients and could be retired for it.
-    pub(super) fn is_idle(&self) -> bool {
-        self.idle_since.is_some() && !self.retired && !self.told_to_stop && !self.withheld()
-    }
-
-    /// Whether it is out of the master's hands for now, though it never
-    /// said it would stop: held stopped by a signal, or ignoring a request
-    /// to exit. It takes no connections, is not counted available, and
-    /// policies are not shown it.
-    pub(super) fn withheld(&self) -> bool {
-        self.stopped.is_some() || self.idle_exit.is_some_and(|e| e.stage != IdleStage::Asked)
-    }
-
-    /// The state word `warden ps` shows.
-    pub(super) fn state(&self) -> &'static str {
-        if self.stopped.is_some() {
-            "stopped"
-        } else if self.told_to_stop {
-            "stopping"
-        } else if let Some(exit) = self.idle_exit {
-            match exit.stage {
-                IdleStage::Asked => "asked-to-exit",
-                IdleStage::Ignoring => "ignoring-exit",
-                IdleStage::Terminated | IdleStage::Killed => "stopping",
-            }
-        } else if self.retired {
-            "retired"
-        } else if self.ready_at.is_none() {
-            "starting"
-        } else {
-            match self.clients {
-                None => "ready",
-                Some(0) => "idle",
-                Some(_) => "busy",
-            }
-        }
-    }
-}
-
-/// Moves the idle exit of process `pid` of service `name` along when its
-/// `grace` is over, and logs the step.
-fn escalate(name: &str, pid: i32, process: &mut Process, grace: Duration, now: Instant) {
-    let request = if process.channel.is_some() {
-        "exit-if-idle request"
-    } else {
-        "idle SIGINT"
-    };
-    let Some((stage, sent)) = process.escalate(grace, now) else {
-        return;
-    };
-    let grace = crate::config::value::Duration::from_millis(
-        u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
-    );
-    if let Err(error) = sent {
-        tracing::warn!(service = name, pid, %error, "cannot signal a process that ignores the {request}");
-        return;
-    }
-    match stage {
-        IdleStage::Asked => {}
-        IdleStage::Ignoring => tracing::warn!(
-            service = name,
-            pid,
-            "process {pid} is ignoring the {request}: it neither exited nor said it is busy within {grace}; it takes no connections now, and gets SIGTERM in {grace}"
-        ),
-        IdleStage::Terminated => tracing::warn!(
-            service = name,
-            pid,
-            "process {pid} still ignores the {request}: sent SIGTERM; SIGKILL follows in {grace}"
-        ),
-        IdleStage::Killed => tracing::warn!(
-            service = name,
-            pid,
-            "process {pid} ignored the {request} and SIGTERM: sent SIGKILL"
-        ),
-    }
-}
 
 /// A service's throttle: after failures, no process is started until it ends.
 #[derive(Debug, Default)]
@@ -581,19 +156,19 @@ impl ServiceState {
             IdleKill::After(duration) => Some(duration.to_std()),
         };
         for (&pid, process) in &mut self.processes {
-            if process.channel.is_some() {
-                process.congested = false;
-                if let Err(error) = process.flush() {
+            if let Some(channel) = &mut process.channel {
+                channel.congested = false;
+                if let Err(error) = channel.flush() {
                     tracing::warn!(service = name, pid, %error, "cannot write to a process's control channel");
                 }
             }
-            if process.ready_at.is_none() {
+            if process.ready_at().is_none() {
                 let waited = now.saturating_duration_since(process.started);
                 match first_report {
                     FirstReport::AtStart => {}
                     FirstReport::Optional(after) => {
                         if waited >= after {
-                            process.ready_at = Some(now);
+                            process.ready(now);
                         }
                     }
                     // A process held stopped is left be until continued.
@@ -602,16 +177,17 @@ impl ServiceState {
                         report,
                         then,
                     } => {
-                        if waited >= within && !process.told_to_stop && process.stopped.is_none() {
+                        if waited >= within
+                            && !process.life().asked_to_go()
+                            && process.held.is_none()
+                        {
                             tracing::error!(
                                 service = name,
                                 pid,
                                 "the process did not {report} within {}s; sent {then}, and another may start in its place",
                                 within.as_secs()
                             );
-                            process.told_to_stop = true;
-                            process.retired = true;
-                            let _ = process.child.signal(then);
+                            let _ = process.stop(then, now, true);
                             if self.spawn_pending == Some(pid) {
                                 self.spawn_pending = None;
                             }
@@ -623,7 +199,7 @@ impl ServiceState {
                 escalate(name, pid, process, grace, now);
             }
             if process
-                .ready_at
+                .ready_at()
                 .is_some_and(|ready| now.saturating_duration_since(ready) >= PROVEN_AFTER)
             {
                 self.proven = true;
@@ -633,7 +209,7 @@ impl ServiceState {
             && self
                 .processes
                 .get(&pid)
-                .is_none_or(|p| p.ready_at.is_some())
+                .is_none_or(|p| p.ready_at().is_some())
         {
             self.spawn_pending = None;
         }
@@ -650,7 +226,8 @@ impl ServiceState {
             || self
                 .processes
                 .values()
-                .any(|p| p.congested || !p.outbox.is_empty())
+                .filter_map(|p| p.channel.as_ref())
+                .any(|c| c.congested || c.has_queued())
     }
 
     /// The earliest time the service's own clock brings something to do:
@@ -665,20 +242,21 @@ impl ServiceState {
         let first_report = FirstReport::of(self.interface());
         let grace = self.idle_kill();
         let processes = self.processes.values().flat_map(|p| {
-            let deadline = match (p.ready_at, first_report) {
+            let deadline = match (p.ready_at(), first_report) {
                 (Some(_), _) | (None, FirstReport::AtStart) => None,
                 (None, FirstReport::Optional(after)) => Some(p.started + after),
                 (None, FirstReport::Required { within, .. }) => {
-                    (!p.told_to_stop && p.stopped.is_none()).then_some(p.started + within)
+                    (!p.life().asked_to_go() && p.held.is_none()).then_some(p.started + within)
                 }
             };
             let escalation = p
-                .idle_exit
+                .life()
+                .idle_exit()
                 .zip(grace)
                 .and_then(|(exit, grace)| exit.next(grace))
                 .map(|(_, due)| due);
             let proof = p
-                .ready_at
+                .ready_at()
                 .filter(|_| !self.proven)
                 .map(|ready| ready + PROVEN_AFTER);
             [deadline, escalation, proof]
@@ -690,9 +268,13 @@ impl ServiceState {
             .min()
     }
 
-    /// Processes that count toward `process_limit`: all but the retired.
+    /// Processes that count toward `process_limit`.
     pub(super) fn active(&self) -> u32 {
-        let active = self.processes.values().filter(|p| !p.retired).count();
+        let active = self
+            .processes
+            .values()
+            .filter(|p| p.life().counts_toward_limit())
+            .count();
         u32::try_from(active).unwrap_or(u32::MAX)
     }
 
@@ -761,83 +343,14 @@ impl ServiceState {
     }
 
     /// The processes as a policy sees them, times in milliseconds since
-    /// `origin`: those the master may still decide about, so not those
-    /// told to stop nor those [withheld](Process::withheld). The master
-    /// holds `process_limit` over all of them whatever a policy counts.
+    /// `origin`: those the master still decides about
+    /// ([`Process::decided_about`]). The master holds `process_limit` over
+    /// all of them whatever a policy counts.
     pub(super) fn process_views(&self, origin: Instant) -> Vec<ProcessView> {
-        let millis = |at: Instant| {
-            u64::try_from(at.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX)
-        };
         self.processes
             .iter()
-            .filter(|(_, p)| !p.told_to_stop && !p.withheld())
-            .map(|(pid, p)| ProcessView {
-                pid: pid.unsigned_abs(),
-                started_ms: millis(p.started),
-                ready: p.ready_at.is_some(),
-                clients: p.clients,
-                idle_since_ms: p.idle_since.map(millis),
-                asked_to_exit_ms: p.idle_exit.map(|e| millis(e.asked)),
-                retired: p.retired,
-            })
+            .filter(|(_, p)| p.decided_about())
+            .map(|(pid, p)| p.view(*pid, origin))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unanswered_idle_exit_steps_to_ignoring_then_sigterm_then_sigkill() {
-        let asked = Instant::now();
-        let grace = Duration::from_secs(2);
-        let mut exit = IdleExit::at(IdleStage::Asked, asked);
-        let mut steps = Vec::new();
-        while let Some((stage, due)) = exit.next(grace) {
-            steps.push((stage, due.saturating_duration_since(asked)));
-            exit = IdleExit {
-                stage,
-                since: due,
-                ..exit
-            };
-        }
-        assert_eq!(
-            steps,
-            [
-                (IdleStage::Ignoring, grace),
-                (IdleStage::Terminated, grace * 2),
-                (IdleStage::Killed, grace * 3),
-            ]
-        );
-        assert_eq!(exit.asked, asked, "the first request's time is kept");
-        assert!(IdleExit::at(IdleStage::Asked, asked).revocable());
-        assert!(IdleExit::at(IdleStage::Ignoring, asked).revocable());
-        assert!(!IdleExit::at(IdleStage::Terminated, asked).revocable());
-    }
-
-    #[test]
-    fn each_interface_has_its_first_report_deadline() {
-        assert_eq!(FirstReport::of(Interface::Inetd), FirstReport::AtStart);
-        assert_eq!(
-            FirstReport::of(Interface::Systemd),
-            FirstReport::Optional(READY_WITHOUT_NOTICE)
-        );
-        assert!(matches!(
-            FirstReport::of(Interface::Warden),
-            FirstReport::Required {
-                within: HELLO_TIMEOUT,
-                then: Signal::SIGTERM,
-                ..
-            }
-        ));
-        assert!(matches!(
-            FirstReport::of(Interface::Dovecot),
-            FirstReport::Required {
-                within: FIRST_STATUS_TIMEOUT,
-                then: Signal::SIGKILL,
-                ..
-            }
-        ));
     }
 }
