@@ -43,8 +43,9 @@ mod ratelimit;
 
 pub use plugins::{Checked, check as check_config, check_plugin, compile_helper};
 mod service;
+mod table;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,7 @@ use pid_file::PidFile;
 use process::{IdleStage, Life, PROVEN_AFTER, Process};
 use ratelimit::LogLimiter;
 use service::ServiceState;
+use table::{ProcessTable, Slot};
 
 /// How often the master runs its round: prefork, throttles, idle kill,
 /// waiting connections, draining.
@@ -234,16 +236,6 @@ enum Noise {
     },
 }
 
-/// A process left from an earlier configuration, finishing its clients.
-#[derive(Debug)]
-struct Draining {
-    service: String,
-    process: Process,
-    since: Instant,
-    /// Whether it was sent SIGKILL already.
-    killed: bool,
-}
-
 /// Reads and checks the configuration at `path` with the defaults of
 /// `plugins`, including that this version can run every interface it asks
 /// for and, as `warden check` does, that this system has what it names.
@@ -327,11 +319,10 @@ struct Master {
     generation: u64,
     next_generation: u64,
     services: Vec<ServiceState>,
-    /// The place in `services` of each of their processes, by pid.
-    places: HashMap<i32, usize>,
+    /// Every process: of a running service, or draining.
+    processes: ProcessTable<Process>,
     /// Which services the round visits.
     agenda: Agenda,
-    draining: BTreeMap<i32, Draining>,
     /// The `NOTIFY_SOCKET` of every systemd-interface process.
     notify: NotifySocket,
     /// Which lines about outsiders' doings are logged.
@@ -426,9 +417,8 @@ impl Master {
             generation: 0,
             next_generation: 0,
             services: Vec::new(),
-            places: HashMap::new(),
+            processes: ProcessTable::default(),
             agenda: Agenda::default(),
-            draining: BTreeMap::new(),
             notify,
             noise: LogLimiter::new(ratelimit::INTERVAL),
             events,
@@ -456,7 +446,8 @@ impl Master {
         for missing in plugins::unknown_policies(&master.config, &master.policy) {
             tracing::warn!("{missing}");
         }
-        master.services = master.set_up(&config, 0, Vec::new(), &mut Vec::new())?;
+        master.services =
+            master.set_up(&config, 0, Vec::new(), &mut Vec::new(), &mut Vec::new())?;
         descriptors::check_limit(&master.service_loads());
         master.agenda.reset(master.services.len());
         master.start_control()?;
@@ -487,13 +478,15 @@ impl Master {
     /// change), identities. States in `keep` (an unchanged
     /// `anvil`) whose configuration is still wanted are carried over with
     /// their processes; they leave `keep` only when everything succeeded,
-    /// so a failure leaves the running table whole.
+    /// so a failure leaves the running table whole. Each carried over is
+    /// in `moves` as its old place and its new one.
     fn set_up(
         &mut self,
         config: &Config,
         generation: u64,
         mut old: Vec<(Wanted, OpenListener)>,
         keep: &mut Vec<ServiceState>,
+        moves: &mut Vec<(usize, usize)>,
     ) -> Result<Vec<ServiceState>, RunError> {
         let mut order: Vec<usize> = (0..config.services.len()).collect();
         order.sort_by_key(|&i| {
@@ -526,7 +519,8 @@ impl Master {
                 slots.push(Err(service));
                 continue;
             }
-            let mut state = ServiceState::new(service.clone(), runs);
+            // Its place is given when the table is put together, below.
+            let mut state = ServiceState::new(service.clone(), runs, 0);
             if !runs {
                 slots.push(Ok(state));
                 continue;
@@ -566,7 +560,7 @@ impl Master {
         // watchers and acceptors re-armed for their new place.
         let mut services = Vec::with_capacity(slots.len());
         for slot in slots {
-            let state = match slot {
+            let mut state = match slot {
                 Ok(mut state) => {
                     self.type_listeners(&mut state);
                     state
@@ -580,9 +574,11 @@ impl Master {
                     for task in state.acceptors.drain(..) {
                         task.abort();
                     }
+                    moves.push((state.place, services.len()));
                     state
                 }
             };
+            state.place = services.len();
             services.push(state);
         }
         let proxy = Arc::new(ProxyRules {
@@ -884,9 +880,9 @@ impl Master {
     fn touched_by(&self, event: &Event) -> Option<usize> {
         match event {
             Event::Exited { pid } | Event::Child { pid, .. } | Event::ChannelClosed { pid, .. } => {
-                self.places.get(pid).copied()
+                self.processes.place(*pid)
             }
-            Event::Notify { pid, .. } => self.places.get(&pid.as_raw()).copied(),
+            Event::Notify { pid, .. } => self.processes.place(pid.as_raw()),
             Event::Readable { generation, index }
             | Event::Accepted {
                 generation, index, ..
@@ -897,7 +893,7 @@ impl Master {
             Event::Control {
                 request: Request::Kick { pid },
                 ..
-            } => self.places.get(pid).copied(),
+            } => self.processes.place(*pid),
             // A new plugin set resets the whole agenda when it is installed.
             Event::PluginsLoaded(_) | Event::ControlClient(_) | Event::Control { .. } => None,
         }
@@ -948,7 +944,7 @@ impl Master {
     fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<i32> {
         let now = Instant::now();
         let state = self.services.get_mut(index)?;
-        if !state.below_limit() {
+        if !state.below_limit(&self.processes) {
             // Whatever a policy asked for, process_limit holds.
             return None;
         }
@@ -1009,9 +1005,8 @@ impl Master {
             process.ready(now);
             process.clients = Some(1);
         }
-        state.processes.insert(pid, process);
+        self.processes.add(pid, index, process);
         state.spawns += 1;
-        self.places.insert(pid, index);
         self.metrics.spawns.get_or_create(&label(&name)).inc();
         self.spawned_this_round = true;
         tracing::debug!(service = name, pid, "process started");
@@ -1044,18 +1039,19 @@ impl Master {
 
     fn exited(&mut self, pid: i32) {
         let now = Instant::now();
-        let found = self.places.remove(&pid).and_then(|index| {
-            let state = self.services.get_mut(index)?;
-            let process = state.processes.remove(&pid)?;
-            Some((Some(index), state.name().to_owned(), process))
-        });
-        let (index, name, process) = match found {
-            Some(found) => found,
-            None => match self.draining.remove(&pid) {
-                Some(old) => (None, old.service, old.process),
-                None => return,
-            },
+        let Some((slot, entry)) = self.processes.remove(pid) else {
+            return;
         };
+        let (index, name) = match (slot, entry.drain) {
+            (Slot::Service(index), _) => (
+                Some(index),
+                self.services
+                    .get(index)
+                    .map_or_else(String::new, |s| s.name().to_owned()),
+            ),
+            (Slot::Draining, drain) => (None, drain.map(|d| d.service).unwrap_or_default()),
+        };
+        let process = entry.process;
         // The pidfd is readable, so the exit is there to collect at once.
         let exit = match process.child.try_wait() {
             Ok(Some(exit)) => exit,
@@ -1207,17 +1203,7 @@ impl Master {
     fn notified(&mut self, pid: Pid, message: Message) {
         let now = Instant::now();
         let raw = pid.as_raw();
-        let process = match self.places.get(&raw) {
-            Some(&index) => self.services.get_mut(index).and_then(|state| {
-                let service = state.name().to_owned();
-                state.processes.get_mut(&raw).map(|p| (service, p))
-            }),
-            None => self
-                .draining
-                .get_mut(&raw)
-                .map(|d| (d.service.clone(), &mut d.process)),
-        };
-        let Some((service, process)) = process else {
+        let Some((service, process)) = self.named_process_mut(raw) else {
             // Anyone on the machine can send these: rate-limited.
             if self.noise.allow(&Noise::Stranger, now, || raw.to_string()) {
                 tracing::warn!(
@@ -1273,20 +1259,10 @@ impl Master {
                 }
             };
             let raw = pid.as_raw();
-            if let Some(&index) = self.places.get(&raw) {
+            if let Some(index) = self.processes.place(raw) {
                 self.agenda.touch(index);
             }
-            let process = match self.places.get(&raw) {
-                Some(&index) => self.services.get_mut(index).and_then(|state| {
-                    let service = state.name().to_owned();
-                    state.processes.get_mut(&raw).map(|p| (service, p))
-                }),
-                None => self
-                    .draining
-                    .get_mut(&raw)
-                    .map(|d| (d.service.clone(), &mut d.process)),
-            };
-            let Some((service, process)) = process else {
+            let Some((service, process)) = self.named_process_mut(raw) else {
                 continue;
             };
             match change {
@@ -1326,10 +1302,10 @@ impl Master {
         if !state.may_spawn(now) || self.phase != Phase::Running {
             return;
         }
-        if state.available() > 0 || state.spawn_pending.is_some() {
+        if state.available(&self.processes) > 0 || state.spawn_pending.is_some() {
             return;
         }
-        if state.below_limit() {
+        if state.below_limit(&self.processes) {
             let pid = self.spawn(index, None);
             if let Some(state) = self.services.get_mut(index) {
                 state.spawn_pending = pid;
@@ -1404,7 +1380,7 @@ impl Master {
             // Throttled: the connection closes unanswered.
             return;
         }
-        if state.below_limit() && state.queue.is_empty() {
+        if state.below_limit(&self.processes) && state.queue.is_empty() {
             self.spawn(index, Some(connection));
         } else {
             state.queue.push_back((connection, now));
@@ -1466,7 +1442,7 @@ impl Master {
             tracing::info!(service = name, "throttle over");
             self.metrics.throttled.get_or_create(&label(&name)).set(0);
         }
-        state.tend(now);
+        state.tend(&mut self.processes, now);
 
         let scaling_again = match state.interface() {
             Interface::Inetd => {
@@ -1488,10 +1464,10 @@ impl Master {
         };
         self.round_idle(index, now);
         if let Some(state) = self.services.get(index) {
-            if scaling_again || state.has_work() {
+            if scaling_again || state.has_work(&self.processes) {
                 self.agenda.touch(index);
             }
-            if let Some(at) = state.next_wake() {
+            if let Some(at) = state.next_wake(&self.processes) {
                 self.agenda.wake_at(at, index);
             }
         }
@@ -1511,7 +1487,7 @@ impl Master {
         }
         let at_startup = !state.started;
         state.started = true;
-        let processes = state.process_views(self.origin);
+        let processes = state.process_views(&self.processes, self.origin);
         let mut wanted = self.policy.scaling(
             &state.view(),
             &processes,
@@ -1521,7 +1497,7 @@ impl Master {
         // The log and config services are up before the others need them,
         // and the log service is restarted whenever it has no process.
         let kind = state.config.kind.value;
-        if state.processes.is_empty()
+        if self.processes.count(index) == 0
             && (kind == ServiceType::Log || (at_startup && kind == ServiceType::Config))
         {
             wanted = wanted.max(1);
@@ -1544,7 +1520,7 @@ impl Master {
         let Some(state) = self.services.get_mut(index) else {
             return;
         };
-        if state.available() > 0 || state.below_limit() {
+        if state.available(&self.processes) > 0 || state.below_limit(&self.processes) {
             state.waiting_since = None;
             state.dropping = false;
             return;
@@ -1569,8 +1545,8 @@ impl Master {
         let want = state.may_spawn(now)
             && !state.listeners.is_empty()
             && state.spawn_pending.is_none()
-            && state.available() == 0
-            && (state.below_limit() || state.waiting_since.is_none());
+            && state.available(&self.processes) == 0
+            && (state.below_limit(&self.processes) || state.waiting_since.is_none());
         if !want {
             stop_watching(state);
             return;
@@ -1599,7 +1575,7 @@ impl Master {
             let Some(state) = self.services.get_mut(index) else {
                 return;
             };
-            if !state.below_limit() || !state.may_spawn(now) {
+            if !state.below_limit(&self.processes) || !state.may_spawn(now) {
                 break;
             }
             let Some((connection, _)) = state.queue.pop_front() else {
@@ -1638,12 +1614,12 @@ impl Master {
         };
         // With no process there is nothing to retire: the rounds start
         // afresh, an interval after the next process appears.
-        if state.processes.is_empty() {
+        if self.processes.count(index) == 0 {
             state.next_idle_round = None;
             state.idle_lowwater = None;
             return;
         }
-        let idle = state.idle_count();
+        let idle = state.idle_count(&self.processes);
         let lowwater = state.idle_lowwater.map_or(idle, |low| low.min(idle));
         state.idle_lowwater = Some(lowwater);
         let next = *state.next_idle_round.get_or_insert(now + interval);
@@ -1654,7 +1630,7 @@ impl Master {
         state.idle_lowwater = Some(idle);
         let actions = self.policy.idle(
             &state.view(),
-            &state.process_views(self.origin),
+            &state.process_views(&self.processes, self.origin),
             lowwater,
             now_ms,
         );
@@ -1669,7 +1645,7 @@ impl Master {
             // Only the processes the policy was shown may be named.
             let Some(process) = i32::try_from(pid)
                 .ok()
-                .and_then(|pid| state.processes.get_mut(&pid))
+                .and_then(|pid| self.processes.get_mut(pid))
                 .filter(|p| p.decided_about())
             else {
                 tracing::warn!(
@@ -1711,19 +1687,19 @@ impl Master {
             return;
         }
         let grace = self.config.globals.shutdown_grace.value.to_std();
-        for (pid, old) in &mut self.draining {
-            let waited = now.saturating_duration_since(old.since);
-            let signal = if waited >= grace * 2 && !old.killed {
-                old.killed = true;
+        for (pid, drain, process) in self.processes.draining_mut() {
+            let waited = now.saturating_duration_since(drain.since);
+            let signal = if waited >= grace * 2 && !drain.killed {
+                drain.killed = true;
                 Signal::SIGKILL
-            } else if waited >= grace && !matches!(old.process.life(), Life::Stopping { .. }) {
+            } else if waited >= grace && !matches!(process.life(), Life::Stopping { .. }) {
                 Signal::SIGTERM
             } else {
                 continue;
             };
-            if old.process.stop(signal, now, false).is_ok() {
+            if process.stop(signal, now, false).is_ok() {
                 tracing::info!(
-                    service = old.service,
+                    service = drain.service,
                     pid,
                     "sent {signal} to an old process after reload"
                 );
@@ -1748,14 +1724,22 @@ impl Master {
                 task.abort();
             }
             state.queue.clear();
-            let log = state.config.kind.value == ServiceType::Log;
-            for process in state.processes.values_mut().filter(|_| !log) {
+        }
+        let logs = self.log_places();
+        for (slot, _, process) in self.processes.iter_mut() {
+            if !logs.contains(&slot) {
                 let _ = process.stop(Signal::SIGTERM, now, false);
             }
         }
-        for old in self.draining.values_mut() {
-            let _ = old.process.stop(Signal::SIGTERM, now, false);
-        }
+    }
+
+    /// The slots of the log services' processes, which stop last.
+    fn log_places(&self) -> Vec<Slot> {
+        self.services
+            .iter()
+            .filter(|s| s.config.kind.value == ServiceType::Log)
+            .map(|s| Slot::Service(s.place))
+            .collect()
     }
 
     fn round_stopping(&mut self, now: Instant) {
@@ -1764,27 +1748,22 @@ impl Master {
         };
         let grace = self.config.globals.shutdown_grace.value.to_std();
         let waited = now.saturating_duration_since(since);
-        let is_log = |s: &ServiceState| s.config.kind.value == ServiceType::Log;
+        let logs = self.log_places();
         let others_left = self
-            .services
+            .processes
             .iter()
-            .filter(|s| !is_log(s))
-            .any(|s| !s.processes.is_empty())
-            || !self.draining.is_empty();
+            .any(|(slot, _, _)| !logs.contains(&slot));
         if others_left && waited >= grace {
-            for state in self.services.iter_mut().filter(|s| !is_log(s)) {
-                for process in state.processes.values() {
+            for (slot, _, process) in self.processes.iter_mut() {
+                if !logs.contains(&slot) {
                     let _ = process.child.signal(Signal::SIGKILL);
                 }
-            }
-            for old in self.draining.values() {
-                let _ = old.process.child.signal(Signal::SIGKILL);
             }
         }
         if !others_left && log_told.is_none() {
             // The log service goes last, so the others' last lines are kept.
-            for state in self.services.iter_mut().filter(|s| is_log(s)) {
-                for process in state.processes.values_mut() {
+            for (slot, _, process) in self.processes.iter_mut() {
+                if logs.contains(&slot) {
                     let _ = process.stop(Signal::SIGTERM, now, false);
                 }
             }
@@ -1795,8 +1774,8 @@ impl Master {
         }
         // The log service has its own grace, from when it was told.
         if log_told.is_some_and(|told| now.saturating_duration_since(told) >= grace) {
-            for state in self.services.iter().filter(|s| is_log(s)) {
-                for process in state.processes.values() {
+            for (slot, _, process) in self.processes.iter_mut() {
+                if logs.contains(&slot) {
                     let _ = process.child.signal(Signal::SIGKILL);
                 }
             }
@@ -1804,9 +1783,7 @@ impl Master {
     }
 
     fn finished(&self) -> bool {
-        matches!(self.phase, Phase::Stopping { .. })
-            && self.services.iter().all(|s| s.processes.is_empty())
-            && self.draining.is_empty()
+        matches!(self.phase, Phase::Stopping { .. }) && self.processes.is_empty()
     }
 
     /// Refreshes the gauges of the services the round visited: no other
@@ -1815,16 +1792,16 @@ impl Master {
         let states = visited.iter().filter_map(|&index| self.services.get(index));
         for state in states.filter(|s| s.runs) {
             let service = label(state.name());
-            let count = i64::try_from(state.processes.len()).unwrap_or(i64::MAX);
+            let count = i64::try_from(self.processes.count(state.place)).unwrap_or(i64::MAX);
             self.metrics.processes.get_or_create(&service).set(count);
             self.metrics
                 .available_slots
                 .get_or_create(&service)
-                .set(i64::try_from(state.available_slots()).unwrap_or(i64::MAX));
+                .set(i64::try_from(state.available_slots(&self.processes)).unwrap_or(i64::MAX));
             self.metrics
                 .connections
                 .get_or_create(&service)
-                .set(i64::from(state.clients()));
+                .set(i64::from(state.clients(&self.processes)));
         }
     }
 
@@ -1881,44 +1858,49 @@ impl Master {
         // failed can reach a later one.
         self.next_generation += 1;
         let generation = self.next_generation;
-        let services = match self.set_up(&config, generation, old_listeners, &mut keep) {
+        let mut moves = Vec::new();
+        let services = match self.set_up(&config, generation, old_listeners, &mut keep, &mut moves)
+        {
             Ok(services) => services,
             Err(error) => {
-                // Put the running table back: nothing of it was touched.
+                // Put the running table back, each service at its place:
+                // nothing of it was touched.
                 self.services = old_services;
                 self.services.extend(keep);
-                self.services.sort_by_key(|s| {
-                    self.config
-                        .services
-                        .iter()
-                        .position(|c| c.name == s.config.name)
-                });
-                self.reindex();
+                self.services.sort_by_key(|s| s.place);
                 self.agenda.reset(self.services.len());
                 return Err(crate::error_chain(&error));
             }
         };
         self.generation = generation;
-        let mut drained = 0;
-        for mut state in old_services {
-            for (pid, mut process) in std::mem::take(&mut state.processes) {
-                drained += 1;
-                // "Exit if you are idle": an old process with no client goes
-                // now; one with clients finishes them until shutdown_grace.
+        let old_names: Vec<String> = old_services.iter().map(|s| s.name().to_owned()).collect();
+        let old_places: Vec<usize> = old_services.iter().map(|s| s.place).collect();
+        let drained = self.processes.replace_services(
+            |old| {
+                moves
+                    .iter()
+                    .find(|(from, _)| *from == old)
+                    .map(|(_, to)| *to)
+            },
+            |old| {
+                old_places
+                    .iter()
+                    .position(|place| *place == old)
+                    .and_then(|at| old_names.get(at).cloned())
+                    .unwrap_or_default()
+            },
+            now,
+        );
+        for &pid in &drained {
+            // "Exit if you are idle": an old process with no client goes
+            // now; one with clients finishes them until shutdown_grace.
+            if let Some(process) = self.processes.get_mut(pid) {
                 let _ = process.stop_accepting();
-                self.draining.insert(
-                    pid,
-                    Draining {
-                        service: state.name().to_owned(),
-                        process,
-                        since: now,
-                        killed: false,
-                    },
-                );
             }
         }
+        let drained = drained.len();
+        drop(old_services);
         self.services = services;
-        self.reindex();
         self.agenda.reset(self.services.len());
         self.config = config;
         descriptors::check_limit(&self.service_loads());
@@ -1928,15 +1910,17 @@ impl Master {
         ))
     }
 
-    /// Rebuilds `places` once the service table was replaced: processes
-    /// left from the old one are draining, kept ones have a new place.
-    fn reindex(&mut self) {
-        self.places = self
-            .services
-            .iter()
-            .enumerate()
-            .flat_map(|(index, s)| s.processes.keys().map(move |pid| (*pid, index)))
-            .collect();
+    /// The process `pid`, with the name of its service, whether it runs or
+    /// drains.
+    fn named_process_mut(&mut self, pid: i32) -> Option<(String, &mut Process)> {
+        let slot = self.processes.slot(pid)?;
+        let entry = self.processes.entry_mut(pid)?;
+        let service = match slot {
+            Slot::Service(index) => self.services.get(index).map(|s| s.name().to_owned()),
+            Slot::Draining => entry.drain.as_ref().map(|d| d.service.clone()),
+        }
+        .unwrap_or_default();
+        Some((service, &mut entry.process))
     }
 
     /// Answers a control command on `reply`.
@@ -1948,23 +1932,18 @@ impl Master {
             Request::Ps { service } => {
                 let now = Instant::now();
                 let mut processes: Vec<ProcessStatus> = Vec::new();
-                for state in &self.services {
-                    if service.as_deref().is_some_and(|name| name != state.name()) {
-                        continue;
-                    }
-                    for (pid, process) in &state.processes {
-                        processes.push(process_status(state.name(), *pid, process, now, None));
-                    }
-                }
-                for (pid, old) in &self.draining {
-                    if service.as_deref().is_none_or(|name| name == old.service) {
-                        processes.push(process_status(
-                            &old.service,
-                            *pid,
-                            &old.process,
-                            now,
+                for (slot, pid, entry) in self.processes.iter() {
+                    let (name, state) = match (slot, &entry.drain) {
+                        (Slot::Service(index), _) => {
+                            (self.services.get(index).map_or("", |s| s.name()), None)
+                        }
+                        (Slot::Draining, drain) => (
+                            drain.as_ref().map_or("", |d| d.service.as_str()),
                             Some("draining"),
-                        ));
+                        ),
+                    };
+                    if service.as_deref().is_none_or(|wanted| wanted == name) {
+                        processes.push(process_status(name, pid, &entry.process, now, state));
                     }
                 }
                 Response::Ps { processes }
@@ -2057,10 +2036,10 @@ impl Master {
         ServiceStatus {
             name: state.name().to_owned(),
             runs: state.runs,
-            processes: u32::try_from(state.processes.len()).unwrap_or(u32::MAX),
+            processes: u32::try_from(self.processes.count(state.place)).unwrap_or(u32::MAX),
             process_limit: state.config.process_limit.value,
-            available: state.available(),
-            clients: state.clients(),
+            available: state.available(&self.processes),
+            clients: state.clients(&self.processes),
             listening: !state.watchers.is_empty(),
             throttled_ms: state
                 .throttle

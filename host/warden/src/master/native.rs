@@ -38,6 +38,7 @@ use warden_policy::{Admission, ConnectionView, ListenerKind, PeerView, Policy, S
 use super::launch::{Connection, Ends};
 use super::metrics::{RejectLabels, label};
 use super::process::{IdleStage, Life, Process};
+use super::table::ProcessTable;
 use super::{Event, Master, Noise};
 use crate::config::{ServiceCount, ServiceType};
 use crate::control::ConnectionStatus;
@@ -213,7 +214,7 @@ impl Master {
             },
         };
         let name = state.name().to_owned();
-        let Some(process) = state.processes.get_mut(&pid) else {
+        let Some(process) = self.processes.get_mut(pid) else {
             return;
         };
         // Counted idle from its start, so the idle kill sees it even if
@@ -389,10 +390,10 @@ impl Master {
                 .iter()
                 .filter(|(c, _)| source(&c.ends) == Some(address))
                 .count()
-            + state
+            + self
                 .processes
-                .values()
-                .filter(|p| p.peer == Some(address))
+                .of(index)
+                .filter(|(_, p)| p.peer == Some(address))
                 .count()
             + state
                 .delayed
@@ -429,7 +430,7 @@ impl Master {
                 state.waiting_since = None;
                 return;
             }
-            if let Some(pid) = roomiest(state) {
+            if let Some(pid) = roomiest(&self.processes, index) {
                 let Some((connection, since)) = state.queue.pop_front() else {
                     return;
                 };
@@ -442,11 +443,11 @@ impl Master {
                 }
                 continue;
             }
-            let full = !state.below_limit();
-            let starting = state
+            let full = !state.below_limit(&self.processes);
+            let starting = self
                 .processes
-                .values()
-                .filter(|p| p.life() == Life::Starting && p.channel.is_some())
+                .of(index)
+                .filter(|(_, p)| p.life() == Life::Starting && p.channel.is_some())
                 .count();
             let limit =
                 usize::try_from(state.config.effective_client_limit()).unwrap_or(usize::MAX);
@@ -521,7 +522,7 @@ impl Master {
             ServiceCount::Limited(count) => Some(count.get()),
             ServiceCount::Unlimited => None,
         };
-        let Some(process) = state.processes.get_mut(&pid) else {
+        let Some(process) = self.processes.get_mut(pid) else {
             return Ok(());
         };
         let Some(channel) = &mut process.channel else {
@@ -576,11 +577,10 @@ impl Master {
         };
         let name = state.name();
         // Only connections whose process takes new ones free a slot there.
+        let processes = &self.processes;
         let serving = |pid: i32| {
-            state
-                .processes
-                .get(&pid)
-                .is_some_and(Process::takes_connections)
+            processes.place(pid) == Some(index)
+                && processes.get(pid).is_some_and(Process::takes_connections)
         };
         let candidates: Vec<ConnectionView> = self
             .connections
@@ -661,7 +661,7 @@ impl Master {
             return;
         }
         let now = Instant::now();
-        let index = self.places.get(&pid).copied();
+        let index = self.processes.place(pid);
         let message = match message {
             Ok(FromService::Ready { version }) if version != VERSION => Err(format!(
                 "it speaks protocol version {version}; warden speaks {VERSION}"
@@ -838,21 +838,15 @@ impl Master {
 
     /// The live process `pid`, of a service or left from before a reload.
     pub(super) fn process_mut(&mut self, pid: i32) -> Option<&mut Process> {
-        match self.places.get(&pid) {
-            Some(&index) => self
-                .services
-                .get_mut(index)
-                .and_then(|s| s.processes.get_mut(&pid)),
-            None => self.draining.get_mut(&pid).map(|d| &mut d.process),
-        }
+        self.processes.get_mut(pid)
     }
 }
 
-/// The ready process of `state` with room and the fewest connections.
-fn roomiest(state: &super::service::ServiceState) -> Option<i32> {
-    state
-        .processes
-        .iter()
+/// The ready process of the service at `index` with room and the fewest
+/// connections.
+fn roomiest(processes: &ProcessTable<Process>, index: usize) -> Option<i32> {
+    processes
+        .of(index)
         .filter(|(_, p)| {
             // Not one asked to exit either, though it may still take
             // connections until it answers.
@@ -862,8 +856,8 @@ fn roomiest(state: &super::service::ServiceState) -> Option<i32> {
                 && p.has_room()
                 && p.life().idle_exit().is_none()
         })
-        .min_by_key(|(pid, p)| (p.clients.unwrap_or(0), **pid))
-        .map(|(pid, _)| *pid)
+        .min_by_key(|(pid, p)| (p.clients.unwrap_or(0), *pid))
+        .map(|(pid, _)| pid)
 }
 
 /// A connection's peer, for the log.

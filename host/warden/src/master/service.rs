@@ -18,6 +18,7 @@ use warden_sys::Identity;
 
 use super::launch::Connection;
 use super::process::{FirstReport, PROVEN_AFTER, Process, escalate};
+use super::table::ProcessTable;
 use crate::config::{IdleKill, Interface, Service, ServiceCount, ServiceType};
 use crate::listen::OpenListener;
 
@@ -42,8 +43,9 @@ pub(super) struct ServiceState {
     pub identity: Option<Identity>,
     /// Its open listeners.
     pub listeners: Vec<OpenListener>,
-    /// Its processes, by pid.
-    pub processes: BTreeMap<i32, Process>,
+    /// Its place in the service table, where its processes are found in
+    /// the [`ProcessTable`].
+    pub place: usize,
     /// Failure throttling.
     pub throttle: Throttle,
     /// Why the service was given up, if a policy gave it up.
@@ -95,13 +97,13 @@ impl Drop for ServiceState {
 }
 
 impl ServiceState {
-    pub(super) fn new(config: Service, runs: bool) -> ServiceState {
+    pub(super) fn new(config: Service, runs: bool, place: usize) -> ServiceState {
         ServiceState {
             config,
             runs,
+            place,
             identity: None,
             listeners: Vec::new(),
-            processes: BTreeMap::new(),
             throttle: Throttle::default(),
             given_up: None,
             proven: false,
@@ -148,14 +150,14 @@ impl ServiceState {
     /// channels, holds the interface's first-report deadline, moves
     /// unanswered idle exits along (each step logged), and notes when the
     /// service has proven itself.
-    pub(super) fn tend(&mut self, now: Instant) {
+    pub(super) fn tend(&mut self, processes: &mut ProcessTable<Process>, now: Instant) {
         let name = self.config.name.as_str();
         let first_report = FirstReport::of(self.config.interface.value);
         let grace = match self.config.idle_kill.value {
             IdleKill::Infinite => None,
             IdleKill::After(duration) => Some(duration.to_std()),
         };
-        for (&pid, process) in &mut self.processes {
+        for (pid, process) in processes.of_mut(self.place) {
             if let Some(channel) = &mut process.channel {
                 channel.congested = false;
                 if let Err(error) = channel.flush() {
@@ -206,10 +208,7 @@ impl ServiceState {
             }
         }
         if let Some(pid) = self.spawn_pending
-            && self
-                .processes
-                .get(&pid)
-                .is_none_or(|p| p.ready_at().is_some())
+            && processes.get(pid).is_none_or(|p| p.ready_at().is_some())
         {
             self.spawn_pending = None;
         }
@@ -219,14 +218,13 @@ impl ServiceState {
     /// whatever happens meanwhile: connections waiting (for a slot, or at
     /// `process_limit`), a process started for a connection not yet
     /// ready, or a native channel full or with messages queued.
-    pub(super) fn has_work(&self) -> bool {
+    pub(super) fn has_work(&self, processes: &ProcessTable<Process>) -> bool {
         !self.queue.is_empty()
             || self.waiting_since.is_some()
             || self.spawn_pending.is_some()
-            || self
-                .processes
-                .values()
-                .filter_map(|p| p.channel.as_ref())
+            || processes
+                .of(self.place)
+                .filter_map(|(_, p)| p.channel.as_ref())
                 .any(|c| c.congested || c.has_queued())
     }
 
@@ -235,13 +233,13 @@ impl ServiceState {
     /// first-report deadline, the next step of an unanswered idle exit, or
     /// a process old enough to prove the service. `None` when nothing is
     /// coming; an event will bring the service back to the round.
-    pub(super) fn next_wake(&self) -> Option<Instant> {
+    pub(super) fn next_wake(&self, processes: &ProcessTable<Process>) -> Option<Instant> {
         if !self.runs {
             return None;
         }
         let first_report = FirstReport::of(self.interface());
         let grace = self.idle_kill();
-        let processes = self.processes.values().flat_map(|p| {
+        let deadlines = processes.of(self.place).flat_map(|(_, p)| {
             let deadline = match (p.ready_at(), first_report) {
                 (Some(_), _) | (None, FirstReport::AtStart) => None,
                 (None, FirstReport::Optional(after)) => Some(p.started + after),
@@ -261,55 +259,56 @@ impl ServiceState {
                 .map(|ready| ready + PROVEN_AFTER);
             [deadline, escalation, proof]
         });
-        let idle_round = self.next_idle_round.filter(|_| !self.processes.is_empty());
-        processes
+        let idle_round = self
+            .next_idle_round
+            .filter(|_| processes.count(self.place) > 0);
+        deadlines
             .chain([self.throttle.until, idle_round])
             .flatten()
             .min()
     }
 
     /// Processes that count toward `process_limit`.
-    pub(super) fn active(&self) -> u32 {
-        let active = self
-            .processes
-            .values()
-            .filter(|p| p.life().counts_toward_limit())
-            .count();
-        u32::try_from(active).unwrap_or(u32::MAX)
+    pub(super) fn active(&self, processes: &ProcessTable<Process>) -> u32 {
+        self.count(processes, |p| p.life().counts_toward_limit())
     }
 
     /// Whether another process may exist under `process_limit`.
-    pub(super) fn below_limit(&self) -> bool {
-        self.active() < self.config.process_limit.value
+    pub(super) fn below_limit(&self, processes: &ProcessTable<Process>) -> bool {
+        self.active(processes) < self.config.process_limit.value
     }
 
     /// Processes that can take a connection now.
-    pub(super) fn available(&self) -> u32 {
-        let available = self.processes.values().filter(|p| p.has_room()).count();
-        u32::try_from(available).unwrap_or(u32::MAX)
+    pub(super) fn available(&self, processes: &ProcessTable<Process>) -> u32 {
+        self.count(processes, Process::has_room)
     }
 
     /// Connections the service can take now without a new process.
-    pub(super) fn available_slots(&self) -> u64 {
-        self.processes
-            .values()
-            .filter(|p| p.takes_connections())
-            .map(|p| u64::from(p.client_limit.saturating_sub(p.clients.unwrap_or(0))))
+    pub(super) fn available_slots(&self, processes: &ProcessTable<Process>) -> u64 {
+        processes
+            .of(self.place)
+            .filter(|(_, p)| p.takes_connections())
+            .map(|(_, p)| u64::from(p.client_limit.saturating_sub(p.clients.unwrap_or(0))))
             .sum()
     }
 
     /// Clients its processes report.
-    pub(super) fn clients(&self) -> u32 {
-        self.processes
-            .values()
-            .filter_map(|p| p.clients)
+    pub(super) fn clients(&self, processes: &ProcessTable<Process>) -> u32 {
+        processes
+            .of(self.place)
+            .filter_map(|(_, p)| p.clients)
             .fold(0, u32::saturating_add)
     }
 
     /// Processes with no clients now.
-    pub(super) fn idle_count(&self) -> u32 {
-        let idle = self.processes.values().filter(|p| p.is_idle()).count();
-        u32::try_from(idle).unwrap_or(u32::MAX)
+    pub(super) fn idle_count(&self, processes: &ProcessTable<Process>) -> u32 {
+        self.count(processes, Process::is_idle)
+    }
+
+    /// How many of its processes `which` holds for.
+    fn count(&self, processes: &ProcessTable<Process>, which: impl Fn(&Process) -> bool) -> u32 {
+        let count = processes.of(self.place).filter(|(_, p)| which(p)).count();
+        u32::try_from(count).unwrap_or(u32::MAX)
     }
 
     /// The service as a policy sees it.
@@ -346,11 +345,15 @@ impl ServiceState {
     /// `origin`: those the master still decides about
     /// ([`Process::decided_about`]). The master holds `process_limit` over
     /// all of them whatever a policy counts.
-    pub(super) fn process_views(&self, origin: Instant) -> Vec<ProcessView> {
-        self.processes
-            .iter()
+    pub(super) fn process_views(
+        &self,
+        processes: &ProcessTable<Process>,
+        origin: Instant,
+    ) -> Vec<ProcessView> {
+        processes
+            .of(self.place)
             .filter(|(_, p)| p.decided_about())
-            .map(|(pid, p)| p.view(*pid, origin))
+            .map(|(pid, p)| p.view(pid, origin))
             .collect()
     }
 }
