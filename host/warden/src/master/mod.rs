@@ -30,6 +30,7 @@
 
 mod agenda;
 mod clients;
+mod connections;
 mod descriptors;
 mod launch;
 mod metrics;
@@ -45,7 +46,6 @@ pub use plugins::{Checked, check as check_config, check_plugin, compile_helper};
 mod service;
 mod table;
 
-use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -67,6 +67,7 @@ use crate::control::{ProcessStatus, Request, Response, ServiceStatus};
 use crate::listen::{self, OpenListener, Spec, Wanted};
 use agenda::Agenda;
 use clients::ControlClients;
+use connections::ConnectionTable;
 use launch::{Connection, Ends};
 use metrics::{ExitLabels, Metrics, label};
 use notify::{Message, NotifySocket};
@@ -347,9 +348,7 @@ struct Master {
     /// The plugins' metrics as OpenMetrics text, for the endpoint.
     plugin_metrics: Arc<Mutex<String>>,
     /// Connections handed to native-interface processes, by id.
-    connections: BTreeMap<u64, native::Handed>,
-    /// The id of the next connection handed over.
-    next_connection: u64,
+    connections: ConnectionTable,
     /// The serial of the next native process's control channel.
     next_channel: u64,
     /// When the plugins were last asked for their metrics.
@@ -434,8 +433,7 @@ impl Master {
             metrics,
             registry,
             plugin_metrics: Arc::default(),
-            connections: BTreeMap::new(),
-            next_connection: 1,
+            connections: ConnectionTable::default(),
             next_channel: 1,
             plugin_metrics_at: None,
             phase: Phase::Running,

@@ -35,6 +35,7 @@ use warden_child::protocol::{ConnectionInfo, FromService, MAX_MESSAGE, Peer, ToS
 use warden_policy::stats::Event as StatsEvent;
 use warden_policy::{Admission, ConnectionView, ListenerKind, PeerView, Policy, SourceCounts};
 
+use super::connections::Handed;
 use super::launch::{Connection, Ends};
 use super::metrics::{RejectLabels, label};
 use super::process::{IdleStage, Life, Process};
@@ -51,25 +52,6 @@ const MAX_MESSAGES_PER_SECOND: u32 = 100_000;
 /// How often the admission policy may delay one connection before it is
 /// refused.
 const MAX_DELAYS: u32 = 10;
-
-/// A connection handed to a native-interface process.
-#[derive(Debug)]
-pub(super) struct Handed {
-    /// Its service.
-    pub service: String,
-    /// The process serving it.
-    pub pid: i32,
-    /// The listener it came in on.
-    pub listener: String,
-    /// Who is at the other end.
-    pub peer: PeerView,
-    /// When it was accepted.
-    pub accepted: Instant,
-    /// Whether its client logged in.
-    pub authenticated: bool,
-    /// The master's duplicate of the socket.
-    pub socket: OwnedFd,
-}
 
 /// A control channel for a new process: the master's end, non-blocking,
 /// and the process's.
@@ -378,13 +360,7 @@ impl Master {
         }
         let last_second = state.recent.iter().filter(|(_, a)| *a == address).count();
         let name = state.name();
-        let open = self
-            .connections
-            .values()
-            .filter(|c| {
-                c.service == name && c.peer.address.as_deref() == Some(&address.to_string())
-            })
-            .count()
+        let open = self.connections.of_service_from(name, address)
             + state
                 .queue
                 .iter()
@@ -493,7 +469,7 @@ impl Master {
         pid: i32,
         connection: Connection,
     ) -> Result<(), Connection> {
-        let id = self.next_connection;
+        let id = self.connections.next_id();
         let Some(state) = self.services.get_mut(index) else {
             return Ok(());
         };
@@ -543,7 +519,6 @@ impl Master {
                 return Err(connection);
             }
         }
-        self.next_connection += 1;
         channel.handed += 1;
         let served = channel.handed;
         let clients = process.clients.unwrap_or(0).saturating_add(1);
@@ -551,18 +526,15 @@ impl Master {
         if limit.is_some_and(|limit| served >= limit) {
             let _ = process.stop_accepting();
         }
-        self.connections.insert(
-            id,
-            Handed {
-                service,
-                pid,
-                listener,
-                peer,
-                accepted: connection.accepted,
-                authenticated: false,
-                socket: connection.socket,
-            },
-        );
+        self.connections.add(Handed {
+            service,
+            pid,
+            listener,
+            peer,
+            accepted: connection.accepted,
+            authenticated: false,
+            socket: connection.socket,
+        });
         self.observe(index, StatsEvent::Accepted(id));
         Ok(())
     }
@@ -584,10 +556,9 @@ impl Master {
         };
         let candidates: Vec<ConnectionView> = self
             .connections
-            .iter()
-            .filter(|(_, c)| c.service == name && !c.authenticated && serving(c.pid))
+            .not_logged_in(name, serving)
             .map(|(id, c)| ConnectionView {
-                id: *id,
+                id,
                 listener: c.listener.clone(),
                 peer: c.peer.clone(),
                 accepted_ms: self.now_ms(c.accepted),
@@ -619,7 +590,7 @@ impl Master {
     /// Closes connection `id` from the host's side: shuts the socket down
     /// in both directions, tells its process why, and frees its slot.
     pub(super) fn close_connection(&mut self, id: u64, reason: &str) -> Option<Handed> {
-        let handed = self.connections.remove(&id)?;
+        let handed = self.connections.remove(id)?;
         let _ = nix::sys::socket::shutdown(
             std::os::fd::AsRawFd::as_raw_fd(&handed.socket),
             Shutdown::Both,
@@ -675,18 +646,14 @@ impl Master {
                 }
             }
             Ok(FromService::Authenticated { id }) => {
-                if let Some(handed) = self.connections.get_mut(&id).filter(|c| c.pid == pid)
-                    && !handed.authenticated
+                if self.connections.authenticated(id, pid)
+                    && let Some(index) = index
                 {
-                    handed.authenticated = true;
-                    if let Some(index) = index {
-                        self.observe(index, StatsEvent::Authenticated(id));
-                    }
+                    self.observe(index, StatsEvent::Authenticated(id));
                 }
             }
             Ok(FromService::Closed { id }) => {
-                if self.connections.get(&id).is_some_and(|c| c.pid == pid) {
-                    self.connections.remove(&id);
+                if self.connections.closed(id, pid).is_some() {
                     if let Some(process) = self.process_mut(pid) {
                         let clients = process.clients.unwrap_or(1).saturating_sub(1);
                         process.report_clients(clients, now);
@@ -743,14 +710,7 @@ impl Master {
     /// Process `pid` exited: the host closes its copies of the process's
     /// connections.
     pub(super) fn forget_connections(&mut self, pid: i32, index: Option<usize>) {
-        let ids: Vec<u64> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.pid == pid)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            self.connections.remove(&id);
+        for id in self.connections.forget(pid) {
             if let Some(index) = index {
                 self.observe(index, StatsEvent::Closed(id));
             }
@@ -759,40 +719,14 @@ impl Master {
 
     /// The connections of every native service, or of one, for `warden who`.
     pub(super) fn who(&self, service: Option<&str>) -> Vec<ConnectionStatus> {
-        let now = Instant::now();
-        self.connections
-            .iter()
-            .filter(|(_, c)| service.is_none_or(|name| c.service == name))
-            .map(|(id, c)| ConnectionStatus {
-                id: *id,
-                service: c.service.clone(),
-                pid: c.pid,
-                listener: c.listener.clone(),
-                peer: match (&c.peer.address, c.peer.port, c.peer.uid) {
-                    (Some(address), Some(port), _) => std::net::SocketAddr::new(
-                        address.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-                        port,
-                    )
-                    .to_string(),
-                    (_, _, Some(uid)) => format!("uid {uid}"),
-                    _ => String::new(),
-                },
-                age_secs: now.saturating_duration_since(c.accepted).as_secs(),
-                state: if c.authenticated {
-                    "authenticated"
-                } else {
-                    "waiting"
-                }
-                .to_owned(),
-            })
-            .collect()
+        self.connections.who(service, Instant::now())
     }
 
     /// Closes the connection `target` names: its id, or every connection
     /// from a peer address.
     pub(super) fn kick_connection(&mut self, target: &str) -> Result<String, String> {
         let ids: Vec<u64> = match target.parse::<u64>() {
-            Ok(id) if self.connections.contains_key(&id) => vec![id],
+            Ok(id) if self.connections.contains(id) => vec![id],
             _ => {
                 let address = target
                     .parse::<std::net::SocketAddr>()
@@ -803,14 +737,7 @@ impl Master {
                         "{target:?} is neither a connection id nor a peer address; `warden who` lists them"
                     ));
                 };
-                self.connections
-                    .iter()
-                    .filter(|(_, c)| {
-                        c.peer.address.as_deref() == Some(&ip.to_string())
-                            && port.is_none_or(|port| c.peer.port == Some(port))
-                    })
-                    .map(|(id, _)| *id)
-                    .collect()
+                self.connections.by_peer(ip, port)
             }
         };
         if ids.is_empty() {
