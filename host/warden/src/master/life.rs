@@ -1,0 +1,462 @@
+//! A process's life as the master drives it: started, told ready by its
+//! reports, stopped and continued by signals, and gone — its exit reaped,
+//! logged, counted and decided on by the lifecycle policy (restart, throttle
+//! or give up).
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+use warden_policy::stats::Event as StatsEvent;
+use warden_policy::{ExitCause, ExitView, Lifecycle, Policy};
+use warden_sys::Exit;
+
+use super::launch::{self, Connection};
+use super::listening::stop_watching;
+use super::metrics::{ExitLabels, label};
+use super::notify::Message;
+use super::output::{self, Stream};
+use super::process::{IdleStage, PROVEN_AFTER, Process};
+use super::service::ServiceState;
+use super::table::Slot;
+use super::{Event, Master, Noise, Phase};
+use super::{ROUND, native};
+use crate::config::Interface;
+
+/// Forwards the exit of `child` as an event when its pidfd is readable.
+pub(super) fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
+    let pid = child.pid().as_raw();
+    let watched = child
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(warden_sys::watch::async_fd);
+    match watched {
+        Ok(pidfd) => {
+            tokio::spawn(async move {
+                let _ = pidfd.readable().await;
+                let _ = events.send(Event::Exited { pid });
+            });
+        }
+        Err(error) => {
+            // Without the reactor, look at the pidfd ten times a second,
+            // so the process is still reaped and stop still ends.
+            tracing::warn!(pid, %error, "cannot watch a process's exit; looking for it periodically");
+            let Ok(pidfd) = child.as_fd().try_clone_to_owned() else {
+                tracing::error!(
+                    pid,
+                    "cannot keep a handle on the process; it will not be reaped"
+                );
+                return;
+            };
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ROUND).await;
+                    let mut polled = [nix::poll::PollFd::new(
+                        pidfd.as_fd(),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    if nix::poll::poll(&mut polled, nix::poll::PollTimeout::ZERO)
+                        .is_ok_and(|n| n > 0)
+                    {
+                        let _ = events.send(Event::Exited { pid });
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Records a failed exit at `now` and returns how many the last second saw.
+pub(super) fn record_failure(state: &mut ServiceState, now: Instant) -> u32 {
+    state.failures.push_back(now);
+    while state
+        .failures
+        .front()
+        .is_some_and(|at| now.saturating_duration_since(*at) > Duration::from_secs(1))
+    {
+        state.failures.pop_front();
+    }
+    u32::try_from(state.failures.len()).unwrap_or(u32::MAX)
+}
+
+impl Master {
+    /// Starts a process of service `index`, for `connection` if given.
+    pub(super) fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<i32> {
+        let now = Instant::now();
+        let state = self.services.get_mut(index)?;
+        if !state.below_limit(&self.processes) {
+            // Whatever a policy asked for, process_limit holds.
+            return None;
+        }
+        let service = &state.config;
+        let base_dir = &self.config.globals.base_dir.value;
+        let mut channel = None;
+        let peer = connection.as_ref().and_then(|c| native::source(&c.ends));
+        let planned = match (service.interface.value, connection) {
+            (Interface::Inetd, Some(connection)) => {
+                launch::inetd(base_dir, service, state.identity.as_ref(), connection)
+            }
+            (Interface::Warden, _) => match native::channel_pair() {
+                Ok((master_end, process_end)) => {
+                    channel = Some(master_end);
+                    launch::native(base_dir, service, state.identity.as_ref(), process_end)
+                }
+                Err(source) => Err(launch::LaunchError::Io {
+                    service: service.name.to_string(),
+                    what: "creating a control channel",
+                    source,
+                }),
+            },
+            (_, _) => launch::systemd(
+                base_dir,
+                service,
+                state.identity.as_ref(),
+                &state.listeners,
+                &self.notify.address,
+            ),
+        };
+        let name = state.name().to_owned();
+        // The whole chain: the OS error is what says why.
+        let spawned = planned
+            .map_err(|e| crate::error_chain(&e))
+            .and_then(|(plan, output)| {
+                plan.spawn()
+                    .map(|child| (child, output))
+                    .map_err(|e| crate::error_chain(&e))
+            });
+        let (child, output) = match spawned {
+            Ok(spawned) => spawned,
+            Err(message) => {
+                tracing::error!(service = name, "cannot start a process: {message}");
+                self.after_failed_start(index, now);
+                return None;
+            }
+        };
+        let pid = child.pid().as_raw();
+        if let Some(stdout) = output.stdout {
+            output::capture(name.clone(), pid, Stream::Stdout, stdout);
+        }
+        output::capture(name.clone(), pid, Stream::Stderr, output.stderr);
+        watch_exit(&child, self.events.clone());
+        let mut process = Process::new(child, now, state.config.effective_client_limit());
+        process.peer = peer;
+        if state.interface() == Interface::Inetd {
+            // It serves its one connection from the start and takes no other.
+            process.ready(now);
+            process.clients = Some(1);
+        }
+        self.processes.add(pid, index, process);
+        state.spawns += 1;
+        self.metrics.spawns.get_or_create(&label(&name)).inc();
+        self.spawned_this_round = true;
+        tracing::debug!(service = name, pid, "process started");
+        if let Some(channel) = channel {
+            self.open_channel(index, pid, channel);
+        }
+        self.observe(index, StatsEvent::Spawned(pid.unsigned_abs()));
+        Some(pid)
+    }
+
+    /// A process could not even be started: the policy decides, as for a
+    /// process that died before it was ready.
+    pub(super) fn after_failed_start(&mut self, index: usize, now: Instant) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let exit = ExitView {
+            pid: 0,
+            cause: ExitCause::Code(127),
+            age_ms: 0,
+            was_ready: false,
+            was_asked: false,
+            service_proven: state.proven,
+            failures_in_last_second: record_failure(state, now),
+            last_throttle_ms: state.throttle.last_ms,
+        };
+        let decision = self.policy.lifecycle(&state.view(), &exit);
+        self.apply_lifecycle(index, decision, now, "its process could not be started");
+    }
+
+    pub(super) fn exited(&mut self, pid: i32) {
+        let now = Instant::now();
+        let Some((slot, entry)) = self.processes.remove(pid) else {
+            return;
+        };
+        let (index, name) = match (slot, entry.drain) {
+            (Slot::Service(index), _) => (
+                Some(index),
+                self.services
+                    .get(index)
+                    .map_or_else(String::new, |s| s.name().to_owned()),
+            ),
+            (Slot::Draining, drain) => (None, drain.map(|d| d.service).unwrap_or_default()),
+        };
+        let process = entry.process;
+        // The pidfd is readable, so the exit is there to collect at once.
+        let exit = match process.child.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => {
+                tracing::error!(
+                    service = name,
+                    pid,
+                    "a process's pidfd woke warden, but it has not exited; it is no longer watched"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!(service = name, pid, %error, "cannot reap a process");
+                return;
+            }
+        };
+        let asked = process.life().asked_to_go();
+        self.log_exit(&name, pid, exit, asked, index);
+        let cause = match exit {
+            _ if asked => "asked",
+            Exit::Code(0) => "clean",
+            Exit::Code(_) => "failure",
+            Exit::Signal { .. } => "signal",
+        };
+        self.metrics
+            .exits
+            .get_or_create(&ExitLabels {
+                service: name,
+                cause: cause.to_owned(),
+            })
+            .inc();
+        if let Some(index) = index {
+            self.observe(index, StatsEvent::Exited(pid.unsigned_abs()));
+        }
+        self.forget_connections(pid, index);
+        let (Some(index), Phase::Running) = (index, self.phase) else {
+            return;
+        };
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        if state.spawn_pending == Some(pid) {
+            state.spawn_pending = None;
+        }
+        if exit.success() {
+            state.proven = true;
+            state.throttle.last_ms = 0;
+        }
+        if process
+            .ready_at()
+            .is_some_and(|ready| now.saturating_duration_since(ready) >= PROVEN_AFTER)
+        {
+            state.proven = true;
+        }
+        let mut view = ExitView {
+            pid: pid.unsigned_abs(),
+            cause: match exit {
+                Exit::Code(code) => ExitCause::Code(code),
+                Exit::Signal { signal, .. } => ExitCause::Signal(signal),
+            },
+            age_ms: u64::try_from(now.saturating_duration_since(process.started).as_millis())
+                .unwrap_or(u64::MAX),
+            was_ready: process.ready_at().is_some(),
+            was_asked: asked,
+            service_proven: state.proven,
+            failures_in_last_second: 0,
+            last_throttle_ms: state.throttle.last_ms,
+        };
+        if view.failed() {
+            view.failures_in_last_second = record_failure(state, now);
+        }
+        let decision = self.policy.lifecycle(&state.view(), &view);
+        let reason = if view.was_ready {
+            format!("process {pid} {exit}")
+        } else {
+            format!("process {pid} {exit} before it was ready")
+        };
+        self.apply_lifecycle(index, decision, now, &reason);
+    }
+
+    pub(super) fn apply_lifecycle(
+        &mut self,
+        index: usize,
+        decision: Lifecycle,
+        now: Instant,
+        reason: &str,
+    ) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let name = state.name().to_owned();
+        match decision {
+            Lifecycle::Continue => {}
+            // One failure event steps the throttle once. Processes that
+            // fail together (a broken binary, several started in one
+            // round) report their exits one by one; those that come while
+            // the throttle they caused is in force are part of the same
+            // event, as Dovecot ignores failures while throttled. Without
+            // this, five processes dying in the same millisecond would
+            // double the throttle four more times.
+            Lifecycle::Throttle { .. } if state.throttle.until.is_some_and(|until| now < until) => {
+                tracing::debug!(service = name, "already throttled: {reason}");
+            }
+            Lifecycle::Throttle { ms } => {
+                state.throttle.until = Some(now + Duration::from_millis(ms));
+                state.throttle.last_ms = ms;
+                stop_watching(state);
+                tracing::warn!(
+                    service = name,
+                    "throttling: no new process for {}: {reason}",
+                    crate::config::value::Duration::from_millis(ms)
+                );
+                self.metrics.throttles.get_or_create(&label(&name)).inc();
+                self.metrics.throttled.get_or_create(&label(&name)).set(1);
+                self.observe(index, StatsEvent::Throttled(ms));
+            }
+            Lifecycle::GiveUp { reason: why } => {
+                tracing::error!(service = name, "giving up until reload: {why} ({reason})");
+                state.given_up = Some(why);
+                stop_watching(state);
+            }
+        }
+    }
+
+    pub(super) fn log_exit(
+        &self,
+        name: &str,
+        pid: i32,
+        exit: Exit,
+        asked: bool,
+        index: Option<usize>,
+    ) {
+        let vsz = index
+            .and_then(|i| self.services.get(i))
+            .map(|s| s.config.vsz_limit.value);
+        match exit {
+            _ if asked => tracing::info!(service = name, pid, "process {exit} as asked"),
+            Exit::Code(0) => tracing::info!(service = name, pid, "process {exit}"),
+            Exit::Code(83) => {
+                let limit = match vsz {
+                    Some(crate::config::VszLimit::Bytes(size)) => size.to_string(),
+                    _ => "unlimited".to_owned(),
+                };
+                tracing::error!(
+                    service = name,
+                    pid,
+                    "process {exit}: out of memory (vsz_limit = {limit}); raise service.{name}.vsz_limit"
+                );
+            }
+            Exit::Signal {
+                signal: libc::SIGKILL,
+                ..
+            } if matches!(vsz, Some(crate::config::VszLimit::Bytes(_))) => tracing::error!(
+                service = name,
+                pid,
+                "process {exit}; if it ran out of memory, raise service.{name}.vsz_limit"
+            ),
+            _ => tracing::error!(service = name, pid, "process {exit}"),
+        }
+    }
+
+    pub(super) fn notified(&mut self, pid: Pid, message: Message) {
+        let now = Instant::now();
+        let raw = pid.as_raw();
+        let Some((service, process)) = self.named_process_mut(raw) else {
+            // Anyone on the machine can send these: rate-limited.
+            if self.noise.allow(&Noise::Stranger, now, || raw.to_string()) {
+                tracing::warn!(
+                    pid = raw,
+                    "ignoring a notify message from pid {raw}, which is not one of warden's processes"
+                );
+            }
+            return;
+        };
+        if message.ready || message.clients.is_some() || message.watchdog {
+            process.ready(now);
+        }
+        if message.clients.is_some() && process.busy() == Some(IdleStage::Ignoring) {
+            tracing::info!(
+                service,
+                pid = raw,
+                "process {raw} reported its clients after all; it takes connections again"
+            );
+        }
+        if let Some(clients) = message.clients
+            && process.reported_clients(clients, now)
+        {
+            let limit = process.client_limit;
+            tracing::warn!(
+                service,
+                pid = raw,
+                reported = clients,
+                "process reported {clients} clients, more than its client_limit ({limit}); counting {limit}. A process must stop accepting at WARDEN_CLIENT_LIMIT: fix the service, or raise service.{service}.client_limit (warned once per process)"
+            );
+        }
+        if message.stopping {
+            process.retire();
+        }
+        if let Some(status) = message.status {
+            process.status = Some(status);
+        }
+    }
+
+    /// SIGCHLD: some child may have been stopped or continued. A stopped
+    /// process takes no connections and is not counted available, so the
+    /// service starts another if it needs one; it is not killed (someone
+    /// may be debugging it) unless an idle exit it ignored runs its course.
+    /// Each stop and continue is logged once.
+    pub(super) fn stops_changed(&mut self) {
+        let now = Instant::now();
+        loop {
+            let (pid, change) = match warden_sys::next_stop_change() {
+                Ok(Some(changed)) => changed,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(%error, "cannot ask which processes were stopped or continued");
+                    return;
+                }
+            };
+            let raw = pid.as_raw();
+            if let Some(index) = self.processes.place(raw) {
+                self.agenda.touch(index);
+            }
+            let Some((service, process)) = self.named_process_mut(raw) else {
+                continue;
+            };
+            match change {
+                warden_sys::StopChange::Stopped { signal } => {
+                    if process.held.is_none() {
+                        process.held = Some(now);
+                        let signal = Signal::try_from(signal).map_or("a signal", Signal::as_str);
+                        tracing::warn!(
+                            service,
+                            pid = raw,
+                            "process {raw} was stopped by {signal}; it takes no connections until it is continued (SIGCONT), and warden leaves it be"
+                        );
+                    }
+                }
+                warden_sys::StopChange::Continued => {
+                    if let Some(since) = process.held.take() {
+                        tracing::info!(
+                            service,
+                            pid = raw,
+                            "process {raw} was continued after {}s stopped; it takes connections again",
+                            now.saturating_duration_since(since).as_secs()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The process `pid`, with the name of its service, whether it runs or
+    /// drains.
+    pub(super) fn named_process_mut(&mut self, pid: i32) -> Option<(String, &mut Process)> {
+        let slot = self.processes.slot(pid)?;
+        let entry = self.processes.entry_mut(pid)?;
+        let service = match slot {
+            Slot::Service(index) => self.services.get(index).map(|s| s.name().to_owned()),
+            Slot::Draining => entry.drain.as_ref().map(|d| d.service.clone()),
+        }
+        .unwrap_or_default();
+        Some((service, &mut entry.process))
+    }
+}
