@@ -21,8 +21,7 @@ use crate::bindings::exports::warden::policy::{admission, defaults, lifecycle};
 use crate::bindings::warden::policy::types;
 use crate::decide::{
     Admission, ClientType, ConnectionView, ExitCause, ExitView, Fallback, IdleAction, Lifecycle,
-    ListenerKind, ListenerView, Millis, PeerView, Policy, ProcessView, ServiceKind, ServiceView,
-    SourceCounts,
+    ListenerKind, ListenerView, Millis, PeerView, Policy, ProcessView, ServiceView, SourceCounts,
 };
 use crate::defaults::Defaults;
 use crate::stats::{Event, Metric, MetricKind, PluginMetrics, Sample, Value};
@@ -290,15 +289,7 @@ impl Plugins {
 fn wit_service(service: &ServiceView<'_>) -> types::Service {
     types::Service {
         name: service.name.to_owned(),
-        kind: match service.kind {
-            ServiceKind::Default => types::ServiceKind::Default,
-            ServiceKind::Startup => types::ServiceKind::Startup,
-            ServiceKind::Login => types::ServiceKind::Login,
-            ServiceKind::Log => types::ServiceKind::Log,
-            ServiceKind::Config => types::ServiceKind::Config,
-            ServiceKind::Anvil => types::ServiceKind::Anvil,
-            ServiceKind::Worker => types::ServiceKind::Worker,
-        },
+        kind: service.kind.into(),
         protocol: service.protocol.to_owned(),
         client_limit: service.client_limit,
         process_limit: service.process_limit,

@@ -32,6 +32,32 @@ pub enum ServiceKind {
     Worker,
 }
 
+impl ServiceKind {
+    /// The name as a configuration writes it (`type = "login"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Default => "",
+            ServiceKind::Startup => "startup",
+            ServiceKind::Login => "login",
+            ServiceKind::Log => "log",
+            ServiceKind::Config => "config",
+            ServiceKind::Anvil => "anvil",
+            ServiceKind::Worker => "worker",
+        }
+    }
+
+    /// Every kind, in the order a configuration's message lists them.
+    pub const ALL: [ServiceKind; 7] = [
+        ServiceKind::Default,
+        ServiceKind::Startup,
+        ServiceKind::Login,
+        ServiceKind::Log,
+        ServiceKind::Config,
+        ServiceKind::Anvil,
+        ServiceKind::Worker,
+    ];
+}
+
 /// What the policy is told about a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceView<'a> {

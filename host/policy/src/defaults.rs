@@ -7,7 +7,6 @@
 //! supplies nothing.
 
 use crate::bindings::exports::warden::policy::defaults as wit;
-use crate::bindings::warden::policy::types;
 use crate::decide::{Millis, ServiceKind};
 
 /// A value and the plugin that supplied it.
@@ -92,7 +91,7 @@ impl Defaults {
                 });
             }
         }
-        fill(&mut self.kind, settings.kind.map(service_kind), plugin);
+        fill(&mut self.kind, settings.kind.map(ServiceKind::from), plugin);
         fill(&mut self.protocol, settings.protocol, plugin);
         fill(&mut self.user, settings.user, plugin);
         fill(&mut self.group, settings.group, plugin);
@@ -138,18 +137,5 @@ impl Defaults {
             (!inet.is_empty()).then_some(inet),
             plugin,
         );
-    }
-}
-
-/// The host's kind of a contract kind.
-pub(crate) fn service_kind(kind: types::ServiceKind) -> ServiceKind {
-    match kind {
-        types::ServiceKind::Default => ServiceKind::Default,
-        types::ServiceKind::Startup => ServiceKind::Startup,
-        types::ServiceKind::Login => ServiceKind::Login,
-        types::ServiceKind::Log => ServiceKind::Log,
-        types::ServiceKind::Config => ServiceKind::Config,
-        types::ServiceKind::Anvil => ServiceKind::Anvil,
-        types::ServiceKind::Worker => ServiceKind::Worker,
     }
 }

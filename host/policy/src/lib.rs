@@ -39,6 +39,38 @@ mod bindings {
     });
 }
 
+/// The one conversion between a service's kind and the contract's.
+impl From<ServiceKind> for bindings::warden::policy::types::ServiceKind {
+    fn from(kind: ServiceKind) -> Self {
+        use bindings::warden::policy::types::ServiceKind as Wit;
+        match kind {
+            ServiceKind::Default => Wit::Default,
+            ServiceKind::Startup => Wit::Startup,
+            ServiceKind::Login => Wit::Login,
+            ServiceKind::Log => Wit::Log,
+            ServiceKind::Config => Wit::Config,
+            ServiceKind::Anvil => Wit::Anvil,
+            ServiceKind::Worker => Wit::Worker,
+        }
+    }
+}
+
+/// The other way.
+impl From<bindings::warden::policy::types::ServiceKind> for ServiceKind {
+    fn from(kind: bindings::warden::policy::types::ServiceKind) -> Self {
+        use bindings::warden::policy::types::ServiceKind as Wit;
+        match kind {
+            Wit::Default => ServiceKind::Default,
+            Wit::Startup => ServiceKind::Startup,
+            Wit::Login => ServiceKind::Login,
+            Wit::Log => ServiceKind::Log,
+            Wit::Config => ServiceKind::Config,
+            Wit::Anvil => ServiceKind::Anvil,
+            Wit::Worker => ServiceKind::Worker,
+        }
+    }
+}
+
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
 /// The test fixtures of `plugins/fixtures`: deliberately broken plugins,

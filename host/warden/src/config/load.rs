@@ -23,7 +23,7 @@ use super::value::{
 };
 use super::{
     Config, Executable, FileListener, Globals, IdleKill, InetListener, Interface, MetricsListen,
-    Origin, PluginSettings, Problem, Service, ServiceCount, ServiceType, Setting, Ssl, VszLimit,
+    Origin, PluginSettings, Problem, Service, ServiceCount, ServiceKind, Setting, Ssl, VszLimit,
 };
 
 /// Where compiled plugins are kept unless `plugin_cache` says otherwise:
@@ -894,7 +894,7 @@ fn read_service(
         |item, problems| {
             let text = item.string(problems)?;
             item.parsed(problems, |_| {
-                ServiceType::ALL
+                ServiceKind::ALL
                     .into_iter()
                     .find(|t| t.as_str() == text)
                     .ok_or_else(|| {
@@ -904,7 +904,7 @@ fn read_service(
                     })
             })
         },
-        builtin(ServiceType::Default),
+        builtin(ServiceKind::Default),
     );
     let protocol = setting(
         table.get("protocol"),
@@ -932,7 +932,7 @@ fn read_service(
     );
 
     let user = identity_setting(table.get("user"), globals, problems, || {
-        if kind.value == ServiceType::Login {
+        if kind.value == ServiceKind::Login {
             from_global(
                 &globals.default_login_user,
                 "default_login_user",

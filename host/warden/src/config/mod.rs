@@ -32,6 +32,7 @@ pub use problem::{Problem, Problems};
 pub use show::render;
 use value::{Duration, ListenAddress, Mode, Network, ServiceName, Size};
 use warden_policy::Defaults;
+pub use warden_policy::ServiceKind;
 
 /// Where a setting's value came from, shown by `warden config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +222,17 @@ pub enum ServiceCount {
     Limited(NonZeroU32),
 }
 
+impl ServiceCount {
+    /// The connections a process serves in its life, `None` for no limit:
+    /// the one conversion of the setting to a number.
+    pub fn limit(self) -> Option<u32> {
+        match self {
+            ServiceCount::Limited(count) => Some(count.get()),
+            ServiceCount::Unlimited => None,
+        }
+    }
+}
+
 /// A service's `idle_kill`: how long a process may do nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleKill {
@@ -228,51 +240,6 @@ pub enum IdleKill {
     Infinite,
     /// Idle processes are asked to exit after this long.
     After(Duration),
-}
-
-/// A service's `type`: what the supervisor does specially for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceType {
-    /// `""`: an ordinary service.
-    Default,
-    /// One process is started at startup, without waiting for a connection.
-    Startup,
-    /// A login service: it is told when every process is full, and the
-    /// oldest connections that have not logged in can be evicted.
-    Login,
-    /// The log service: first up, last down.
-    Log,
-    /// The config service: started before the others.
-    Config,
-    /// The anvil service: survives reload.
-    Anvil,
-    /// A worker pool fed by another service.
-    Worker,
-}
-
-impl ServiceType {
-    /// The name as written in the file.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ServiceType::Default => "",
-            ServiceType::Startup => "startup",
-            ServiceType::Login => "login",
-            ServiceType::Log => "log",
-            ServiceType::Config => "config",
-            ServiceType::Anvil => "anvil",
-            ServiceType::Worker => "worker",
-        }
-    }
-
-    const ALL: [ServiceType; 7] = [
-        ServiceType::Default,
-        ServiceType::Startup,
-        ServiceType::Login,
-        ServiceType::Log,
-        ServiceType::Config,
-        ServiceType::Anvil,
-        ServiceType::Worker,
-    ];
 }
 
 /// How a service's processes receive connections and report their load.
@@ -324,7 +291,7 @@ pub struct Service {
     /// The program to run, and its arguments.
     pub executable: Setting<Executable>,
     /// What the supervisor does specially for the service.
-    pub kind: Setting<ServiceType>,
+    pub kind: Setting<ServiceKind>,
     /// The protocol that must be in `protocols` for the service to run.
     pub protocol: Setting<String>,
     /// How processes receive connections and report their load.

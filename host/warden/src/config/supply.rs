@@ -12,13 +12,13 @@
 
 use std::num::NonZeroU32;
 
-use warden_policy::{Defaults, ServiceKind, Supplied};
+use warden_policy::{Defaults, Supplied};
 
 use super::load::{expand_identity, resolve_under};
 use super::value::{Duration, Mode, Size};
 use super::{
-    FileListener, Globals, IdleKill, InetListener, Origin, Problem, Service, ServiceCount,
-    ServiceType, Setting, VszLimit,
+    FileListener, Globals, IdleKill, InetListener, Origin, Problem, Service, ServiceCount, Setting,
+    VszLimit,
 };
 
 /// Whether the file left `setting` to a default.
@@ -69,9 +69,7 @@ pub(super) fn supply(
             ),
         ));
     };
-    put(&mut service.kind, defaults.kind.as_ref(), |kind| {
-        service_type(*kind)
-    });
+    put(&mut service.kind, defaults.kind.as_ref(), |kind| *kind);
     put(
         &mut service.protocol,
         defaults.protocol.as_ref(),
@@ -258,17 +256,5 @@ pub(super) fn supply(
                 kind: Setting::new(String::new(), Origin::BUILTIN),
             });
         }
-    }
-}
-
-fn service_type(kind: ServiceKind) -> ServiceType {
-    match kind {
-        ServiceKind::Default => ServiceType::Default,
-        ServiceKind::Startup => ServiceType::Startup,
-        ServiceKind::Login => ServiceType::Login,
-        ServiceKind::Log => ServiceType::Log,
-        ServiceKind::Config => ServiceType::Config,
-        ServiceKind::Anvil => ServiceType::Anvil,
-        ServiceKind::Worker => ServiceType::Worker,
     }
 }

@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::value::MIN_VSZ_LIMIT;
-use super::{Config, Interface, Origin, Problem, Service, ServiceType, Setting, VszLimit};
+use super::{Config, Interface, Origin, Problem, Service, ServiceKind, Setting, VszLimit};
 
 /// Pushes a problem for every combination of settings in `config` that
 /// cannot work.
@@ -110,7 +110,7 @@ fn check_service(service: &Service, problems: &mut Vec<Problem>) {
                     ),
                 ));
             }
-            if service.kind.value == ServiceType::Startup {
+            if service.kind.value == ServiceKind::Startup {
                 problems.push(at(
                     span_of(&service.kind, header),
                     "type",

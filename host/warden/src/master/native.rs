@@ -41,7 +41,7 @@ use super::metrics::{RejectLabels, label};
 use super::process::{IdleStage, Life, Process};
 use super::table::ProcessTable;
 use super::{Event, Master, Noise};
-use crate::config::{ServiceCount, ServiceType};
+use crate::config::ServiceKind;
 use crate::control::ConnectionStatus;
 
 /// The most messages a process may send in a second: two per connection
@@ -190,10 +190,7 @@ impl Master {
             version: VERSION,
             service: state.name().to_owned(),
             client_limit: state.config.effective_client_limit(),
-            service_count: match state.config.service_count.value {
-                ServiceCount::Limited(count) => Some(count.get()),
-                ServiceCount::Unlimited => None,
-            },
+            service_count: state.config.service_count.value.limit(),
         };
         let name = state.name().to_owned();
         let Some(process) = self.processes.get_mut(pid) else {
@@ -441,7 +438,7 @@ impl Master {
             }
             let waiting = state.queue.len().saturating_sub(room);
             if full
-                && state.config.kind.value == ServiceType::Login
+                && state.config.kind.value == ServiceKind::Login
                 && evictions <= waiting
                 && self.evict(index, waiting, now)
             {
@@ -494,10 +491,7 @@ impl Master {
         };
         let listener = open.name.clone();
         let service = state.name().to_owned();
-        let limit = match state.config.service_count.value {
-            ServiceCount::Limited(count) => Some(count.get()),
-            ServiceCount::Unlimited => None,
-        };
+        let limit = state.config.service_count.value.limit();
         let Some(process) = self.processes.get_mut(pid) else {
             return Ok(());
         };

@@ -18,7 +18,7 @@ use super::service::ServiceState;
 use super::setup::read_config;
 use super::{Event, Master, Phase};
 use super::{descriptors, plugins};
-use crate::config::{Config, ServiceType};
+use crate::config::{Config, ServiceKind};
 use crate::control::Response;
 use crate::listen::{self};
 
@@ -208,7 +208,7 @@ impl Master {
             std::mem::take(&mut self.services)
                 .into_iter()
                 .partition(|s| {
-                    s.config.kind.value == ServiceType::Anvil
+                    s.config.kind.value == ServiceKind::Anvil
                         && s.runs
                         && config.runs(&s.config)
                         && config.services.contains(&s.config)

@@ -13,7 +13,7 @@ use super::metrics::{self, label};
 use super::process::IdleStage;
 use super::ratelimit::{self};
 use super::{Master, Noise};
-use crate::config::{Interface, ServiceType};
+use crate::config::{Interface, ServiceKind};
 
 /// How often the plugins are asked for their metrics.
 pub(super) const PLUGIN_METRICS_EVERY: Duration = Duration::from_secs(1);
@@ -132,7 +132,7 @@ impl Master {
         // and the log service is restarted whenever it has no process.
         let kind = state.config.kind.value;
         if self.processes.count(index) == 0
-            && (kind == ServiceType::Log || (at_startup && kind == ServiceType::Config))
+            && (kind == ServiceKind::Log || (at_startup && kind == ServiceKind::Config))
         {
             wanted = wanted.max(1);
         }

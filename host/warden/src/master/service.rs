@@ -13,13 +13,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use warden_policy::{ProcessView, ServiceKind, ServiceView};
+use warden_policy::{ProcessView, ServiceView};
 use warden_sys::Identity;
 
 use super::launch::Connection;
 use super::process::{FirstReport, PROVEN_AFTER, Process, escalate};
 use super::table::ProcessTable;
-use crate::config::{IdleKill, Interface, Service, ServiceCount, ServiceType};
+use crate::config::{IdleKill, Interface, Service};
 use crate::listen::OpenListener;
 
 /// A service's throttle: after failures, no process is started until it ends.
@@ -315,21 +315,10 @@ impl ServiceState {
     pub(super) fn view(&self) -> ServiceView<'_> {
         ServiceView {
             name: self.name(),
-            kind: match self.config.kind.value {
-                ServiceType::Default => ServiceKind::Default,
-                ServiceType::Startup => ServiceKind::Startup,
-                ServiceType::Login => ServiceKind::Login,
-                ServiceType::Log => ServiceKind::Log,
-                ServiceType::Config => ServiceKind::Config,
-                ServiceType::Anvil => ServiceKind::Anvil,
-                ServiceType::Worker => ServiceKind::Worker,
-            },
+            kind: self.config.kind.value,
             protocol: &self.config.protocol.value,
             policies: &self.config.policies.value,
-            service_count: match self.config.service_count.value {
-                ServiceCount::Limited(count) => Some(count.get()),
-                ServiceCount::Unlimited => None,
-            },
+            service_count: self.config.service_count.value.limit(),
             client_limit: self.config.effective_client_limit(),
             process_limit: self.config.process_limit.value,
             process_min_avail: self.config.process_min_avail.value,

@@ -30,7 +30,7 @@ use super::service::ServiceState;
 use super::table::ProcessTable;
 use super::{Event, Master, Phase, RunError};
 use super::{descriptors, plugins};
-use crate::config::{Config, Interface, ServiceType};
+use crate::config::{Config, Interface, ServiceKind};
 use crate::listen::{self, OpenListener, Spec, Wanted};
 
 /// Reads and checks the configuration at `path` with the defaults of
@@ -66,12 +66,12 @@ pub(super) fn check_interfaces(path: &Path, config: &Config) -> Result<(), RunEr
 
 /// Startup order: log first, then config, then anvil, then the rest in the
 /// order of the file.
-pub(super) fn startup_rank(kind: ServiceType) -> u8 {
+pub(super) fn startup_rank(kind: ServiceKind) -> u8 {
     match kind {
-        ServiceType::Log => 0,
-        ServiceType::Config => 1,
-        ServiceType::Anvil => 2,
-        ServiceType::Default | ServiceType::Startup | ServiceType::Login | ServiceType::Worker => 3,
+        ServiceKind::Log => 0,
+        ServiceKind::Config => 1,
+        ServiceKind::Anvil => 2,
+        ServiceKind::Default | ServiceKind::Startup | ServiceKind::Login | ServiceKind::Worker => 3,
     }
 }
 

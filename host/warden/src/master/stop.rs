@@ -15,7 +15,7 @@ use super::listening::stop_watching;
 use super::process::Life;
 use super::table::Slot;
 use super::{Master, Phase};
-use crate::config::ServiceType;
+use crate::config::ServiceKind;
 
 impl Master {
     /// Old processes get SIGTERM after `shutdown_grace` and SIGKILL after
@@ -75,7 +75,7 @@ impl Master {
     pub(super) fn log_places(&self) -> Vec<Slot> {
         self.services
             .iter()
-            .filter(|s| s.config.kind.value == ServiceType::Log)
+            .filter(|s| s.config.kind.value == ServiceKind::Log)
             .map(|s| Slot::Service(s.place))
             .collect()
     }
