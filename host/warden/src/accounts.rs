@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::config::{Config, Origin, Problem, Service, Setting};
+use crate::config::{Config, Origin, Problem, Service, Setting, Spelling};
 
 /// Whether a name is a user's or a group's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +47,10 @@ fn place<T>(config: &Config, key: &str, setting: &Setting<T>) -> (Range<usize>, 
         };
         (span.unwrap_or(0..0), global.to_owned())
     };
-    let through = |note: &Option<String>| {
-        note.as_deref()
-            .and_then(|note| note.strip_prefix("written as $"))
-            .map(|variable| variable.strip_prefix("SET:").unwrap_or(variable).to_owned())
-    };
+    let through = |note: &Option<Spelling>| note.as_ref().and_then(Spelling::global);
     match &setting.origin {
         Origin::File { span, note } => match through(note) {
-            Some(variable) => (span.clone(), variable),
+            Some(variable) => (span.clone(), variable.to_owned()),
             None => (span.clone(), key.to_owned()),
         },
         Origin::Global {
@@ -63,7 +59,7 @@ fn place<T>(config: &Config, key: &str, setting: &Setting<T>) -> (Range<usize>, 
         // A plugin's `$default_internal_user` is fixed at the global; a
         // name it supplies as it is, by setting the key in the file.
         Origin::Plugin { name, note } => match through(note) {
-            Some(variable) => global(&variable),
+            Some(variable) => global(variable),
             None => (0..0, format!("{key} (supplied by the plugin {name})")),
         },
         Origin::Builtin { .. } => (0..0, key.to_owned()),

@@ -23,7 +23,8 @@ use super::value::{
 };
 use super::{
     Config, Executable, FileListener, Globals, IdleKill, InetListener, Interface, MetricsListen,
-    Origin, PluginSettings, Problem, Service, ServiceCount, ServiceKind, Setting, Ssl, VszLimit,
+    Origin, PluginSettings, Problem, Service, ServiceCount, ServiceKind, Setting, Spelling, Ssl,
+    VszLimit,
 };
 
 /// Where compiled plugins are kept unless `plugin_cache` says otherwise:
@@ -767,22 +768,34 @@ fn read_vsz_limit(item: &Item<'_, '_>) -> Result<VszRead, String> {
 pub(super) fn expand_identity(
     text: &str,
     globals: &Globals,
-) -> Result<(String, Option<String>), String> {
+) -> Result<(String, Option<Spelling>), String> {
     let Some(variable) = text.strip_prefix('$') else {
         return Ok((text.to_owned(), None));
     };
     let name = variable.strip_prefix("SET:").unwrap_or(variable);
-    let value = match name {
-        "default_login_user" => &globals.default_login_user.value,
-        "default_internal_user" => &globals.default_internal_user.value,
-        "default_internal_group" => &globals.default_internal_group.value,
+    let (global, value) = match name {
+        "default_login_user" => ("default_login_user", &globals.default_login_user.value),
+        "default_internal_user" => (
+            "default_internal_user",
+            &globals.default_internal_user.value,
+        ),
+        "default_internal_group" => (
+            "default_internal_group",
+            &globals.default_internal_group.value,
+        ),
         _ => {
             return Err(format!(
                 "`{text}` is not a known variable; use $default_login_user, $default_internal_user or $default_internal_group"
             ));
         }
     };
-    Ok((value.clone(), Some(format!("written as {text}"))))
+    Ok((
+        value.clone(),
+        Some(Spelling::Variable {
+            written: text.to_owned(),
+            global,
+        }),
+    ))
 }
 
 fn identity_setting(
@@ -834,7 +847,7 @@ fn identity_list_setting(
             Err(message) => problems.push(item.problem(message)),
         }
     }
-    let note = (!notes.is_empty()).then(|| notes.join(", "));
+    let note = (!notes.is_empty()).then_some(Spelling::Several(notes));
     Setting::new(
         names,
         Origin::File {
@@ -1210,7 +1223,7 @@ fn read_service_count(
     else {
         return unlimited();
     };
-    let note = alias.map(|alias| format!("written as {alias} (Dovecot 2.4's name)"));
+    let note = alias.map(|alias| Spelling::Alias(alias.to_owned()));
     let count = match item.value.get_ref() {
         DeValue::String(text) if text == "unlimited" => Some(ServiceCount::Unlimited),
         DeValue::Integer(_) => match (item.uint(problems), alias) {
@@ -1264,8 +1277,8 @@ fn read_idle_kill(
     let Some((item, alias)) = table.get_either("idle_kill", "idle_kill_interval", problems) else {
         return global(None);
     };
-    let alias_note = alias.map(|alias| format!("written as {alias} (Dovecot 2.4's name)"));
-    let infinite = |note: Option<String>| {
+    let alias_note = alias.map(|alias| Spelling::Alias(alias.to_owned()));
+    let infinite = |note: Option<Spelling>| {
         Setting::new(
             IdleKill::Infinite,
             Origin::File {
@@ -1280,9 +1293,9 @@ fn read_idle_kill(
         return infinite(alias_note);
     }
     if item.unsigned() == Some(DOVECOT_INFINITE_SECS) {
-        return infinite(Some(format!(
+        return infinite(Some(Spelling::Magic(format!(
             "{DOVECOT_INFINITE_SECS} is Dovecot's infinite"
-        )));
+        ))));
     }
     let Some(duration) = item.parsed(problems, read_duration) else {
         return global(None);
@@ -1430,7 +1443,7 @@ fn read_inet_listener(
                 addresses,
                 Origin::File {
                     span: item.span(),
-                    note: alias.map(|alias| format!("written as {alias} (Dovecot 2.4's name)")),
+                    note: alias.map(|alias| Spelling::Alias(alias.to_owned())),
                 },
             ),
             None => from_global(&globals.listen, "listen", None),

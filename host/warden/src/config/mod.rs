@@ -41,9 +41,8 @@ pub enum Origin {
     File {
         /// Where the value is in the file.
         span: Range<usize>,
-        /// How the file's spelling was read, when that is worth saying
-        /// (an alias, a variable, a magic number).
-        note: Option<String>,
+        /// How the file wrote it, when warden read it as something else.
+        note: Option<Spelling>,
     },
     /// Taken from a global setting such as `default_client_limit`.
     Global {
@@ -63,8 +62,60 @@ pub enum Origin {
         /// The plugin's name.
         name: String,
         /// How its value was read (a `$default_*` variable).
-        note: Option<String>,
+        note: Option<Spelling>,
     },
+}
+
+/// How a value was written when warden read it as something else: what
+/// `warden config` says after the value's origin, and, for a variable,
+/// which global a message about the value points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spelling {
+    /// Under Dovecot 2.4's name for the setting.
+    Alias(String),
+    /// Through a global's variable.
+    Variable {
+        /// As written: `$default_login_user`, or 2.4's
+        /// `$SET:default_login_user`.
+        written: String,
+        /// The global it names.
+        global: &'static str,
+    },
+    /// One of Dovecot's magic numbers, read as what it means.
+    Magic(String),
+    /// A list whose names were written so.
+    Several(Vec<Spelling>),
+}
+
+impl Spelling {
+    /// The global a value written through a variable came from; for a
+    /// list, the first.
+    pub fn global(&self) -> Option<&'static str> {
+        match self {
+            Spelling::Alias(_) | Spelling::Magic(_) => None,
+            Spelling::Variable { global, .. } => Some(global),
+            Spelling::Several(spellings) => spellings.iter().find_map(Spelling::global),
+        }
+    }
+}
+
+impl std::fmt::Display for Spelling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Spelling::Alias(alias) => write!(f, "written as {alias} (Dovecot 2.4's name)"),
+            Spelling::Variable { written, .. } => write!(f, "written as {written}"),
+            Spelling::Magic(meaning) => f.write_str(meaning),
+            Spelling::Several(spellings) => {
+                for (place, spelling) in spellings.iter().enumerate() {
+                    if place > 0 {
+                        f.write_str(", ")?;
+                    }
+                    spelling.fmt(f)?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Origin {

@@ -18,7 +18,7 @@ use super::load::{expand_identity, resolve_under};
 use super::value::{Duration, Mode, Size};
 use super::{
     FileListener, Globals, IdleKill, InetListener, Origin, Problem, Service, ServiceCount, Setting,
-    VszLimit,
+    Spelling, VszLimit,
 };
 
 /// Whether the file left `setting` to a default.
@@ -99,19 +99,19 @@ pub(super) fn supply(
     if let Some(supplied) = &defaults.extra_groups
         && replaceable(&service.extra_groups)
     {
-        let expanded: Result<Vec<(String, Option<String>)>, String> = supplied
+        let expanded: Result<Vec<(String, Option<Spelling>)>, String> = supplied
             .value
             .iter()
             .map(|group| expand_identity(group, globals))
             .collect();
         match expanded {
             Ok(groups) => {
-                let notes: Vec<String> = groups.iter().filter_map(|(_, n)| n.clone()).collect();
+                let notes: Vec<Spelling> = groups.iter().filter_map(|(_, n)| n.clone()).collect();
                 service.extra_groups = Setting::new(
                     groups.into_iter().map(|(name, _)| name).collect(),
                     Origin::Plugin {
                         name: supplied.plugin.clone(),
-                        note: (!notes.is_empty()).then(|| notes.join(", ")),
+                        note: (!notes.is_empty()).then_some(Spelling::Several(notes)),
                     },
                 );
             }
