@@ -12,10 +12,14 @@
 //! or a default) points at the global. Only what a running service uses is
 //! checked: a global no running service names is not looked up.
 
+use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+
+use nix::unistd::Gid;
+use warden_sys::ids::UserEntry;
 
 use crate::config::{Config, Origin, Problem, Service, Setting, Spelling};
 
@@ -158,20 +162,55 @@ fn references(config: &Config) -> Vec<Reference> {
     globals
 }
 
-/// Every problem `config` has on this system: users and groups that do not
-/// exist, executables that cannot be run, chroots that are not
-/// directories. What `warden check` reports and `warden run` refuses.
-pub fn check(config: &Config) -> Vec<Problem> {
-    let mut problems = missing(config);
-    for service in config.services.iter().filter(|s| config.runs(s)) {
-        problems.extend(executable(config, service));
-        problems.extend(chroot(config, service));
-    }
-    problems
+/// The users and groups a configuration's running services name, looked
+/// up on this system once: the master makes its processes' identities and
+/// its sockets' owners from them, and looks up nothing again until the next
+/// reload.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    users: BTreeMap<String, UserEntry>,
+    groups: BTreeMap<String, Gid>,
 }
 
-/// A problem for each user or group `config` names that does not exist.
-fn missing(config: &Config) -> Vec<Problem> {
+impl Accounts {
+    /// The user named `name`, if the configuration names it and it exists.
+    pub fn user(&self, name: &str) -> Option<&UserEntry> {
+        self.users.get(name)
+    }
+
+    /// The group named `name`, if the configuration names it and it exists.
+    pub fn group(&self, name: &str) -> Option<Gid> {
+        self.groups.get(name).copied()
+    }
+}
+
+/// The fourth phase: what `config` names, looked up on this system; or
+/// every problem it has here — users and groups that do not exist,
+/// executables that cannot be run, chroots that are not directories. What
+/// `warden check` reports and `warden run` refuses, at start and on every
+/// reload.
+pub fn resolve(config: &Config) -> Result<Accounts, Vec<Problem>> {
+    let (accounts, mut problems) = look_up(config);
+    for service in config.services.iter().filter(|s| config.runs(s)) {
+        problems.extend(executable(config, service, &accounts));
+        problems.extend(chroot(config, service));
+    }
+    if problems.is_empty() {
+        Ok(accounts)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every problem `config` has on this system, as [`resolve`] finds them.
+pub fn check(config: &Config) -> Vec<Problem> {
+    resolve(config).err().unwrap_or_default()
+}
+
+/// Looks up each user and group `config` names, once; a problem for each
+/// that does not exist.
+fn look_up(config: &Config) -> (Accounts, Vec<Problem>) {
+    let mut accounts = Accounts::default();
     let mut checked: Vec<(Kind, String)> = Vec::new();
     let mut problems = Vec::new();
     for reference in references(config) {
@@ -180,17 +219,24 @@ fn missing(config: &Config) -> Vec<Problem> {
             continue;
         }
         checked.push(seen);
+        let name = &reference.name;
         let (what, found) = match reference.kind {
             Kind::User => (
                 "user",
-                warden_sys::ids::user(&reference.name).map(|u| u.is_some()),
+                warden_sys::ids::user(name).map(|user| {
+                    user.map(|user| accounts.users.insert(name.clone(), user))
+                        .is_some()
+                }),
             ),
             Kind::Group => (
                 "group",
-                warden_sys::ids::group(&reference.name).map(|g| g.is_some()),
+                warden_sys::ids::group(name).map(|group| {
+                    group
+                        .map(|gid| accounts.groups.insert(name.clone(), gid))
+                        .is_some()
+                }),
             ),
         };
-        let name = &reference.name;
         let message = match found {
             Ok(true) => continue,
             Ok(false) => format!(
@@ -201,7 +247,7 @@ fn missing(config: &Config) -> Vec<Problem> {
         };
         problems.push(Problem::new(reference.key, reference.span, message));
     }
-    problems
+    (accounts, problems)
 }
 
 /// Who a service's processes run as, for deciding whether they may execute
@@ -218,9 +264,9 @@ struct Runner {
 }
 
 impl Runner {
-    /// The runner of `service`; `None` when a name it needs does not exist
-    /// (reported on its own) or cannot be looked up.
-    fn of(service: &Service) -> Option<Runner> {
+    /// The runner of `service`, with the names it needs from `accounts`;
+    /// `None` when one does not exist (reported on its own).
+    fn of(service: &Service, accounts: &Accounts) -> Option<Runner> {
         let user = service.user.value.as_str();
         if user.is_empty() {
             let uid = nix::unistd::geteuid().as_raw();
@@ -229,7 +275,7 @@ impl Runner {
                 nix::unistd::getgroups()
                     .unwrap_or_default()
                     .into_iter()
-                    .map(nix::unistd::Gid::as_raw),
+                    .map(Gid::as_raw),
             );
             return Some(Runner {
                 name: format!("warden's own user (uid {uid})"),
@@ -237,8 +283,8 @@ impl Runner {
                 gids,
             });
         }
-        let entry = warden_sys::ids::user(user).ok()??;
-        let group = |name: &str| warden_sys::ids::group(name).ok().flatten();
+        let entry = accounts.user(user)?;
+        let group = |name: &str| accounts.group(name);
         let primary = match service.group.value.as_str() {
             "" => entry.gid,
             name => group(name)?,
@@ -274,7 +320,7 @@ impl Runner {
 /// What is wrong with a running service's executable, as the master will
 /// use it: its first word (resolved against `base_dir` when parsed), which
 /// must be a regular file the service's user may execute.
-fn executable(config: &Config, service: &Service) -> Option<Problem> {
+fn executable(config: &Config, service: &Service, accounts: &Accounts) -> Option<Problem> {
     let program = service.executable.value.argv.first()?;
     let key = format!("service.{}.executable", service.name);
     let (span, fix) = place(config, &key, &service.executable);
@@ -292,7 +338,7 @@ fn executable(config: &Config, service: &Service) -> Option<Problem> {
             "{program} is not a regular file, so it cannot be executed; name a program file in {fix}"
         ),
         Ok(meta) => {
-            let runner = Runner::of(service)?;
+            let runner = Runner::of(service, accounts)?;
             let mode = meta.permissions().mode();
             if runner.may_execute(mode, meta.uid(), meta.gid()) {
                 return None;

@@ -5,8 +5,8 @@
 //! when the global `ssl` is off, an inet listener gets one socket per
 //! address (its own, or the global `listen`), and every listener's backlog
 //! follows its service's capacity, `max_connections` (see
-//! [`warden_sys::listener::backlog`]). User and group names are looked up here, not while
-//! the configuration is read. The system calls themselves are
+//! [`warden_sys::listener::backlog`]). Owners come from the
+//! [`Accounts`] the configuration's fourth phase looked up. The system calls themselves are
 //! `warden-sys`'s.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -16,20 +16,17 @@ use warden_policy::{ListenerKind, ListenerView};
 use warden_sys::listener::backlog;
 use warden_sys::{Endpoint, FileAccess, ListenError, Listener};
 
+use crate::accounts::Accounts;
 use crate::config::value::ListenAddress;
 use crate::config::{Config, FileListener, Service, Ssl};
 
-/// A listener that is open, with what services and policies are told of it.
+/// A listener that is open, with what it was opened as and what services
+/// and policies are told of it.
 #[derive(Debug)]
 pub struct OpenListener {
-    /// Its name: the inet listener's `name`, or the file name of the path.
-    pub name: String,
-    /// Its client type (`type`), empty when the configuration gives none.
-    pub kind: String,
-    /// Whether connections speak TLS from the start.
-    pub ssl: bool,
-    /// Whether a PROXY protocol header comes first.
-    pub haproxy: bool,
+    /// What the configuration asked for, owners looked up: what a reload
+    /// compares with what the new configuration asks for.
+    pub wanted: Wanted,
     /// The socket or fifo.
     pub listener: Listener,
     /// The listener as the policies see it.
@@ -55,19 +52,6 @@ pub enum OpenError {
         name: String,
         /// The listener's path.
         path: String,
-    },
-    /// Looking up an owner failed.
-    #[error("service {service}: looking up {what} {name:?} failed")]
-    Lookup {
-        /// The service.
-        service: String,
-        /// `user` or `group`.
-        what: &'static str,
-        /// The name being looked up.
-        name: String,
-        /// Why it failed.
-        #[source]
-        source: std::io::Error,
     },
     /// Creating the socket or fifo failed.
     #[error("service {service}: cannot create a listener")]
@@ -145,10 +129,7 @@ impl Wanted {
     /// The open listener, described as this one is.
     pub fn with(&self, listener: Listener) -> OpenListener {
         OpenListener {
-            name: self.name.clone(),
-            kind: self.kind.clone(),
-            ssl: self.ssl,
-            haproxy: self.haproxy,
+            wanted: self.clone(),
             listener,
             view: self.view(),
             client_type: self.kind.clone(),
@@ -186,9 +167,13 @@ impl Wanted {
     }
 }
 
-/// Every listener of `service` that its configuration enables, with owners
-/// looked up.
-pub fn wanted(config: &Config, service: &Service) -> Result<Vec<Wanted>, OpenError> {
+/// Every listener of `service` that its configuration enables, with the
+/// owners `accounts` looked up.
+pub fn wanted(
+    config: &Config,
+    service: &Service,
+    accounts: &Accounts,
+) -> Result<Vec<Wanted>, OpenError> {
     let name = service.name.to_string();
     let backlog = backlog(service.max_connections());
     let mut wanted = Vec::new();
@@ -210,12 +195,12 @@ pub fn wanted(config: &Config, service: &Service) -> Result<Vec<Wanted>, OpenErr
             spec: if fifo {
                 Spec::Fifo {
                     path,
-                    access: file_access(&name, listener)?,
+                    access: file_access(&name, listener, accounts)?,
                 }
             } else {
                 Spec::Unix {
                     path,
-                    access: file_access(&name, listener)?,
+                    access: file_access(&name, listener, accounts)?,
                 }
             },
             kind: listener.kind.value.clone(),
@@ -247,8 +232,12 @@ pub fn wanted(config: &Config, service: &Service) -> Result<Vec<Wanted>, OpenErr
 }
 
 /// Opens every listener of `service` that its configuration enables.
-pub fn open(config: &Config, service: &Service) -> Result<Vec<OpenListener>, OpenError> {
-    wanted(config, service)?
+pub fn open(
+    config: &Config,
+    service: &Service,
+    accounts: &Accounts,
+) -> Result<Vec<OpenListener>, OpenError> {
+    wanted(config, service, accounts)?
         .iter()
         .map(|wanted| {
             wanted
@@ -271,17 +260,12 @@ fn socket_address(address: ListenAddress, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-fn file_access(service: &str, listener: &FileListener) -> Result<FileAccess, OpenError> {
+fn file_access(
+    service: &str,
+    listener: &FileListener,
+    accounts: &Accounts,
+) -> Result<FileAccess, OpenError> {
     let path = listener.path.value.display().to_string();
-    let lookup_error = |what: &'static str, name: &str| {
-        let (service, name) = (service.to_owned(), name.to_owned());
-        move |source| OpenError::Lookup {
-            service,
-            what,
-            name,
-            source,
-        }
-    };
     let unknown = |what: &'static str, name: &str| OpenError::UnknownOwner {
         service: service.to_owned(),
         what,
@@ -291,19 +275,15 @@ fn file_access(service: &str, listener: &FileListener) -> Result<FileAccess, Ope
     let user = match listener.user.value.as_str() {
         "" => None,
         name => Some(
-            warden_sys::ids::user(name)
-                .map_err(lookup_error("user", name))?
+            accounts
+                .user(name)
                 .ok_or_else(|| unknown("user", name))?
                 .uid,
         ),
     };
     let group = match listener.group.value.as_str() {
         "" => None,
-        name => Some(
-            warden_sys::ids::group(name)
-                .map_err(lookup_error("group", name))?
-                .ok_or_else(|| unknown("group", name))?,
-        ),
+        name => Some(accounts.group(name).ok_or_else(|| unknown("group", name))?),
     };
     Ok(FileAccess {
         user,

@@ -226,6 +226,7 @@ fn main() -> ExitCode {
 fn run(options: &master::Options) -> Outcome {
     match master::run(options) {
         Ok(()) => Outcome::Success,
+        Err(master::RunError::Unreadable(error)) => load_failed(&error),
         Err(master::RunError::Config(problems)) => {
             eprintln!("{problems}");
             Outcome::BadConfig
@@ -417,7 +418,7 @@ fn check(path: &Path) -> Outcome {
     let config = &checked.config;
     let problems = warden::accounts::check(config);
     if !problems.is_empty() {
-        eprintln!("{}", config::locate_in(path, problems));
+        eprintln!("{}", checked.parsed.locate(problems));
         return Outcome::BadConfig;
     }
     if !checked.failures.is_empty() {

@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
+use warden::accounts::{self, Accounts};
 use warden::config::Config;
 use warden::listen::{OpenListener, open};
 use warden_sys::Endpoint;
@@ -21,8 +22,11 @@ fn config(base_dir: &Path, body: &str) -> Config {
     Config::parse("test.toml", &source).unwrap_or_else(|problems| panic!("{problems}"))
 }
 
+/// Opens the first service's listeners with the users and groups the
+/// configuration names, looked up as the master does at start.
 fn open_all(config: &Config) -> Vec<OpenListener> {
-    open(config, &config.services[0]).expect("open the listeners")
+    let accounts = accounts::resolve(config).unwrap_or_else(|problems| panic!("{problems:?}"));
+    open(config, &config.services[0], &accounts).expect("open the listeners")
 }
 
 /// A port nothing listens on right now.
@@ -64,7 +68,7 @@ fn unix_listeners_are_created_under_base_dir_with_their_exact_mode() {
         !base.path().join("auth-disabled").exists(),
         "mode 0 created a socket"
     );
-    assert_eq!(listeners[0].name, "login");
+    assert_eq!(listeners[0].wanted.name, "login");
     UnixStream::connect(base.path().join("login/login")).expect("connect");
 }
 
@@ -80,7 +84,7 @@ fn unix_listeners_belong_to_their_user_and_group() {
         base.path(),
         r#"
         [service.stats]
-        executable = "/usr/lib/dovecot/stats"
+        executable = "/bin/cat"
         [[service.stats.unix_listener]]
         path = "stats-writer"
         mode = "0660"
@@ -111,7 +115,8 @@ fn an_owner_that_does_not_exist_is_named_with_the_setting_to_change() {
         user = "no-such-user-for-warden"
         "#,
     );
-    let error = open(&config, &config.services[0]).expect_err("an unknown owner");
+    let error =
+        open(&config, &config.services[0], &Accounts::default()).expect_err("an unknown owner");
     let message = error.to_string();
     assert!(
         message.contains(r#"the user "no-such-user-for-warden" of listener"#)
@@ -214,7 +219,7 @@ fn port_0_and_tls_listeners_without_global_ssl_create_nothing() {
     );
     let listeners = open_all(&config);
     assert_eq!(listeners.len(), 1);
-    assert_eq!(listeners[0].name, "pop3");
+    assert_eq!(listeners[0].wanted.name, "pop3");
     TcpStream::connect((Ipv4Addr::LOCALHOST, plain)).expect("the plain listener");
     assert!(
         TcpStream::connect((Ipv4Addr::LOCALHOST, tls)).is_err(),
@@ -265,8 +270,8 @@ fn the_listen_queue_holds_the_service_capacity() {
         path = "tiny"
         "#,
     );
-    let _small = open(&config, &config.services[0]).expect("small");
-    let _tiny = open(&config, &config.services[1]).expect("tiny");
+    let _small = open(&config, &config.services[0], &Accounts::default()).expect("small");
+    let _tiny = open(&config, &config.services[1], &Accounts::default()).expect("tiny");
     // Linux queues one connection more than the backlog on a unix socket.
     let capacity = fill_queue(&base.path().join("small"));
     assert!(

@@ -1,7 +1,8 @@
 //! The configuration: Dovecot's service settings, read from one TOML file.
 //!
-//! [`Config::parse`] turns the text of a file into the *effective*
-//! configuration: every setting of every service filled in, each with its
+//! [`Parsed`] takes a file through the phases every entry point takes in
+//! order — parse, merge the plugins' defaults, validate — into the
+//! *effective* configuration: every setting of every service filled in, each with its
 //! [`Origin`] (the file, a global default, a policy plugin's defaults, or
 //! warden's built-in default), all
 //! relative paths resolved against `base_dir`, and every mistake in the file
@@ -357,7 +358,11 @@ pub struct Service {
     pub privileged_group: Setting<String>,
     /// The directory processes are chrooted into, if any.
     pub chroot: Setting<Option<PathBuf>>,
-    /// Whether the host drops privileges before exec rather than the binary after.
+    /// Whether the host drops privileges before exec rather than the binary
+    /// after. Only Dovecot's own binaries can drop them themselves (from the
+    /// `RESTRICT_*` variables), so only the `dovecot` interface reads it;
+    /// every other interface's processes get their user, groups and chroot
+    /// from the host before exec, whatever it says.
     pub drop_priv_before_exec: Setting<bool>,
     /// Connections one process serves at once.
     pub client_limit: Setting<u32>,
@@ -460,45 +465,72 @@ pub enum LoadError {
     Problems(Problems),
 }
 
-impl Config {
-    /// Reads and checks the configuration file at `path`. This is the one
-    /// place that touches the file system: parsing itself stays pure.
-    pub fn load(path: &Path) -> Result<Config, LoadError> {
-        Config::load_supplied(path, |_| Vec::new())
-    }
+/// A configuration file read and parsed — every value checked on its own,
+/// the settings not yet combined: the first of the phases every entry point
+/// takes in order (`warden run`, `check`, `config`, and each reload).
+///
+/// 1. [`Parsed::read`] (or [`Parsed::new`]): the file read once, and
+///    parsed once; what it writes is [`Parsed::written`], from which the
+///    plugins are loaded;
+/// 2. and 3. [`Parsed::complete`]: each service's plugin defaults merged in,
+///    then the whole validated — the pure effective configuration;
+/// 4. [`crate::accounts`]: what it names looked up on this system.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The file's name, for messages.
+    file: String,
+    /// Its text, for placing problems on their lines.
+    source: String,
+    /// The configuration as written, unless the text is not TOML at all.
+    written: Option<Config>,
+    /// Every problem of a value on its own.
+    problems: Vec<Problem>,
+}
 
-    /// Like [`Config::load`], with the defaults of the services' plugins:
-    /// `defaults` gets the configuration as the file gives it and returns
-    /// what the plugins supply for each service, in the order of
-    /// `services` (see [`Config::parse_supplied`]).
-    pub fn load_supplied(
-        path: &Path,
-        defaults: impl FnOnce(&Config) -> Vec<Result<Defaults, String>>,
-    ) -> Result<Config, LoadError> {
+impl Parsed {
+    /// Reads the file at `path` and parses it: the one place the
+    /// configuration touches the file system. A relative `base_dir` is
+    /// resolved against the file's directory.
+    pub fn read(path: &Path) -> Result<Parsed, LoadError> {
         let (name, source, dir) = read(path)?;
-        Config::parse_supplied(&name, dir.as_deref(), &source, defaults)
-            .map_err(LoadError::Problems)
+        Ok(Parsed::new(&name, dir.as_deref(), &source))
     }
 
-    /// Reads the configuration in `source` like [`Config::parse_in`], with
-    /// what the plugins supply: `defaults` gets the configuration as the
-    /// file gives it and returns, per service in order, its [`Defaults`] or
-    /// why its plugins could not give them (a problem of the service). A
-    /// supplied value fills only what the file left unset, and the result
-    /// is checked as a whole.
-    pub fn parse_supplied(
-        file: &str,
-        dir: Option<&Path>,
-        source: &str,
-        defaults: impl FnOnce(&Config) -> Vec<Result<Defaults, String>>,
-    ) -> Result<Config, Problems> {
+    /// Parses `source`, the text of the file named `file` (used only in
+    /// messages) that lives in the directory `dir`, if known.
+    pub fn new(file: &str, dir: Option<&Path>, source: &str) -> Parsed {
         let mut problems = Vec::new();
-        let Some(mut config) = load::load(source, dir, &mut problems) else {
-            return Err(Problems::locate(file, source, problems));
+        let written = load::load(source, dir, &mut problems);
+        Parsed {
+            file: file.to_owned(),
+            source: source.to_owned(),
+            written,
+            problems,
+        }
+    }
+
+    /// The configuration as the file writes it, when every value reads:
+    /// where the plugins are loaded from, and what `warden run` checks
+    /// before it detaches.
+    pub fn written(&self) -> Result<&Config, Problems> {
+        match &self.written {
+            Some(config) if self.problems.is_empty() => Ok(config),
+            _ => Err(self.locate(self.problems.clone())),
+        }
+    }
+
+    /// The effective configuration: `defaults`, what each service's plugins
+    /// supply in the order of `services` (or why they could not, a problem
+    /// of the service), fill what the file leaves unset, and the whole is
+    /// validated. With values that do not read, the defaults are left out
+    /// and every problem is reported.
+    pub fn complete(&self, defaults: Vec<Result<Defaults, String>>) -> Result<Config, Problems> {
+        let Some(mut config) = self.written.clone() else {
+            return Err(self.locate(self.problems.clone()));
         };
+        let mut problems = self.problems.clone();
         if problems.is_empty() {
-            let supplied = defaults(&config);
-            for (service, defaults) in config.services.iter_mut().zip(supplied) {
+            for (service, defaults) in config.services.iter_mut().zip(defaults) {
                 match defaults {
                     Ok(defaults) => {
                         supply::supply(service, &config.globals, &defaults, &mut problems);
@@ -517,12 +549,27 @@ impl Config {
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(Problems::locate(file, source, problems))
+            Err(self.locate(problems))
         }
     }
 
-    /// Reads the configuration in `source`, the text of the file named
-    /// `file` (used only in messages), and returns the effective
+    /// `problems` found in this file, each placed on its line and column.
+    pub fn locate(&self, problems: Vec<Problem>) -> Problems {
+        Problems::locate(&self.file, &self.source, problems)
+    }
+}
+
+impl Config {
+    /// Reads the configuration at `path` without plugin defaults: only its
+    /// globals are to be used (what the control commands need).
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        Parsed::read(path)?
+            .complete(Vec::new())
+            .map_err(LoadError::Problems)
+    }
+
+    /// Parses `source`, the text of the file named `file` (used only in
+    /// messages), without plugin defaults, and returns the effective
     /// configuration or every problem in it.
     pub fn parse(file: &str, source: &str) -> Result<Config, Problems> {
         Config::parse_in(file, None, source)
@@ -532,21 +579,7 @@ impl Config {
     /// `dir` (an absolute path): a relative `base_dir` is resolved against
     /// it.
     pub fn parse_in(file: &str, dir: Option<&Path>, source: &str) -> Result<Config, Problems> {
-        Config::parse_supplied(file, dir, source, |_| Vec::new())
-    }
-
-    /// Reads the file at `path` and checks each value on its own, but not
-    /// how settings combine, which waits for the plugins' defaults: what
-    /// `warden run` checks before it detaches, without compiling plugins.
-    pub fn load_values(path: &Path) -> Result<Config, LoadError> {
-        let (name, source, dir) = read(path)?;
-        let mut problems = Vec::new();
-        match load::load(&source, dir.as_deref(), &mut problems) {
-            Some(config) if problems.is_empty() => Ok(config),
-            _ => Err(LoadError::Problems(Problems::locate(
-                &name, &source, problems,
-            ))),
-        }
+        Parsed::new(file, dir, source).complete(Vec::new())
     }
 
     /// The service named `name`.
@@ -559,14 +592,6 @@ impl Config {
         let protocol = &service.protocol.value;
         protocol.is_empty() || self.globals.protocols.value.iter().any(|p| p == protocol)
     }
-}
-
-/// `problems` found in the configuration at `path` after it was read (by
-/// the checks that ask the system), each placed on its line and column in
-/// the file as it is now.
-pub fn locate_in(path: &Path, problems: Vec<Problem>) -> Problems {
-    let source = std::fs::read_to_string(path).unwrap_or_default();
-    Problems::locate(&path.to_string_lossy(), &source, problems)
 }
 
 /// The file at `path`: its name for messages, its text, and its directory

@@ -19,10 +19,6 @@ use crate::config::Interface;
 /// descriptors, so it cannot spin.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A task that accepts connections on `listener` for inetd service
-/// `index` of `generation` and forwards them. An error other than "nothing
-/// to accept" (out of descriptors, out of memory) is logged at most once
-/// per backoff and waited out, so the loop never spins.
 /// The PROXY protocol rules of `haproxy` listeners.
 #[derive(Debug)]
 pub(super) struct ProxyRules {
@@ -44,7 +40,9 @@ pub(super) struct Acceptor {
 }
 
 /// Accepts connections on `listener` for an inetd or native service and
-/// sends them to the master; on a `haproxy` listener (`proxy` given), each
+/// sends them to the master. An error other than "nothing to accept" (out
+/// of descriptors, out of memory) is logged at most once per backoff and
+/// waited out, so the loop never spins; on a `haproxy` listener (`proxy` given), each
 /// connection's PROXY header is read first, in a task of its own, and one
 /// that breaks the protocol is closed and reported instead.
 pub(super) fn accept_task(

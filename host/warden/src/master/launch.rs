@@ -23,6 +23,7 @@ use std::path::Path;
 use warden_child::protocol::{CONTROL_FD, VERSION};
 use warden_sys::{Identity, SpawnPlan};
 
+use crate::accounts::Accounts;
 use crate::config::{Service, ServiceCount, VszLimit};
 use crate::listen::OpenListener;
 
@@ -116,9 +117,13 @@ pub(super) enum Ends {
     },
 }
 
-/// Resolves the identity a service's processes take; `None` when the
-/// service names no user and keeps the supervisor's.
-pub(super) fn identity(service: &Service) -> Result<Option<Identity>, LaunchError> {
+/// The identity a service's processes take, from the users and groups
+/// `accounts` looked up; `None` when the service names no user and keeps
+/// the supervisor's.
+pub(super) fn identity(
+    service: &Service,
+    accounts: &Accounts,
+) -> Result<Option<Identity>, LaunchError> {
     let name = service.name.to_string();
     let user_name = service.user.value.as_str();
     if user_name.is_empty() {
@@ -130,26 +135,16 @@ pub(super) fn identity(service: &Service) -> Result<Option<Identity>, LaunchErro
             user: user_name.to_owned(),
         });
     }
-    let io = |what| {
-        let service = name.clone();
-        move |source| LaunchError::Io {
-            service,
-            what,
-            source,
-        }
-    };
     let unknown = |what: &'static str, wanted: &str| LaunchError::Unknown {
         service: name.clone(),
         what,
         name: wanted.to_owned(),
     };
-    let user = warden_sys::ids::user(user_name)
-        .map_err(io("looking up the user"))?
+    let user = accounts
+        .user(user_name)
         .ok_or_else(|| unknown("user", user_name))?;
     let group = |what: &'static str, wanted: &str| {
-        warden_sys::ids::group(wanted)
-            .map_err(io("looking up a group"))?
-            .ok_or_else(|| unknown(what, wanted))
+        accounts.group(wanted).ok_or_else(|| unknown(what, wanted))
     };
     let gid = match service.group.value.as_str() {
         "" => user.gid,
@@ -170,7 +165,7 @@ pub(super) fn identity(service: &Service) -> Result<Option<Identity>, LaunchErro
         gid,
         extra_groups,
         privileged_gid,
-        user_name: Some(user.name),
+        user_name: Some(user.name.clone()),
     }))
 }
 
@@ -225,7 +220,7 @@ pub(super) fn systemd(
 ) -> Result<(SpawnPlan, Output), LaunchError> {
     let mut plan = common(service, identity, base_dir);
     let count = listeners.len();
-    let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    let names: Vec<&str> = listeners.iter().map(|l| l.wanted.name.as_str()).collect();
     let types: Vec<&str> = listeners.iter().map(|l| l.client_type.as_str()).collect();
     plan.env("LISTEN_FDS", count.to_string())
         .env_own_pid("LISTEN_PID")

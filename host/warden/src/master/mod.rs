@@ -83,7 +83,7 @@ use warden_child::protocol::FromService;
 use warden_policy::stats::Event as StatsEvent;
 use warden_policy::{Plugins, Runtime};
 
-use crate::config::Config;
+use crate::config::{Config, LoadError, Parsed, Problems};
 use crate::control::{Request, Response};
 use accept::ACCEPT_BACKOFF;
 use agenda::Agenda;
@@ -97,7 +97,6 @@ use process::Process;
 use ratelimit::LogLimiter;
 use reload::Loading;
 use service::ServiceState;
-use setup::check_interfaces;
 use table::ProcessTable;
 
 /// How often the master runs its round: prefork, throttles, idle kill,
@@ -123,9 +122,12 @@ pub struct Options {
 /// Why the master could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The configuration has problems; they are in the message.
+    /// The configuration file cannot be read.
+    #[error(transparent)]
+    Unreadable(LoadError),
+    /// The configuration has problems, every one of them.
     #[error("{0}")]
-    Config(String),
+    Config(Problems),
     /// Starting failed.
     #[error("{what}")]
     Start {
@@ -252,12 +254,14 @@ enum Noise {
 
 /// Runs the master until it is stopped.
 pub fn run(options: &Options) -> Result<(), RunError> {
-    // Read once, so that a broken file is reported on the terminal before
-    // daemonizing; the master reads it again with its plugins' defaults,
-    // and checks how the settings combine, once logging is set up.
-    let config = Config::load_values(&options.config)
-        .map_err(|error| RunError::Config(error.to_string()))?;
-    check_interfaces(&options.config, &config)?;
+    // Read and parsed once, here, so that a value that does not read is
+    // reported on the terminal before daemonizing; the plugins' defaults,
+    // and how the settings combine, are checked once logging is set up.
+    let parsed = Parsed::read(&options.config).map_err(|error| match error {
+        LoadError::Problems(problems) => RunError::Config(problems),
+        LoadError::Read { .. } => RunError::Unreadable(error),
+    })?;
+    parsed.written().map_err(RunError::Config)?;
     if let Some(pid_file) = &options.pid_file {
         pid_file::ensure_free(pid_file)?;
     }
@@ -279,7 +283,7 @@ pub fn run(options: &Options) -> Result<(), RunError> {
         .build()
         .map_err(|e| RunError::start("cannot start the event loop", e))?;
     runtime.block_on(async {
-        let mut master = Master::start(options.config.clone(), config).await?;
+        let mut master = Master::start(options.config.clone(), parsed).await?;
         master.serve().await
     })
 }

@@ -246,7 +246,7 @@ impl Master {
         let listener = state
             .listeners
             .get(connection.listener)
-            .map(|l| l.name.clone())
+            .map(|l| l.wanted.name.clone())
             .unwrap_or_default();
         let view = ConnectionView {
             id: 0,
@@ -483,13 +483,13 @@ impl Master {
         };
         let info = ConnectionInfo {
             id,
-            listener: open.name.clone(),
+            listener: open.wanted.name.clone(),
             client_type: client_type.0,
             restricted_to_uid: client_type.1,
-            ssl: open.ssl,
+            ssl: open.wanted.ssl,
             peer: peer_info(&connection.ends),
         };
-        let listener = open.name.clone();
+        let listener = open.wanted.name.clone();
         let service = state.name().to_owned();
         let limit = state.config.service_count.value.limit();
         let Some(process) = self.processes.get_mut(pid) else {

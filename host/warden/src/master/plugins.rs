@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime};
 
 use warden_policy::{Budget, Defaults, Origin, Plugin, Plugins, Runtime};
 
-use crate::config::{Config, LoadError, PluginSettings};
+use crate::config::{Config, LoadError, Parsed, PluginSettings};
 
 /// What `plugins_dir` held when last looked at: each `.wasm` file's path,
 /// size and modification time.
@@ -386,13 +386,8 @@ pub fn compile_helper(cache: &Path, builtins: &[String], files: &[PathBuf]) -> R
     Ok(())
 }
 
-/// Reads the configuration at `path` with the defaults of `plugins`.
-pub(super) fn read_config(path: &Path, plugins: &mut Plugins) -> Result<Config, LoadError> {
-    Config::load_supplied(path, |config| defaults(plugins, config))
-}
-
 /// What `plugins` supply for each of `config`'s services, in order.
-fn defaults(plugins: &mut Plugins, config: &Config) -> Vec<Result<Defaults, String>> {
+pub(super) fn defaults(plugins: &mut Plugins, config: &Config) -> Vec<Result<Defaults, String>> {
     let cpus = std::thread::available_parallelism()
         .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
     config
@@ -433,6 +428,8 @@ pub(super) fn unknown_policies(config: &Config, plugins: &Plugins) -> Vec<String
 /// its plugins' defaults, the plugins, and each plugin that failed to load.
 #[derive(Debug)]
 pub struct Checked {
+    /// The file as read, to place the problems found later on its lines.
+    pub parsed: Parsed,
     /// The effective configuration.
     pub config: Config,
     /// Every plugin that loaded.
@@ -442,32 +439,39 @@ pub struct Checked {
     pub failures: Vec<String>,
 }
 
-/// Reads the configuration at `path` as `warden check` does: every plugin,
-/// built-in and in `plugins_dir`, is loaded, checked against the contract
-/// and linked, and supplies its defaults. Compiled code comes from, and
-/// goes to, `plugin_cache` when this user can write there.
+/// Reads the configuration at `path` as `warden check` does, in the
+/// phases `warden run` takes: the file parsed once; every plugin, built-in
+/// and in `plugins_dir`, loaded, checked against the contract and linked;
+/// their defaults merged in and the whole validated. Compiled code comes
+/// from, and goes to, `plugin_cache` when this user can write there.
 pub fn check(path: &Path) -> Result<Checked, LoadError> {
+    let parsed = Parsed::read(path)?;
     let mut failures = Vec::new();
     let mut plugins = Plugins::default();
-    let config = Config::load_supplied(path, |file| {
-        let cache = &file.globals.plugin_cache.value;
-        let usable = cache.is_dir()
-            && nix::unistd::access(cache.as_path(), nix::unistd::AccessFlags::W_OK).is_ok();
-        if usable && let Err(untrusted) = crate::trust::directory(cache, "plugin_cache") {
-            failures.push(untrusted.to_string());
-        }
-        match Runtime::new(usable.then_some(cache.as_path())) {
-            Ok(runtime) => {
-                let loaded = load(&runtime, &Sources::of(file), &Compiler::Here);
-                failures.extend(loaded.failures.iter().map(|(_, why)| why.clone()));
-                plugins = Plugins::new(loaded.plugins);
+    let defaults = match parsed.written() {
+        Ok(file) => {
+            let cache = &file.globals.plugin_cache.value;
+            let usable = cache.is_dir()
+                && nix::unistd::access(cache.as_path(), nix::unistd::AccessFlags::W_OK).is_ok();
+            if usable && let Err(untrusted) = crate::trust::directory(cache, "plugin_cache") {
+                failures.push(untrusted.to_string());
             }
-            Err(error) => failures.push(crate::error_chain(&error)),
+            match Runtime::new(usable.then_some(cache.as_path())) {
+                Ok(runtime) => {
+                    let loaded = load(&runtime, &Sources::of(file), &Compiler::Here);
+                    failures.extend(loaded.failures.iter().map(|(_, why)| why.clone()));
+                    plugins = Plugins::new(loaded.plugins);
+                }
+                Err(error) => failures.push(crate::error_chain(&error)),
+            }
+            defaults(&mut plugins, file)
         }
-        defaults(&mut plugins, file)
-    })?;
+        Err(_) => Vec::new(),
+    };
+    let config = parsed.complete(defaults).map_err(LoadError::Problems)?;
     failures.extend(unknown_policies(&config, &plugins));
     Ok(Checked {
+        parsed,
         config,
         plugins,
         failures,

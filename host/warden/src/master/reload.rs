@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::service::ServiceState;
-use super::setup::read_config;
-use super::{Event, Master, Phase};
+use super::setup;
+use super::{Event, Master, Phase, RunError};
 use super::{descriptors, plugins};
-use crate::config::{Config, ServiceKind};
+use crate::config::{LoadError, Parsed, ServiceKind};
 use crate::control::Response;
-use crate::listen::{self};
 
 /// How often `plugins_dir` is looked at for changes.
 pub(super) const PLUGINS_CHECK: Duration = Duration::from_secs(1);
@@ -36,6 +35,39 @@ pub(super) struct Loading {
     pub(super) replies: Vec<oneshot::Sender<Response>>,
     /// What `plugins_dir` held when the load started.
     pub(super) listing: plugins::Listing,
+    /// The configuration file as it was read when the load started; `None`
+    /// when its values did not read, and only the plugins change.
+    pub(super) parsed: Option<Parsed>,
+}
+
+/// A reload done.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reloaded {
+    /// The new configuration's generation.
+    generation: u64,
+    /// How many processes of the old one are finishing.
+    draining: usize,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "configuration reloaded (generation {}); {} old processes are finishing",
+            self.generation, self.draining
+        )
+    }
+}
+
+/// Why a reload was refused; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReloadError {
+    /// warden is stopping.
+    #[error("warden is stopping")]
+    Stopping,
+    /// The new configuration cannot be used.
+    #[error(transparent)]
+    Refused(#[from] RunError),
 }
 
 impl Loading {
@@ -48,13 +80,14 @@ impl Loading {
 
 impl Master {
     /// Starts loading the plugins afresh, off the event loop, from the
-    /// sources the configuration file names now (the running ones when it
-    /// does not parse and only the plugins are wanted). `warden reload`'s
-    /// answer is `reply`, sent once the reload is done. One load runs at a
-    /// time; another asked for meanwhile follows it.
+    /// sources the configuration file names now (the running ones when its
+    /// values do not read and only the plugins are wanted). The file is
+    /// read once here, and the reload that follows uses what was read.
+    /// `warden reload`'s answer goes to the replies in `wanted`, once the
+    /// reload is done. One load runs at a time; another asked for
+    /// meanwhile follows it.
     pub(super) fn load_plugins(&mut self, wanted: Loading) {
-        if let Some(loading) = &mut self.loading {
-            let _ = loading;
+        if self.loading.is_some() {
             match &mut self.queued {
                 Some(queued) => queued.merge(wanted),
                 None => self.queued = Some(wanted),
@@ -62,21 +95,17 @@ impl Master {
             return;
         }
         let mut wanted = wanted;
-        let sources = match Config::load_values(&self.config_path) {
-            Ok(file) => plugins::Sources::of(&file),
+        match read(&self.config_path) {
+            Ok(parsed) => wanted.parsed = Some(parsed),
             Err(error) if wanted.reload => {
-                let message = format!(
-                    "configuration reload failed; the running configuration stays:\n{error}"
-                );
-                tracing::error!("{message}");
-                for reply in wanted.replies {
-                    let _ = reply.send(Response::Failed {
-                        message: message.clone(),
-                    });
-                }
+                self.refused(&ReloadError::from(error), wanted.replies);
                 return;
             }
-            Err(_) => plugins::Sources::of(&self.config),
+            Err(_) => {}
+        }
+        let sources = match wanted.parsed.as_ref().map(Parsed::written) {
+            Some(Ok(file)) => plugins::Sources::of(file),
+            Some(Err(_)) | None => plugins::Sources::of(&self.config),
         };
         wanted.listing = plugins::listing(&sources.dir);
         self.plugins_checked = Instant::now();
@@ -92,14 +121,20 @@ impl Master {
         match spawned {
             Ok(_) => self.loading = Some(wanted),
             Err(error) => {
-                let message = format!("cannot start loading the plugins: {error}");
-                tracing::error!("{message}");
-                for reply in wanted.replies {
-                    let _ = reply.send(Response::Failed {
-                        message: message.clone(),
-                    });
-                }
+                let error = RunError::start("cannot start loading the plugins", error);
+                self.refused(&ReloadError::from(error), wanted.replies);
             }
+        }
+    }
+
+    /// Logs why a reload was refused, and answers `replies` so.
+    fn refused(&self, error: &ReloadError, replies: Vec<oneshot::Sender<Response>>) {
+        let message = crate::error_chain(error);
+        tracing::error!("configuration reload failed; the running configuration stays:\n{message}");
+        for reply in replies {
+            let _ = reply.send(Response::Failed {
+                message: message.clone(),
+            });
         }
     }
 
@@ -118,27 +153,37 @@ impl Master {
         for missing in plugins::unknown_policies(&self.config, &self.policy) {
             tracing::warn!("{missing}");
         }
-        if done.reload {
-            let response = match self.reload() {
-                Ok(message) => Response::Done { message },
-                Err(message) => Response::Failed { message },
-            };
-            for reply in done.replies {
-                let _ = reply.send(response.clone());
-            }
-        } else if self.phase == Phase::Running {
-            match read_config(&self.config_path, &mut self.policy) {
-                Ok(config) if config == self.config => {}
-                Ok(_) => {
-                    tracing::info!(
-                        "the plugins supply other defaults: reloading the configuration"
-                    );
-                    let _ = self.reload();
+        match (done.reload, &done.parsed) {
+            (true, Some(parsed)) => match self.reload(parsed) {
+                Ok(reloaded) => {
+                    for reply in done.replies {
+                        let _ = reply.send(Response::Done {
+                            message: reloaded.to_string(),
+                        });
+                    }
                 }
-                Err(error) => tracing::error!(
-                    "with the new plugins the configuration has problems; the running one stays:\n{error}"
-                ),
+                Err(error) => self.refused(&error, done.replies),
+            },
+            // A reload is asked for only of a file that was read.
+            (true, None) => {}
+            (false, Some(parsed)) if self.phase == Phase::Running => {
+                match setup::effective(parsed, &mut self.policy) {
+                    Ok((config, _)) if config == self.config => {}
+                    Ok(_) => {
+                        tracing::info!(
+                            "the plugins supply other defaults: reloading the configuration"
+                        );
+                        if let Err(error) = self.reload(parsed) {
+                            self.refused(&error, Vec::new());
+                        }
+                    }
+                    Err(error) => tracing::error!(
+                        "with the new plugins the configuration has problems; the running one stays:\n{}",
+                        crate::error_chain(&error)
+                    ),
+                }
             }
+            (false, _) => {}
         }
         if let Some(queued) = self.queued.take() {
             self.load_plugins(queued);
@@ -164,28 +209,25 @@ impl Master {
         self.load_plugins(Loading::default());
     }
 
-    /// Reloads the configuration file; on failure the running one stays.
-    pub(super) fn reload(&mut self) -> Result<String, String> {
+    /// Reloads the configuration `parsed`, as read for this reload, with
+    /// the plugins just loaded; on failure the running one stays.
+    pub(super) fn reload(&mut self, parsed: &Parsed) -> Result<Reloaded, ReloadError> {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-        let result = self.try_reload();
-        match &result {
-            Ok(message) => tracing::info!("{message}"),
-            Err(message) => tracing::error!(
-                "configuration reload failed; the running configuration stays:\n{message}"
-            ),
+        let result = self.try_reload(parsed);
+        if let Ok(reloaded) = &result {
+            tracing::info!("{reloaded}");
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         result
     }
 
-    pub(super) fn try_reload(&mut self) -> Result<String, String> {
+    fn try_reload(&mut self, parsed: &Parsed) -> Result<Reloaded, ReloadError> {
         if self.phase != Phase::Running {
-            return Err("warden is stopping".to_owned());
+            return Err(ReloadError::Stopping);
         }
         // The plugins were loaded afresh just before: changed files and
         // [plugin.NAME] settings take effect, and quarantines end.
-        let config =
-            read_config(&self.config_path, &mut self.policy).map_err(|e| crate::error_chain(&e))?;
+        let (config, accounts) = setup::effective(parsed, &mut self.policy)?;
         for missing in plugins::unknown_policies(&config, &self.policy) {
             tracing::warn!("{missing}");
         }
@@ -193,14 +235,9 @@ impl Master {
         // Every open listener of the running configuration, by what it is,
         // so that the new one can keep those that did not change.
         let mut old_listeners = Vec::new();
-        for state in &self.services {
-            let Ok(wanted) = listen::wanted(&self.config, &state.config) else {
-                continue;
-            };
-            for (want, open) in wanted.into_iter().zip(&state.listeners) {
-                if let Ok(listener) = open.listener.try_clone() {
-                    old_listeners.push((want.clone(), want.with(listener)));
-                }
+        for open in self.services.iter().flat_map(|s| &s.listeners) {
+            if let Ok(listener) = open.listener.try_clone() {
+                old_listeners.push(open.wanted.with(listener));
             }
         }
         // An unchanged anvil service survives the reload with its processes.
@@ -218,8 +255,14 @@ impl Master {
         self.next_generation += 1;
         let generation = self.next_generation;
         let mut moves = Vec::new();
-        let services = match self.set_up(&config, generation, old_listeners, &mut keep, &mut moves)
-        {
+        let services = match self.set_up(
+            &config,
+            &accounts,
+            generation,
+            old_listeners,
+            &mut keep,
+            &mut moves,
+        ) {
             Ok(services) => services,
             Err(error) => {
                 // Put the running table back, each service at its place:
@@ -228,7 +271,7 @@ impl Master {
                 self.services.extend(keep);
                 self.services.sort_by_key(|s| s.place);
                 self.agenda.reset(self.services.len());
-                return Err(crate::error_chain(&error));
+                return Err(error.into());
             }
         };
         self.generation = generation;
@@ -263,9 +306,20 @@ impl Master {
         self.agenda.reset(self.services.len());
         self.config = config;
         descriptors::check_limit(&self.service_loads());
-        Ok(format!(
-            "configuration reloaded (generation {}); {drained} old processes are finishing",
-            self.generation
-        ))
+        Ok(Reloaded {
+            generation: self.generation,
+            draining: drained,
+        })
     }
+}
+
+/// Reads and parses the configuration file at `path`, its values each
+/// checked on its own.
+fn read(path: &std::path::Path) -> Result<Parsed, RunError> {
+    let parsed = Parsed::read(path).map_err(|error| match error {
+        LoadError::Problems(problems) => RunError::Config(problems),
+        LoadError::Read { .. } => RunError::Unreadable(error),
+    })?;
+    parsed.written().map_err(RunError::Config)?;
+    Ok(parsed)
 }

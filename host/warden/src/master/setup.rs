@@ -30,38 +30,60 @@ use super::service::ServiceState;
 use super::table::ProcessTable;
 use super::{Event, Master, Phase, RunError};
 use super::{descriptors, plugins};
-use crate::config::{Config, Interface, ServiceKind};
+use crate::accounts::Accounts;
+use crate::config::{Config, Interface, Parsed, Problem, ServiceKind};
 use crate::listen::{self, OpenListener, Spec, Wanted};
 
-/// Reads and checks the configuration at `path` with the defaults of
-/// `plugins`, including that this version can run every interface it asks
-/// for and, as `warden check` does, that this system has what it names.
-pub(super) fn read_config(path: &Path, plugins: &mut Plugins) -> Result<Config, RunError> {
-    let config =
-        plugins::read_config(path, plugins).map_err(|error| RunError::Config(error.to_string()))?;
-    check_interfaces(path, &config)?;
-    let problems = crate::accounts::check(&config);
-    if !problems.is_empty() {
-        let problems = crate::config::locate_in(path, problems);
-        return Err(RunError::Config(problems.to_string()));
+/// The effective configuration of `parsed`, with the defaults of
+/// `plugins` (the second and third phases), resolved on this system as
+/// `warden check` resolves it (the fourth): the users and groups it names,
+/// looked up once. That this version can run every interface it asks for
+/// is checked too.
+pub(super) fn effective(
+    parsed: &Parsed,
+    plugins: &mut Plugins,
+) -> Result<(Config, Accounts), RunError> {
+    let defaults = match parsed.written() {
+        Ok(written) => plugins::defaults(plugins, written),
+        Err(_) => Vec::new(),
+    };
+    let config = parsed.complete(defaults).map_err(RunError::Config)?;
+    let mut problems = check_interfaces(&config);
+    let accounts = match crate::accounts::resolve(&config) {
+        Ok(accounts) => Some(accounts),
+        Err(found) => {
+            problems.extend(found);
+            None
+        }
+    };
+    match accounts {
+        Some(accounts) if problems.is_empty() => Ok((config, accounts)),
+        Some(_) | None => Err(RunError::Config(parsed.locate(problems))),
     }
-    Ok(config)
 }
 
-/// Fails when a running service asks for an interface this version cannot
-/// run.
-pub(super) fn check_interfaces(path: &Path, config: &Config) -> Result<(), RunError> {
-    for service in config.services.iter().filter(|s| config.runs(s)) {
-        if service.interface.value == Interface::Dovecot {
-            return Err(RunError::Config(format!(
-                "{}: service {}: interface = \"{}\" is not available in this version of warden; use interface = \"systemd\", \"inetd\" or \"warden\"",
-                path.display(),
-                service.name,
-                service.interface.value.as_str()
-            )));
-        }
-    }
-    Ok(())
+/// A problem for each running service that asks for an interface this
+/// version cannot run.
+pub(super) fn check_interfaces(config: &Config) -> Vec<Problem> {
+    config
+        .services
+        .iter()
+        .filter(|s| config.runs(s) && s.interface.value == Interface::Dovecot)
+        .map(|service| {
+            Problem::new(
+                format!("service.{}.interface", service.name),
+                service
+                    .interface
+                    .origin
+                    .span()
+                    .unwrap_or_else(|| service.span.clone()),
+                format!(
+                    "interface = \"{}\" is not available in this version of warden; use interface = \"systemd\", \"inetd\" or \"warden\"",
+                    service.interface.value.as_str()
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Startup order: log first, then config, then anvil, then the rest in the
@@ -123,12 +145,12 @@ pub(super) fn prepare_base_dir(base_dir: &Path) -> Result<(), RunError> {
 
 /// Whether the running configuration holds a unix socket or fifo at the
 /// path `spec` wants (with other settings, or it would have been reused).
-pub(super) fn holds_path(spec: &Spec, old: &[(Wanted, OpenListener)]) -> bool {
+pub(super) fn holds_path(spec: &Spec, old: &[OpenListener]) -> bool {
     let path = match spec {
         Spec::Unix { path, .. } | Spec::Fifo { path, .. } => path,
         Spec::Inet { .. } => return false,
     };
-    old.iter().any(|(was, _)| match &was.spec {
+    old.iter().any(|was| match &was.wanted.spec {
         Spec::Unix { path: p, .. } | Spec::Fifo { path: p, .. } => p == path,
         Spec::Inet { .. } => false,
     })
@@ -143,10 +165,10 @@ pub(super) fn remove_file_listener(spec: &Spec) {
 }
 
 impl Master {
-    pub(super) async fn start(
-        config_path: PathBuf,
-        file_config: Config,
-    ) -> Result<Master, RunError> {
+    /// Starts the master on `parsed`, the configuration file at
+    /// `config_path` read once, whose values `warden run` checked.
+    pub(super) async fn start(config_path: PathBuf, parsed: Parsed) -> Result<Master, RunError> {
+        let file_config = parsed.written().map_err(RunError::Config)?;
         let (events, receiver) = mpsc::unbounded_channel();
         let (metrics, registry) = Metrics::new();
         prepare_base_dir(&file_config.globals.base_dir.value)?;
@@ -158,11 +180,11 @@ impl Master {
         // The helper is this very executable, even if its file has been
         // replaced since it started.
         let compiler = plugins::Compiler::Helper(PathBuf::from("/proc/self/exe"));
-        let sources = plugins::Sources::of(&file_config);
+        let sources = plugins::Sources::of(file_config);
         let plugins_listing = plugins::listing(&sources.dir);
         let mut policy =
             plugins::load(&runtime, &sources, &compiler).into_plugins(Plugins::default());
-        let config = read_config(&config_path, &mut policy)?;
+        let (config, accounts) = effective(&parsed, &mut policy)?;
         let notify = NotifySocket::open(events.clone())
             .map_err(|e| RunError::start("cannot open the notify socket", e))?;
         let mut master = Master {
@@ -199,8 +221,14 @@ impl Master {
         for missing in plugins::unknown_policies(&master.config, &master.policy) {
             tracing::warn!("{missing}");
         }
-        master.services =
-            master.set_up(&config, 0, Vec::new(), &mut Vec::new(), &mut Vec::new())?;
+        master.services = master.set_up(
+            &config,
+            &accounts,
+            0,
+            Vec::new(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )?;
         descriptors::check_limit(&master.service_loads());
         master.agenda.reset(master.services.len());
         master.start_control()?;
@@ -236,8 +264,9 @@ impl Master {
     pub(super) fn set_up(
         &mut self,
         config: &Config,
+        accounts: &Accounts,
         generation: u64,
-        mut old: Vec<(Wanted, OpenListener)>,
+        mut old: Vec<OpenListener>,
         keep: &mut Vec<ServiceState>,
         moves: &mut Vec<(usize, usize)>,
     ) -> Result<Vec<ServiceState>, RunError> {
@@ -248,16 +277,33 @@ impl Master {
                 .get(i)
                 .map_or(3, |s| startup_rank(s.kind.value))
         });
+        // The identity of each running service, once.
+        let mut identities = Vec::with_capacity(config.services.len());
+        for service in &config.services {
+            identities.push(if config.runs(service) {
+                launch::identity(service, accounts).map_err(|e| {
+                    RunError::start(format!("service {}: cannot set up", service.name), e)
+                })?
+            } else {
+                None
+            });
+        }
         // Chroots first: a listener of one service may live in another's
         // chroot (`login/imap`), and must not create it with its own mode.
-        for service in config.services.iter().filter(|s| config.runs(s)) {
-            if let Some(chroot) = &service.chroot.value {
-                let what = format!("service {}: cannot create its chroot", service.name);
-                let gid = launch::identity(service)
-                    .map_err(|e| RunError::start(what.clone(), e))?
-                    .map(|identity| identity.gid);
-                prepare_chroot(&config.globals.base_dir.value, chroot, gid)
-                    .map_err(|e| RunError::start(what, e))?;
+        for (service, identity) in config.services.iter().zip(&identities) {
+            if let Some(chroot) = service
+                .chroot
+                .value
+                .as_ref()
+                .filter(|_| config.runs(service))
+            {
+                let gid = identity.as_ref().map(|identity| identity.gid);
+                prepare_chroot(&config.globals.base_dir.value, chroot, gid).map_err(|e| {
+                    RunError::start(
+                        format!("service {}: cannot create its chroot", service.name),
+                        e,
+                    )
+                })?;
             }
         }
         // A new state, or the configuration of a state carried over.
@@ -266,7 +312,10 @@ impl Master {
         // Listeners at a path the running configuration holds with other
         // settings are replaced last, once nothing else can fail.
         let mut replacements: Vec<(usize, Wanted)> = Vec::new();
-        for service in order.into_iter().filter_map(|i| config.services.get(i)) {
+        for (service, identity) in order
+            .into_iter()
+            .filter_map(|i| config.services.get(i).zip(identities.get(i)))
+        {
             let runs = config.runs(service);
             if runs && keep.iter().any(|s| s.config == *service) {
                 slots.push(Err(service));
@@ -280,13 +329,12 @@ impl Master {
             }
             let name = service.name.to_string();
             let cannot = |what: &str| format!("service {name}: {what}");
-            state.identity = launch::identity(service)
-                .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
-            let wanted = listen::wanted(config, service)
+            state.identity.clone_from(identity);
+            let wanted = listen::wanted(config, service, accounts)
                 .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
             for want in wanted {
-                if let Some(place) = old.iter().position(|(was, _)| was.spec == want.spec) {
-                    let (_, open) = old.swap_remove(place);
+                if let Some(place) = old.iter().position(|was| was.wanted.spec == want.spec) {
+                    let open = old.swap_remove(place);
                     state.listeners.push(want.with(open.listener));
                 } else if holds_path(&want.spec, &old) {
                     replacements.push((slots.len(), want));
@@ -343,7 +391,7 @@ impl Master {
             if state.runs && accepts && state.acceptors.is_empty() {
                 let name = state.name().to_owned();
                 for (place, open) in state.listeners.iter().enumerate() {
-                    let rules = open.haproxy.then(|| Arc::clone(&proxy));
+                    let rules = open.wanted.haproxy.then(|| Arc::clone(&proxy));
                     let at = Acceptor {
                         generation,
                         index,
