@@ -234,7 +234,13 @@ impl Running {
 
     /// Like [`Running::start`], started as `launch` says.
     pub fn start_with(body: &str, launch: Launch) -> Running {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Running::start_in(tempfile::tempdir().expect("tempdir"), body, launch)
+    }
+
+    /// Like [`Running::start_with`], in `dir`, which the test prepared
+    /// (files the services read before the first connection); `base_dir`
+    /// is `dir/run`.
+    pub fn start_in(dir: tempfile::TempDir, body: &str, launch: Launch) -> Running {
         let config = write_config(dir.path(), body);
         let log = dir.path().join("warden.log");
         let control = dir.path().join("run").join("control");

@@ -14,7 +14,7 @@
 //! 3. every other descriptor closed;
 //! 4. `RLIMIT_DATA` and `RLIMIT_AS` (soft and hard) set, if asked;
 //! 5. `chroot` and `chdir("/")`, if asked, else `chdir` to the working
-//!    directory, if one is given;
+//!    directory, if one is given; then the umask, if one is given;
 //! 6. `setgroups` (the extra groups, then the primary group);
 //! 7. `setresgid`: the primary group as the effective and saved gid, and
 //!    the privileged group, if any, as the real gid, so the process can
@@ -312,6 +312,7 @@ pub struct SpawnPlan {
     vsz_limit: Option<u64>,
     chroot: Option<PathBuf>,
     working_dir: Option<PathBuf>,
+    umask: Option<libc::mode_t>,
     identity: Option<Identity>,
     no_new_privs: bool,
 }
@@ -330,6 +331,7 @@ impl SpawnPlan {
             vsz_limit: None,
             chroot: None,
             working_dir: None,
+            umask: None,
             identity: None,
             no_new_privs: true,
         }
@@ -360,6 +362,13 @@ impl SpawnPlan {
     /// `None` leaves them as they are.
     pub fn vsz_limit(&mut self, bytes: Option<u64>) -> &mut Self {
         self.vsz_limit = bytes;
+        self
+    }
+
+    /// Sets the file mode creation mask the process starts with (Dovecot's
+    /// children expect 0077); without it, the parent's is inherited.
+    pub fn umask(&mut self, mask: u32) -> &mut Self {
+        self.umask = Some(mask);
         self
     }
 
@@ -519,6 +528,7 @@ impl SpawnPlan {
             vsz_limit: self.vsz_limit,
             chroot: chroot.as_deref(),
             working_dir: working_dir.as_deref(),
+            umask: self.umask,
             identity: self.identity.as_ref().map(|id| ChildIdentity {
                 uid: id.uid.as_raw(),
                 real_gid: id.privileged_gid.unwrap_or(id.gid).as_raw(),
@@ -705,6 +715,7 @@ struct ChildPlan<'a> {
     vsz_limit: Option<u64>,
     chroot: Option<&'a CStr>,
     working_dir: Option<&'a CStr>,
+    umask: Option<libc::mode_t>,
     identity: Option<ChildIdentity<'a>>,
     /// The pid of the process making the plan: the child's parent, as
     /// long as that is alive.
@@ -964,6 +975,12 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
         check(Step::Chdir, unsafe {
             libc::syscall(libc::SYS_chdir, dir.as_ptr())
         })?;
+    }
+    if let Some(mask) = plan.umask {
+        // SAFETY: umask takes a plain integer and cannot fail.
+        unsafe {
+            libc::syscall(libc::SYS_umask, mask);
+        }
     }
 
     // 6-9. Identity: groups, then gid, then uid last, then proof.

@@ -27,6 +27,10 @@ use super::{
     VszLimit,
 };
 
+/// The Dovecot configuration the `config` service of a `dovecot`-interface
+/// service set reads, unless `dovecot_config` says otherwise.
+const DEFAULT_DOVECOT_CONFIG: &str = "/etc/dovecot/dovecot.conf";
+
 /// Where compiled plugins are kept unless `plugin_cache` says otherwise:
 /// a cache, so that a reboot does not compile them again.
 const DEFAULT_PLUGIN_CACHE: &str = "/var/cache/warden";
@@ -592,6 +596,15 @@ fn read_globals(
         },
         builtin(PathBuf::from(DEFAULT_PLUGIN_CACHE)),
     );
+    let dovecot_config = setting(
+        root.get("dovecot_config"),
+        problems,
+        |item, problems| {
+            let text = item.string(problems)?;
+            item.parsed(problems, |_| resolve_under(&base, text))
+        },
+        builtin(PathBuf::from(DEFAULT_DOVECOT_CONFIG)),
+    );
     let haproxy_trusted_networks = setting(
         root.get("haproxy_trusted_networks"),
         problems,
@@ -632,6 +645,7 @@ fn read_globals(
         default_internal_group,
         plugins_dir,
         plugin_cache,
+        dovecot_config,
         shutdown_clients,
         control_socket,
         metrics_listen,

@@ -216,6 +216,9 @@ pub struct Globals {
     /// Where compiled plugins are kept, so a restart or a reboot does not
     /// compile them again; root's (or warden's user's), closed to others.
     pub plugin_cache: Setting<PathBuf>,
+    /// The Dovecot configuration file (`dovecot.conf`) the `config` service
+    /// of `dovecot`-interface services reads and serves to the others.
+    pub dovecot_config: Setting<PathBuf>,
     /// Whether reload and stop close the clients of old processes.
     pub shutdown_clients: Setting<bool>,
     /// The unix socket `warden status`, `warden reload` and friends talk to.

@@ -153,6 +153,7 @@ fn render_globals(out: &mut String, config: &Config) {
     });
     s.add("plugins_dir", &g.plugins_dir, |p| path(p));
     s.add("plugin_cache", &g.plugin_cache, |p| path(p));
+    s.add("dovecot_config", &g.dovecot_config, |p| path(p));
     s.add("shutdown_clients", &g.shutdown_clients, bool::to_string);
     s.add("control_socket", &g.control_socket, |p| path(p));
     s.add("metrics_listen", &g.metrics_listen, |m| match m {

@@ -11,6 +11,9 @@
 //!   (`WARDEN_CONTROL_FD`, `WARDEN_PROTOCOL`), `WARDEN_SERVICE`,
 //!   `WARDEN_CLIENT_LIMIT` and `WARDEN_SERVICE_COUNT` (when limited).
 //!
+//! - `dovecot`: Dovecot's own child interface, described in
+//!   [`dovecot`](super::dovecot).
+//!
 //! Every process gets `/dev/null` on stdin unless the interface says
 //! otherwise, its stdout and stderr on pipes the master reads, a clean
 //! environment, and the identity, chroot and address-space limit of its
@@ -23,6 +26,8 @@ use std::path::Path;
 use warden_child::protocol::{CONTROL_FD, VERSION};
 use warden_sys::{Identity, SpawnPlan};
 
+use super::dovecot;
+use super::service::ServiceState;
 use crate::accounts::Accounts;
 use crate::config::{Service, ServiceCount, VszLimit};
 use crate::listen::OpenListener;
@@ -172,6 +177,19 @@ pub(super) fn identity(
 /// A plan with what every interface shares: argv, the common environment,
 /// limits, chroot and identity.
 fn common(service: &Service, identity: Option<&Identity>, base_dir: &Path) -> SpawnPlan {
+    let mut plan = unprivileged(service, base_dir);
+    if let Some(dir) = &service.chroot.value {
+        plan.chroot(dir);
+    }
+    if let Some(identity) = identity {
+        plan.identity(identity.clone());
+    }
+    plan
+}
+
+/// A plan with argv, the common environment and the limits, keeping the
+/// master's identity and root.
+fn unprivileged(service: &Service, base_dir: &Path) -> SpawnPlan {
     let mut plan = SpawnPlan::new(service.name.as_str(), &service.executable.value.argv);
     plan.env("PATH", PATH)
         .env("WARDEN_SERVICE", service.name.as_str());
@@ -181,14 +199,8 @@ fn common(service: &Service, identity: Option<&Identity>, base_dir: &Path) -> Sp
     if let VszLimit::Bytes(size) = service.vsz_limit.value {
         plan.vsz_limit(Some(size.0));
     }
-    if let Some(dir) = &service.chroot.value {
-        plan.chroot(dir);
-    }
     // Not the master's directory, whatever it was started from.
     plan.working_dir(base_dir);
-    if let Some(identity) = identity {
-        plan.identity(identity.clone());
-    }
     plan
 }
 
@@ -322,6 +334,79 @@ pub(super) fn inetd(
     plan.fd(connection.socket, 0)
         .fd(duplicate, 1)
         .fd(stderr_write, 2);
+    Ok((
+        plan,
+        Output {
+            stdout: None,
+            stderr: stderr_read,
+        },
+    ))
+}
+
+/// A plan for a process of a `dovecot`-interface service: the descriptor
+/// table and environment of [`dovecot`], a working directory at
+/// `base_dir` and umask 0077. With `drop_priv_before_exec = no` (Dovecot's
+/// default) the process starts as root and is told in `RESTRICT_*` whom to
+/// become and where to chroot, which it does after its privileged setup;
+/// with `yes` the host applies both before exec, as for other interfaces.
+pub(super) fn dovecot(
+    state: &ServiceState,
+    context: dovecot::Context<'_>,
+) -> Result<(SpawnPlan, Output), LaunchError> {
+    let service = &state.config;
+    let io = |what: &'static str| {
+        move |source: std::io::Error| LaunchError::Io {
+            service: service.name.to_string(),
+            what,
+            source,
+        }
+    };
+    let mut plan = if service.drop_priv_before_exec.value {
+        common(service, state.identity.as_ref(), context.base_dir)
+    } else {
+        let mut plan = unprivileged(service, context.base_dir);
+        let chroot = service.chroot.value.as_deref();
+        match &state.identity {
+            Some(identity) => {
+                for (key, value) in identity.dovecot_restrict_env(chroot) {
+                    plan.env(key, value);
+                }
+            }
+            None => {
+                if let Some(chroot) = chroot {
+                    plan.env("RESTRICT_CHROOT", chroot);
+                }
+            }
+        }
+        plan
+    };
+    plan.umask(0o077);
+    let mut listeners = Vec::with_capacity(state.listeners.len());
+    for open in &state.listeners {
+        let fd = open
+            .listener
+            .try_clone()
+            .map_err(io("duplicating a listener"))?;
+        let settings =
+            dovecot::socket_settings(&open.wanted.name, open.wanted.ssl, open.wanted.haproxy);
+        listeners.push((OwnedFd::from(fd), settings));
+    }
+    let pipes = state
+        .dovecot
+        .as_ref()
+        .ok_or_else(|| io("opening its status pipes")(std::io::Error::other("not open")))?;
+    let child = dovecot::child(context, pipes, listeners, service)
+        .map_err(io("preparing its descriptors"))?;
+    for (key, value) in child.env {
+        plan.env(key, value);
+    }
+    let (stderr_read, stderr_write) = pipe(service)?;
+    plan.fd(dev_null(service)?, 0)
+        .fd(dev_null(service)?, 1)
+        .fd(stderr_write, 2);
+    for (fd, target) in child.fds {
+        plan.fd(fd, target);
+    }
     Ok((
         plan,
         Output {

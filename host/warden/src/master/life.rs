@@ -13,6 +13,7 @@ use warden_policy::stats::Event as StatsEvent;
 use warden_policy::{ExitCause, ExitView, Lifecycle, Policy};
 use warden_sys::Exit;
 
+use super::dovecot;
 use super::launch::{self, Connection};
 use super::listening::stop_watching;
 use super::metrics::{ExitLabels, label};
@@ -23,7 +24,7 @@ use super::service::ServiceState;
 use super::table::Slot;
 use super::{Event, Master, Noise, Phase};
 use super::{ROUND, native};
-use crate::config::Interface;
+use crate::config::{Interface, ServiceKind};
 
 /// Forwards the exit of `child` as an event when its pidfd is readable.
 pub(super) fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
@@ -86,6 +87,7 @@ impl Master {
     /// Starts a process of service `index`, for `connection` if given.
     pub(super) fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<i32> {
         let now = Instant::now();
+        let stats_writer = dovecot::stats_writer(&self.services);
         let state = self.services.get_mut(index)?;
         if !state.below_limit(&self.processes) {
             // Whatever a policy asked for, process_limit holds.
@@ -94,6 +96,7 @@ impl Master {
         let service = &state.config;
         let base_dir = &self.config.globals.base_dir.value;
         let mut channel = None;
+        let mut generation = None;
         let peer = connection.as_ref().and_then(|c| native::source(&c.ends));
         let planned = match (service.interface.value, connection) {
             (Interface::Inetd, Some(connection)) => {
@@ -110,6 +113,21 @@ impl Master {
                     source,
                 }),
             },
+            (Interface::Dovecot, _) => {
+                generation = Some(self.next_dovecot_generation);
+                self.next_dovecot_generation = self.next_dovecot_generation.wrapping_add(1).max(1);
+                launch::dovecot(
+                    state,
+                    dovecot::Context {
+                        kind: state.config.kind.value,
+                        generation: generation.unwrap_or_default(),
+                        anvil: self.anvil.as_mut(),
+                        base_dir: &self.config.globals.base_dir.value,
+                        dovecot_config: &self.config.globals.dovecot_config.value,
+                        stats_writer: stats_writer.as_deref(),
+                    },
+                )
+            }
             (_, _) => launch::systemd(
                 base_dir,
                 service,
@@ -139,10 +157,21 @@ impl Master {
         if let Some(stdout) = output.stdout {
             output::capture(name.clone(), pid, Stream::Stdout, stdout);
         }
-        output::capture(name.clone(), pid, Stream::Stderr, output.stderr);
+        let stderr = match state.interface() {
+            Interface::Dovecot if state.config.kind.value != ServiceKind::Log => Stream::DovecotLog,
+            _ => Stream::Stderr,
+        };
+        output::capture(name.clone(), pid, stderr, output.stderr);
         watch_exit(&child, self.events.clone());
         let mut process = Process::new(child, now, state.config.effective_client_limit());
         process.peer = peer;
+        process.generation = generation;
+        if state.config.kind.value == ServiceKind::Anvil
+            && let Some(anvil) = generation.and(self.anvil.as_ref())
+            && let Err(error) = anvil.greet()
+        {
+            tracing::warn!(service = name, pid, %error, "cannot greet anvil; it will refuse its clients' lines");
+        }
         if state.interface() == Interface::Inetd {
             // It serves its one connection from the start and takes no other.
             process.ready(now);

@@ -56,7 +56,7 @@ impl Master {
         if !state.may_spawn(now) || self.phase != Phase::Running {
             return;
         }
-        if state.available(&self.processes) > 0 || state.spawn_pending.is_some() {
+        if state.available(&self.processes) > 0 || state.one_coming(&self.processes) {
             return;
         }
         if state.below_limit(&self.processes) {
@@ -106,7 +106,7 @@ impl Master {
         };
         let want = state.may_spawn(now)
             && !state.listeners.is_empty()
-            && state.spawn_pending.is_none()
+            && !state.one_coming(&self.processes)
             && state.available(&self.processes) == 0
             && (state.below_limit(&self.processes) || state.waiting_since.is_none());
         if !want {

@@ -72,6 +72,9 @@ pub(super) struct Metrics {
     pub rejected: Family<RejectLabels, Counter>,
     /// Connections of a full login service closed to make room.
     pub evicted: Family<ServiceLabel, Counter>,
+    /// Dovecot status records ignored: from an unknown pid, or with a
+    /// generation not given to that pid.
+    pub ignored_status: Counter,
 }
 
 impl Metrics {
@@ -120,6 +123,11 @@ impl Metrics {
             "evicted_connections",
             "Connections of a full login service closed to make room",
             metrics.evicted.clone(),
+        );
+        registry.register(
+            "dovecot_ignored_status_records",
+            "Status records of dovecot-interface services ignored: unknown pid or wrong generation",
+            metrics.ignored_status.clone(),
         );
         (metrics, Arc::new(registry))
     }

@@ -51,6 +51,7 @@ mod clients;
 mod commands;
 mod connections;
 mod descriptors;
+mod dovecot;
 mod launch;
 mod life;
 mod listening;
@@ -211,6 +212,8 @@ enum Event {
         /// Its channel's serial.
         channel: u64,
     },
+    /// A `dovecot`-interface process wrote a status record.
+    Status(dovecot::Status),
     /// A plugin set finished loading off the event loop.
     PluginsLoaded(plugins::Loaded),
     /// A client connected to the control socket.
@@ -334,11 +337,19 @@ struct Master {
     /// Control connections being served; the last answers (to `stop`)
     /// are written before the master exits.
     control_clients: ControlClients,
+    /// Anvil's pipes, from when a `dovecot`-interface anvil service is
+    /// first set up, kept across reloads as anvil is.
+    anvil: Option<dovecot::Anvil>,
+    /// The reader of the FIFO Dovecot's `auth` opens at start, when no
+    /// service provides it.
+    old_stats: Option<tokio::task::JoinHandle<()>>,
+    /// The `GENERATION` the next `dovecot`-interface process gets.
+    next_dovecot_generation: u32,
 }
 
 impl Drop for Master {
     fn drop(&mut self) {
-        for task in self.tasks.drain(..) {
+        for task in self.tasks.drain(..).chain(self.old_stats.take()) {
             task.abort();
         }
     }
@@ -415,6 +426,7 @@ impl Master {
                 self.processes.place(*pid)
             }
             Event::Notify { pid, .. } => self.processes.place(pid.as_raw()),
+            Event::Status(status) => self.processes.place(status.pid),
             Event::Readable { generation, index }
             | Event::Accepted {
                 generation, index, ..
@@ -435,6 +447,7 @@ impl Master {
         match event {
             Event::Exited { pid } => self.exited(pid),
             Event::Notify { pid, message } => self.notified(pid, message),
+            Event::Status(status) => self.status(status),
             Event::Readable { generation, index } if generation == self.generation => {
                 self.readable(index);
             }

@@ -34,6 +34,70 @@ const LINES_PER_WINDOW: usize = 200;
 pub(super) enum Stream {
     Stdout,
     Stderr,
+    /// The stderr of a Dovecot binary told `LOG_SERVICE=1`: lines in
+    /// Dovecot's log protocol, each logged at its own level with the
+    /// prefix the process set.
+    DovecotLog,
+}
+
+/// The severity of a line in Dovecot's log protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+/// What one process said of itself in Dovecot's log protocol: its
+/// default prefix (`imap-login: `), set by an option line.
+#[derive(Debug, Default)]
+struct DovecotLog {
+    prefix: String,
+}
+
+impl DovecotLog {
+    /// The level and text of `line`, `\001`, a type byte, `<pid> `, an
+    /// optional `<n> ` when the text starts with its own n-byte prefix,
+    /// then the text; `None` for an option line, which only sets state.
+    /// A line not in the protocol is logged as it is.
+    fn decode(&mut self, line: &[u8]) -> Option<(Level, String)> {
+        let (&[1, kind], rest) = line.split_at_checked(2).unwrap_or((&[], line)) else {
+            return Some((Level::Info, String::from_utf8_lossy(line).into_owned()));
+        };
+        let text = String::from_utf8_lossy(rest);
+        let text = text.split_once(' ').map_or("", |(_pid, text)| text);
+        let log_type = (kind & 0x3f).wrapping_sub(1);
+        if log_type == 7 {
+            if let Some(prefix) = text.strip_prefix("prefix=") {
+                prefix.clone_into(&mut self.prefix);
+            }
+            return None;
+        }
+        let level = match log_type {
+            0 => Level::Debug,
+            1 => Level::Info,
+            2 => Level::Warning,
+            _ => Level::Error,
+        };
+        let severity = match log_type {
+            4 => "Fatal: ",
+            5 => "Panic: ",
+            _ => "",
+        };
+        let own_prefix = kind & 0x40 != 0;
+        let text = if own_prefix {
+            // "<n> " and the text, whose first n bytes are its prefix.
+            text.split_once(' ')
+                .map_or(text, |(_n, text)| text)
+                .to_owned()
+        } else if kind & 0x80 != 0 {
+            text.to_owned()
+        } else {
+            format!("{}{severity}{text}", self.prefix)
+        };
+        Some((level, text))
+    }
 }
 
 /// Starts logging what arrives on `pipe` until the writer closes it.
@@ -51,6 +115,7 @@ pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) 
         let mut chunk = [0u8; 4096];
         let mut window = Instant::now();
         let mut logged = 0;
+        let mut dovecot = matches!(stream, Stream::DovecotLog).then(DovecotLog::default);
         loop {
             let read = match receiver.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
@@ -76,21 +141,76 @@ pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) 
                     window = Instant::now();
                     logged = 0;
                 }
-                log_line(&service, pid, stream, &line);
+                log_line(&service, pid, stream, &line, dovecot.as_mut());
                 logged += 1;
             }
         }
         if !buffer.is_empty() {
-            log_line(&service, pid, stream, &buffer);
+            log_line(&service, pid, stream, &buffer, dovecot.as_mut());
         }
     });
 }
 
-fn log_line(service: &str, pid: i32, stream: Stream, line: &[u8]) {
-    let text = String::from_utf8_lossy(line);
+fn log_line(
+    service: &str,
+    pid: i32,
+    stream: Stream,
+    line: &[u8],
+    dovecot: Option<&mut DovecotLog>,
+) {
     let stream = match stream {
         Stream::Stdout => "stdout",
-        Stream::Stderr => "stderr",
+        Stream::Stderr | Stream::DovecotLog => "stderr",
     };
-    tracing::info!(target: "warden::child", service, pid, stream, "{text}");
+    let Some(dovecot) = dovecot else {
+        let text = String::from_utf8_lossy(line);
+        tracing::info!(target: "warden::child", service, pid, stream, "{text}");
+        return;
+    };
+    match dovecot.decode(line) {
+        None => {}
+        Some((Level::Debug, text)) => {
+            tracing::debug!(target: "warden::child", service, pid, stream, "{text}");
+        }
+        Some((Level::Info, text)) => {
+            tracing::info!(target: "warden::child", service, pid, stream, "{text}");
+        }
+        Some((Level::Warning, text)) => {
+            tracing::warn!(target: "warden::child", service, pid, stream, "{text}");
+        }
+        Some((Level::Error, text)) => {
+            tracing::error!(target: "warden::child", service, pid, stream, "{text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dovecot_log_lines_take_their_level_and_the_prefix_the_process_set() {
+        let mut log = DovecotLog::default();
+        assert_eq!(log.decode(b"\x01\x08 18431 ip=127.0.0.1"), None);
+        assert_eq!(log.decode(b"\x01\x0818431 prefix=imap-login: "), None);
+        assert_eq!(
+            log.decode(b"\x01\x0218431 Login: user=<alice>"),
+            Some((Level::Info, "imap-login: Login: user=<alice>".to_owned()))
+        );
+        assert_eq!(
+            log.decode(b"\x01\x0518431 Couldn't connect to anvil"),
+            Some((
+                Level::Error,
+                "imap-login: Fatal: Couldn't connect to anvil".to_owned()
+            ))
+        );
+        assert_eq!(
+            log.decode(b"\x01\x4318431 12 imap(alice): Warning text"),
+            Some((Level::Warning, "imap(alice): Warning text".to_owned()))
+        );
+        assert_eq!(
+            log.decode(b"plain text"),
+            Some((Level::Info, "plain text".to_owned()))
+        );
+    }
 }

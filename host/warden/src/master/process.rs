@@ -515,6 +515,9 @@ pub(super) struct Process {
     pub channel: Option<Channel>,
     /// The client address of the one connection an inetd process serves.
     pub peer: Option<std::net::IpAddr>,
+    /// The `GENERATION` a `dovecot`-interface process was given; its
+    /// status records must carry it.
+    pub generation: Option<u32>,
 }
 
 impl Process {
@@ -533,6 +536,7 @@ impl Process {
             status: None,
             channel: None,
             peer: None,
+            generation: None,
         }
     }
 

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use warden_policy::{ProcessView, ServiceView};
 use warden_sys::Identity;
 
+use super::dovecot;
 use super::launch::Connection;
-use super::process::{FirstReport, PROVEN_AFTER, Process, escalate};
+use super::process::{FirstReport, Life, PROVEN_AFTER, Process, escalate};
 use super::table::ProcessTable;
 use crate::config::{IdleKill, Interface, Service};
 use crate::listen::OpenListener;
@@ -86,6 +87,8 @@ pub(super) struct ServiceState {
     pub spawns: u64,
     /// Connections dropped at `process_limit`.
     pub dropped: u64,
+    /// The pipes a `dovecot`-interface service's processes share.
+    pub dovecot: Option<dovecot::Pipes>,
 }
 
 impl Drop for ServiceState {
@@ -123,6 +126,7 @@ impl ServiceState {
             acceptors: Vec::new(),
             spawns: 0,
             dropped: 0,
+            dovecot: None,
         }
     }
 
@@ -281,6 +285,16 @@ impl ServiceState {
     /// Processes that can take a connection now.
     pub(super) fn available(&self, processes: &ProcessTable<Process>) -> u32 {
         self.count(processes, Process::has_room)
+    }
+
+    /// Whether a process is on its way that will take the connections
+    /// waiting now: one the master started for them, or, on Dovecot's
+    /// interface, any that has not sent its first status yet, which
+    /// Dovecot counts available from fork with its whole `CLIENT_LIMIT`.
+    pub(super) fn one_coming(&self, processes: &ProcessTable<Process>) -> bool {
+        self.spawn_pending.is_some()
+            || (self.interface() == Interface::Dovecot
+                && self.count(processes, |p| p.life() == Life::Starting) > 0)
     }
 
     /// Connections the service can take now without a new process.

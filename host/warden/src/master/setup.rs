@@ -29,16 +29,15 @@ use super::ratelimit::{self, LogLimiter};
 use super::service::ServiceState;
 use super::table::ProcessTable;
 use super::{Event, Master, Phase, RunError};
-use super::{descriptors, plugins};
+use super::{descriptors, dovecot, plugins};
 use crate::accounts::Accounts;
-use crate::config::{Config, Interface, Parsed, Problem, ServiceKind};
+use crate::config::{Config, Interface, Parsed, ServiceKind};
 use crate::listen::{self, OpenListener, Spec, Wanted};
 
 /// The effective configuration of `parsed`, with the defaults of
 /// `plugins` (the second and third phases), resolved on this system as
 /// `warden check` resolves it (the fourth): the users and groups it names,
-/// looked up once. That this version can run every interface it asks for
-/// is checked too.
+/// looked up once.
 pub(super) fn effective(
     parsed: &Parsed,
     plugins: &mut Plugins,
@@ -48,42 +47,10 @@ pub(super) fn effective(
         Err(_) => Vec::new(),
     };
     let config = parsed.complete(defaults).map_err(RunError::Config)?;
-    let mut problems = check_interfaces(&config);
-    let accounts = match crate::accounts::resolve(&config) {
-        Ok(accounts) => Some(accounts),
-        Err(found) => {
-            problems.extend(found);
-            None
-        }
-    };
-    match accounts {
-        Some(accounts) if problems.is_empty() => Ok((config, accounts)),
-        Some(_) | None => Err(RunError::Config(parsed.locate(problems))),
+    match crate::accounts::resolve(&config) {
+        Ok(accounts) => Ok((config, accounts)),
+        Err(problems) => Err(RunError::Config(parsed.locate(problems))),
     }
-}
-
-/// A problem for each running service that asks for an interface this
-/// version cannot run.
-pub(super) fn check_interfaces(config: &Config) -> Vec<Problem> {
-    config
-        .services
-        .iter()
-        .filter(|s| config.runs(s) && s.interface.value == Interface::Dovecot)
-        .map(|service| {
-            Problem::new(
-                format!("service.{}.interface", service.name),
-                service
-                    .interface
-                    .origin
-                    .span()
-                    .unwrap_or_else(|| service.span.clone()),
-                format!(
-                    "interface = \"{}\" is not available in this version of warden; use interface = \"systemd\", \"inetd\" or \"warden\"",
-                    service.interface.value.as_str()
-                ),
-            )
-        })
-        .collect()
 }
 
 /// Startup order: log first, then config, then anvil, then the rest in the
@@ -217,6 +184,9 @@ impl Master {
             spawned_this_round: false,
             tasks: Vec::new(),
             control_clients: ControlClients::default(),
+            anvil: None,
+            old_stats: None,
+            next_dovecot_generation: 1,
         };
         for missing in plugins::unknown_policies(&master.config, &master.policy) {
             tracing::warn!("{missing}");
@@ -306,6 +276,21 @@ impl Master {
                 })?;
             }
         }
+        let dovecot_runs = config
+            .services
+            .iter()
+            .any(|s| config.runs(s) && s.interface.value == Interface::Dovecot);
+        if dovecot_runs && self.old_stats.is_none() && !dovecot::old_stats_served(config) {
+            let base_dir = &config.globals.base_dir.value;
+            match dovecot::old_stats_sink(base_dir) {
+                Ok(task) => self.old_stats = Some(task),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot make {}/old-stats-user; Dovecot's auth will log that it cannot open it",
+                    base_dir.display()
+                ),
+            }
+        }
         // A new state, or the configuration of a state carried over.
         let mut slots: Vec<Result<ServiceState, &crate::config::Service>> =
             Vec::with_capacity(order.len());
@@ -330,6 +315,18 @@ impl Master {
             let name = service.name.to_string();
             let cannot = |what: &str| format!("service {name}: {what}");
             state.identity.clone_from(identity);
+            if service.interface.value == Interface::Dovecot {
+                state.dovecot = Some(
+                    dovecot::Pipes::open(service.kind.value, self.events.clone())
+                        .map_err(|e| RunError::start(cannot("cannot open its status pipes"), e))?,
+                );
+                if service.kind.value == ServiceKind::Anvil && self.anvil.is_none() {
+                    self.anvil =
+                        Some(dovecot::Anvil::open().map_err(|e| {
+                            RunError::start(cannot("cannot open anvil's pipes"), e)
+                        })?);
+                }
+            }
             let wanted = listen::wanted(config, service, accounts)
                 .map_err(|e| RunError::start(cannot("cannot set up"), e))?;
             for want in wanted {
