@@ -32,6 +32,14 @@ const BINARIES: [&str; 7] = [
     "pop3",
 ];
 
+/// Dovecot's log service, to add to a configuration: every process's
+/// lines then go through it.
+const LOG_SERVICE: &str = r#"
+[service.log]
+executable = "/usr/lib/dovecot/log"
+interface = "dovecot"
+"#;
+
 /// The mail users: name, password, uid.
 const USERS: [(&str, &str, u32); 2] = [("alice", "secret", 5000), ("bob", "hunter2", 5001)];
 
@@ -66,6 +74,12 @@ fn can_run(test: &str) -> bool {
 /// `extra` appended to its configuration, in a directory the mail users
 /// can reach.
 fn start(extra: &str) -> Mail {
+    start_with(extra, "")
+}
+
+/// Like [`start`], with `imap_login` added to the settings of the
+/// imap-login service.
+fn start_with(extra: &str, imap_login: &str) -> Mail {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -114,6 +128,7 @@ interface = "dovecot"
 [service.imap-login]
 executable = "/usr/lib/dovecot/imap-login"
 interface = "dovecot"
+{imap_login}
 [[service.imap-login.inet_listener]]
 name = "imap"
 port = {imap}
@@ -168,12 +183,25 @@ impl Client {
         line
     }
 
-    /// Whether the server closed the connection (end of file or reset).
+    /// Whether the server closes the connection (end of file or reset,
+    /// after any last lines such as `* BYE`) within the read timeout.
     fn closed(&mut self) -> bool {
-        let mut line = String::new();
-        self.reader
-            .read_line(&mut line)
-            .map_or(true, |read| read == 0)
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
     }
 
     fn send(&mut self, text: &str) {
@@ -252,7 +280,7 @@ fn imap_and_pop3_clients_read_and_write_mail_through_warden() {
     if !can_run("imap_and_pop3_clients_read_and_write_mail_through_warden") {
         return;
     }
-    let mail = start("");
+    let mail = start(LOG_SERVICE);
     let (mut imap, answer) = Client::imap_login(mail.imap, "alice", "secret");
     assert!(answer.starts_with("a1 OK"), "{answer}");
     let selected = imap.imap("a2", "SELECT INBOX");
@@ -332,8 +360,8 @@ fn imap_and_pop3_clients_read_and_write_mail_through_warden() {
     );
     let log = mail.warden.log();
     assert!(
-        log.contains("imap-login: Login: user=<alice>"),
-        "Dovecot's log lines are decoded with their prefix:\n{log}"
+        log.contains("imap-login: Info: Login: user=<alice>"),
+        "Dovecot's log service writes the processes' lines:\n{log}"
     );
 }
 
@@ -360,6 +388,10 @@ fn users_one_after_the_other_never_share_a_process() {
     assert!(
         !log.contains("setgid(") && !log.contains("Fatal"),
         "a process served two users:\n{log}"
+    );
+    assert!(
+        log.contains("imap-login: Login: user=<bob>"),
+        "without a log service, warden decodes Dovecot's lines with their prefix:\n{log}"
     );
 }
 
@@ -437,7 +469,7 @@ fn a_reload_keeps_a_logged_in_client_and_stop_leaves_no_dovecot_process() {
     if !can_run("a_reload_keeps_a_logged_in_client_and_stop_leaves_no_dovecot_process") {
         return;
     }
-    let mut mail = start("");
+    let mut mail = start(LOG_SERVICE);
     let (mut client, answer) = Client::imap_login(mail.imap, "alice", "secret");
     assert!(answer.starts_with("a1 OK"), "{answer}");
     let anvil = mail.warden.pids("anvil");
@@ -464,7 +496,7 @@ fn a_reload_keeps_a_logged_in_client_and_stop_leaves_no_dovecot_process() {
         !log.contains("signal 1"),
         "no Dovecot process was sent SIGHUP:\n{log}"
     );
-    let mine: Vec<i32> = ["config", "anvil", "auth", "imap", "imap-login"]
+    let mine: Vec<i32> = ["log", "config", "anvil", "auth", "imap", "imap-login"]
         .iter()
         .flat_map(|service| mail.warden.pids(service))
         .collect();
@@ -478,4 +510,34 @@ fn a_reload_keeps_a_logged_in_client_and_stop_leaves_no_dovecot_process() {
         "Dovecot processes left after stop: {left:?}"
     );
     drop(client);
+}
+
+// seed: type.login
+#[test]
+fn a_full_login_service_tells_its_processes_to_make_room() {
+    if !can_run("a_full_login_service_tells_its_processes_to_make_room") {
+        return;
+    }
+    let mail = start_with("", "process_limit = 2");
+    // Two clients that never log in fill both login processes.
+    let mut first = Client::connect(mail.imap);
+    assert!(first.line().starts_with("* OK"));
+    let mut second = Client::connect(mail.imap);
+    assert!(second.line().starts_with("* OK"));
+    mail.warden.wait_for("the full state told", WAIT, || {
+        mail.warden.log().lines().any(|line| {
+            line.contains("telling the login processes whether every one is full")
+                && line.contains("full=true")
+        })
+    });
+    // A full login process closes its oldest client that has not logged
+    // in, so the third connection is served.
+    let (mut third, answer) = Client::imap_login(mail.imap, "alice", "secret");
+    assert!(answer.starts_with("a1 OK"), "{answer}");
+    third.imap("a2", "LOGOUT");
+    assert!(
+        first.closed(),
+        "the oldest client that had not logged in made room"
+    );
+    drop(second);
 }

@@ -123,6 +123,8 @@ pub(super) struct Pipes {
     _alive: OwnedFd,
     /// For login services, the login-notify file for fd 4.
     login_notify: Option<OwnedFd>,
+    /// Whether the login processes were last told every one is full.
+    told_full: bool,
     /// The task reading the status pipe.
     reader: tokio::task::JoinHandle<()>,
 }
@@ -155,6 +157,7 @@ impl Pipes {
             dead,
             _alive: alive,
             login_notify,
+            told_full: false,
             reader,
         })
     }
@@ -180,6 +183,44 @@ async fn read_status(mut receiver: pipe::Receiver, events: mpsc::UnboundedSender
 }
 
 impl Master {
+    /// Tells a login service's processes when every one of them is full
+    /// and no other may start, and when that ends, as Dovecot's master
+    /// does: the login-notify file's offset is the state (1 full, 0 not),
+    /// and SIGUSR1 makes each process read it. A full login process then
+    /// closes its oldest client that has not logged in, to make room.
+    pub(super) fn notify_logins(&mut self, index: usize) {
+        let Some(state) = self.services.get_mut(index) else {
+            return;
+        };
+        let active = state.active(&self.processes);
+        let full = active > 0
+            && !state.below_limit(&self.processes)
+            && state.available(&self.processes) == 0;
+        let Some(pipes) = state.dovecot.as_mut() else {
+            return;
+        };
+        let Some(file) = &pipes.login_notify else {
+            return;
+        };
+        if full == pipes.told_full {
+            return;
+        }
+        if let Err(error) = nix::unistd::lseek(file, i64::from(full), nix::unistd::Whence::SeekSet)
+        {
+            tracing::warn!(service = state.config.name.as_str(), %error, "cannot set the login-notify state");
+            return;
+        }
+        pipes.told_full = full;
+        tracing::debug!(
+            service = state.config.name.as_str(),
+            full,
+            "telling the login processes whether every one is full"
+        );
+        for (_, process) in self.processes.of(index) {
+            let _ = process.child.signal(nix::sys::signal::Signal::SIGUSR1);
+        }
+    }
+
     /// A status record arrived: from the process it names, with the
     /// generation that process was given, it makes the process ready and
     /// says how many clients it has; any other is ignored and counted.
@@ -245,6 +286,93 @@ pub(super) fn old_stats_served(config: &crate::config::Config) -> bool {
         .filter(|s| config.runs(s))
         .flat_map(|s| &s.fifo_listeners)
         .any(|l| l.path.value == path)
+}
+
+/// What Dovecot's log process reads first on each pipe: this magic, the
+/// prefix's length, then the prefix its lines get.
+const LOG_MAGIC: u32 = 0x02ff_03fe;
+
+/// The pipes Dovecot's `log` service reads, when one runs: the master's
+/// own (prefix `MASTER`, at the log process's fd 7) and one per service
+/// (at 8, 9, … in this order), whose write end is the stderr of every
+/// process of that service. warden holds both ends for its life, so a
+/// restarted log process reads on where the last one stopped and no writer
+/// ever meets a closed pipe. A service set up after the log service has no
+/// pipe; warden decodes its processes' lines itself.
+#[derive(Debug)]
+pub(super) struct LogPipes {
+    /// The master's pipe, then each service's: its name, read end, write end.
+    pipes: Vec<(String, OwnedFd, OwnedFd)>,
+}
+
+impl LogPipes {
+    /// Opens the master's pipe and one for each of `services`, each
+    /// starting with its handshake.
+    pub(super) fn open<'a>(services: impl IntoIterator<Item = &'a str>) -> io::Result<LogPipes> {
+        let mut pipes = Vec::new();
+        for name in std::iter::once(None).chain(services.into_iter().map(Some)) {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            let prefix = match name {
+                None => "MASTER".to_owned(),
+                Some(name) => format!("{name}: "),
+            };
+            let length = u32::try_from(prefix.len()).unwrap_or(u32::MAX);
+            let handshake = [
+                &LOG_MAGIC.to_ne_bytes()[..],
+                &length.to_ne_bytes(),
+                prefix.as_bytes(),
+            ]
+            .concat();
+            nix::unistd::write(&write, &handshake)?;
+            if name.is_none() {
+                // The master must never block on its log process.
+                nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+            }
+            pipes.push((name.unwrap_or_default().to_owned(), read, write));
+        }
+        Ok(LogPipes { pipes })
+    }
+
+    /// Every pipe's read end and write end, the master's first.
+    fn pipes(&self) -> impl Iterator<Item = (&OwnedFd, &OwnedFd)> {
+        self.pipes.iter().map(|(_, read, write)| (read, write))
+    }
+
+    /// The write end of `service`'s pipe and its descriptor number in the
+    /// log process, if it has one.
+    fn of(&self, service: &str) -> Option<(RawFd, &OwnedFd)> {
+        (FIRST_LISTENER..)
+            .zip(&self.pipes)
+            .skip(1)
+            .find(|(_, (name, _, _))| name == service)
+            .map(|(fd, (_, _, write))| (fd, write))
+    }
+
+    /// A duplicate of the write end of `service`'s pipe, for a process's
+    /// stderr.
+    pub(super) fn stderr_of(&self, service: &str) -> Option<io::Result<OwnedFd>> {
+        self.of(service)
+            .map(|(_, write)| write.as_fd().try_clone_to_owned())
+    }
+
+    /// Tells the log process that process `pid` of `service` is gone, and
+    /// how, as Dovecot's master does: `BYE`, after a `FATAL` line for a
+    /// process that did not exit cleanly.
+    pub(super) fn gone(&self, service: &str, pid: i32, exit: &warden_sys::Exit) {
+        let (Some((fd, _)), Some((_, _, master))) = (self.of(service), self.pipes.first()) else {
+            return;
+        };
+        let mut lines = String::new();
+        if !exit.success() {
+            lines.push_str(&format!(
+                "{fd} {pid} FATAL service({service}): child {pid} {exit}\n"
+            ));
+        }
+        lines.push_str(&format!("{fd} {pid} BYE\n"));
+        // A full pipe means a log process that is not reading; the lines
+        // are dropped rather than the master blocked.
+        let _ = nix::unistd::write(master, lines.as_bytes());
+    }
 }
 
 /// The pipes of anvil, which outlive reloads: every child writes its
@@ -326,6 +454,8 @@ pub(super) struct Context<'a> {
     pub base_dir: &'a Path,
     /// The `dovecot_config` file.
     pub dovecot_config: &'a Path,
+    /// The log service's pipes, when one runs.
+    pub log: Option<&'a LogPipes>,
     /// The stats writer socket, when a service listens on one.
     pub stats_writer: Option<&'a Path>,
 }
@@ -370,12 +500,23 @@ pub(super) fn child(
     } else if let Some(notify) = &pipes.login_notify {
         fds.push((dup(notify)?, NOTIFY_FD));
     }
-    let count = listeners.len() + usize::try_from(next - FIRST_LISTENER).unwrap_or(0);
-    for (at, (fd, settings)) in listeners.into_iter().enumerate() {
+    if kind == ServiceKind::Log
+        && let Some(log) = context.log
+    {
+        for (read, _) in log.pipes() {
+            fds.push((dup(read)?, next));
+            next += 1;
+        }
+    }
+    // The pipes before the listeners count as sockets too, and the
+    // listeners' settings are numbered after them.
+    for (fd, settings) in listeners {
+        let at = next - FIRST_LISTENER;
         set(&mut env, &format!("SOCKET{at}_SETTINGS"), &settings);
         fds.push((fd, next));
         next += 1;
     }
+    let count = next - FIRST_LISTENER;
     set(&mut env, "DOVECOT_CHILD_PROCESS", "1");
     set(&mut env, "GENERATION", &context.generation.to_string());
     set(&mut env, "SERVICE_NAME", service.name.as_str());

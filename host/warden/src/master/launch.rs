@@ -29,7 +29,7 @@ use warden_sys::{Identity, SpawnPlan};
 use super::dovecot;
 use super::service::ServiceState;
 use crate::accounts::Accounts;
-use crate::config::{Service, ServiceCount, VszLimit};
+use crate::config::{Service, ServiceCount, ServiceKind, VszLimit};
 use crate::listen::OpenListener;
 
 /// The search path every service process gets.
@@ -81,8 +81,9 @@ pub(super) enum LaunchError {
 pub(super) struct Output {
     /// The read end of the process's stdout, if it has one of its own.
     pub stdout: Option<OwnedFd>,
-    /// The read end of the process's stderr.
-    pub stderr: OwnedFd,
+    /// The read end of the process's stderr, unless it writes to a log
+    /// service.
+    pub stderr: Option<OwnedFd>,
 }
 
 /// A connection the master accepted, for an inetd-interface process or a
@@ -276,7 +277,7 @@ fn standard_fds(plan: &mut SpawnPlan, service: &Service) -> Result<Output, Launc
         .fd(stderr_write, 2);
     Ok(Output {
         stdout: Some(stdout_read),
-        stderr: stderr_read,
+        stderr: Some(stderr_read),
     })
 }
 
@@ -338,7 +339,7 @@ pub(super) fn inetd(
         plan,
         Output {
             stdout: None,
-            stderr: stderr_read,
+            stderr: Some(stderr_read),
         },
     ))
 }
@@ -395,12 +396,27 @@ pub(super) fn dovecot(
         .dovecot
         .as_ref()
         .ok_or_else(|| io("opening its status pipes")(std::io::Error::other("not open")))?;
+    // Its stderr is its service's pipe to the log service, if there is
+    // one (not for log itself); else a pipe warden decodes.
+    let log_pipe = match context.log.filter(|_| context.kind != ServiceKind::Log) {
+        Some(log) => log
+            .stderr_of(service.name.as_str())
+            .transpose()
+            .map_err(io("duplicating its log pipe"))?,
+        None => None,
+    };
     let child = dovecot::child(context, pipes, listeners, service)
         .map_err(io("preparing its descriptors"))?;
     for (key, value) in child.env {
         plan.env(key, value);
     }
-    let (stderr_read, stderr_write) = pipe(service)?;
+    let (stderr_read, stderr_write) = match log_pipe {
+        Some(write) => (None, write),
+        None => {
+            let (read, write) = pipe(service)?;
+            (Some(read), write)
+        }
+    };
     plan.fd(dev_null(service)?, 0)
         .fd(dev_null(service)?, 1)
         .fd(stderr_write, 2);

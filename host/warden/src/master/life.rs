@@ -88,6 +88,9 @@ impl Master {
     pub(super) fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<i32> {
         let now = Instant::now();
         let stats_writer = dovecot::stats_writer(&self.services);
+        let log_runs = self.services.iter().any(|s| {
+            s.runs && s.interface() == Interface::Dovecot && s.config.kind.value == ServiceKind::Log
+        });
         let state = self.services.get_mut(index)?;
         if !state.below_limit(&self.processes) {
             // Whatever a policy asked for, process_limit holds.
@@ -122,6 +125,7 @@ impl Master {
                         kind: state.config.kind.value,
                         generation: generation.unwrap_or_default(),
                         anvil: self.anvil.as_mut(),
+                        log: self.log_pipes.as_ref().filter(|_| log_runs),
                         base_dir: &self.config.globals.base_dir.value,
                         dovecot_config: &self.config.globals.dovecot_config.value,
                         stats_writer: stats_writer.as_deref(),
@@ -161,7 +165,9 @@ impl Master {
             Interface::Dovecot if state.config.kind.value != ServiceKind::Log => Stream::DovecotLog,
             _ => Stream::Stderr,
         };
-        output::capture(name.clone(), pid, stderr, output.stderr);
+        if let Some(output) = output.stderr {
+            output::capture(name.clone(), pid, stderr, output);
+        }
         watch_exit(&child, self.events.clone());
         let mut process = Process::new(child, now, state.config.effective_client_limit());
         process.peer = peer;
@@ -242,6 +248,11 @@ impl Master {
         };
         let asked = process.life().asked_to_go();
         self.log_exit(&name, pid, exit, asked, index);
+        if let Some(log) = &self.log_pipes
+            && process.generation.is_some()
+        {
+            log.gone(&name, pid, &exit);
+        }
         let cause = match exit {
             _ if asked => "asked",
             Exit::Code(0) => "clean",

@@ -340,6 +340,9 @@ struct Master {
     /// Anvil's pipes, from when a `dovecot`-interface anvil service is
     /// first set up, kept across reloads as anvil is.
     anvil: Option<dovecot::Anvil>,
+    /// The pipes of Dovecot's `log` service, from when one is first set
+    /// up, kept for the master's life.
+    log_pipes: Option<dovecot::LogPipes>,
     /// The reader of the FIFO Dovecot's `auth` opens at start, when no
     /// service provides it.
     old_stats: Option<tokio::task::JoinHandle<()>>,

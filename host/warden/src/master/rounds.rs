@@ -89,10 +89,17 @@ impl Master {
                 self.drop_expired(index, now);
                 again
             }
-            Interface::Systemd | Interface::Dovecot => {
+            Interface::Systemd => {
                 let again = self.round_scaling(index, now);
                 self.round_waiting(index, now);
                 self.round_listening(index, now);
+                again
+            }
+            Interface::Dovecot => {
+                let again = self.round_scaling(index, now);
+                self.round_waiting(index, now);
+                self.round_listening(index, now);
+                self.notify_logins(index);
                 again
             }
         };

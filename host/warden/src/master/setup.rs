@@ -186,6 +186,7 @@ impl Master {
             control_clients: ControlClients::default(),
             anvil: None,
             old_stats: None,
+            log_pipes: None,
             next_dovecot_generation: 1,
         };
         for missing in plugins::unknown_policies(&master.config, &master.policy) {
@@ -290,6 +291,26 @@ impl Master {
                     base_dir.display()
                 ),
             }
+        }
+        let log_service = config.services.iter().any(|s| {
+            config.runs(s)
+                && s.interface.value == Interface::Dovecot
+                && s.kind.value == ServiceKind::Log
+        });
+        if log_service && self.log_pipes.is_none() {
+            let names = config
+                .services
+                .iter()
+                .filter(|s| {
+                    config.runs(s)
+                        && s.interface.value == Interface::Dovecot
+                        && s.kind.value != ServiceKind::Log
+                })
+                .map(|s| s.name.as_str());
+            self.log_pipes = Some(
+                dovecot::LogPipes::open(names)
+                    .map_err(|e| RunError::start("cannot open the log service's pipes", e))?,
+            );
         }
         // A new state, or the configuration of a state carried over.
         let mut slots: Vec<Result<ServiceState, &crate::config::Service>> =
