@@ -541,3 +541,152 @@ fn a_full_login_service_tells_its_processes_to_make_room() {
     );
     drop(second);
 }
+
+/// Whether Dovecot's configuration tools are installed, or why the test
+/// cannot run.
+fn doveconf_or_skip(test: &str) -> bool {
+    let installed = Path::new("/usr/bin/doveconf").exists()
+        && BINARIES
+            .iter()
+            .all(|binary| Path::new("/usr/lib/dovecot").join(binary).exists());
+    if !installed {
+        eprintln!("skipped {test}: install dovecot-core, dovecot-imapd and dovecot-pop3d");
+    }
+    installed
+}
+
+/// Imports `dovecot_conf`, checks what `warden import` wrote with `warden
+/// check`, and returns it.
+fn import_and_check(dovecot_conf: &Path, dir: &Path) -> String {
+    let written = dir.join("imported.toml");
+    let import = std::process::Command::new(warden_tests::warden())
+        .arg("import")
+        .arg(dovecot_conf)
+        .arg("-o")
+        .arg(&written)
+        .output()
+        .expect("run warden import");
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let check = warden_tests::check(&written);
+    let text = std::fs::read_to_string(&written).expect("read the import");
+    assert!(
+        check.status.success(),
+        "warden check refused the import:\n{}\n{text}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    text
+}
+
+#[test]
+fn debian_s_shipped_dovecot_configuration_imports_into_one_warden_accepts() {
+    let test = "debian_s_shipped_dovecot_configuration_imports_into_one_warden_accepts";
+    if !doveconf_or_skip(test) || !Path::new("/etc/dovecot/conf.d/10-master.conf").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = import_and_check(Path::new("/etc/dovecot/dovecot.conf"), dir.path());
+    for service in [
+        "log",
+        "config",
+        "anvil",
+        "auth",
+        "imap-login",
+        "imap",
+        "pop3",
+    ] {
+        assert!(
+            text.contains(&format!("[service.{service}]\n")),
+            "{service} missing:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("[[service.auth.unix_listener]]\npath = \"auth-userdb\""),
+        "10-master.conf's auth-userdb listener:\n{text}"
+    );
+}
+
+// seed: svc.auth-worker
+// seed: svc.anvil
+// seed: listen.inet.address
+// seed: listen.unix.owner
+// seed: listen.fifo
+#[test]
+fn the_service_settings_of_the_documentation_import_and_check() {
+    if !doveconf_or_skip("the_service_settings_of_the_documentation_import_and_check") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dovecot_conf = dir.path().join("dovecot.conf");
+    std::fs::write(
+        &dovecot_conf,
+        "base_dir = /run/dovecot\nprotocols = imap pop3 lmtp\n\
+         default_process_limit = 200\ndefault_vsz_limit = 512M\n\
+         service auth-worker {\n  client_limit = 1\n  service_count = 1\n  user = root\n}\n\
+         service imap-login {\n  service_count = 0\n  process_min_avail = 4\n  vsz_limit = 1G\n\
+         \x20 inet_listener imap {\n    address = 127.0.0.1 ::1\n    port = 143\n  }\n\
+         \x20 inet_listener imaps {\n    port = 0\n  }\n}\n\
+         service dict {\n  unix_listener dict {\n    mode = 0660\n    user = mail\n    group = mail\n  }\n}\n\
+         service anvil {\n  chroot = empty\n  user = $default_internal_user\n  idle_kill = 0\n}\n\
+         service stats {\n  fifo_listener stats-mail {\n    mode = 0600\n  }\n}\n\
+         service imap {\n  executable = imap\n  process_limit = 2048\n}\n",
+    )
+    .expect("write dovecot.conf");
+    let text = import_and_check(&dovecot_conf, dir.path());
+    let config: toml::Table = text.parse().expect("valid TOML");
+    assert_eq!(config["default_process_limit"].as_integer(), Some(200));
+    let service = &config["service"];
+    assert_eq!(
+        service["auth-worker"]["service_count"].as_integer(),
+        Some(1)
+    );
+    assert_eq!(
+        service["imap-login"]["process_min_avail"].as_integer(),
+        Some(4)
+    );
+    assert_eq!(
+        service["imap-login"]["inet_listener"][0]["address"].as_str(),
+        Some("127.0.0.1 ::1")
+    );
+    assert_eq!(
+        service["dict"]["unix_listener"][0]["user"].as_str(),
+        Some("mail")
+    );
+    assert_eq!(service["anvil"]["chroot"].as_str(), Some("empty"));
+    assert_eq!(
+        service["stats"]["fifo_listener"][0]["path"].as_str(),
+        Some("stats-mail")
+    );
+    assert_eq!(
+        service["imap"]["executable"].as_str(),
+        Some("/usr/lib/dovecot/imap")
+    );
+}
+
+#[test]
+fn check_names_a_dovecot_configuration_with_another_base_dir() {
+    if !doveconf_or_skip("check_names_a_dovecot_configuration_with_another_base_dir") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dovecot_conf = dir.path().join("dovecot.conf");
+    std::fs::write(&dovecot_conf, "base_dir = /run/elsewhere\n").expect("write dovecot.conf");
+    let config = warden_tests::write_config(
+        dir.path(),
+        &format!(
+            "dovecot_config = \"{}\"\n[service.config]\nexecutable = \"/usr/lib/dovecot/config\"\ninterface = \"dovecot\"\n",
+            dovecot_conf.display()
+        ),
+    );
+    let check = warden_tests::check(&config);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("has base_dir = /run/elsewhere, but warden's base_dir is")
+            && stderr.contains("write base_dir ="),
+        "{stderr}"
+    );
+}

@@ -195,6 +195,7 @@ pub fn resolve(config: &Config) -> Result<Accounts, Vec<Problem>> {
         problems.extend(executable(config, service, &accounts));
         problems.extend(chroot(config, service));
     }
+    problems.extend(dovecot_config(config));
     if problems.is_empty() {
         Ok(accounts)
     } else {
@@ -378,6 +379,63 @@ fn chroot(config: &Config, service: &Service) -> Option<Problem> {
         ),
     };
     Some(Problem::new(key, span, message))
+}
+
+/// When Dovecot's `config` service runs on Dovecot's interface: whether
+/// `dovecot_config` can be read, and whether its `base_dir` is warden's,
+/// where the binaries look for each other's sockets (asked of Dovecot's
+/// own `doveconf`, when it is installed).
+fn dovecot_config(config: &Config) -> Option<Problem> {
+    let serves = config.services.iter().any(|s| {
+        config.runs(s)
+            && s.interface.value == crate::config::Interface::Dovecot
+            && s.kind.value == crate::config::ServiceKind::Config
+    });
+    if !serves {
+        return None;
+    }
+    let setting = &config.globals.dovecot_config;
+    let (span, fix) = place(config, "dovecot_config", setting);
+    let file = &setting.value;
+    let shown = file.display();
+    if let Err(error) = std::fs::File::open(file) {
+        let message = if error.kind() == ErrorKind::NotFound {
+            format!(
+                "the Dovecot configuration {shown} does not exist; install dovecot-core, or point {fix} at your dovecot.conf"
+            )
+        } else {
+            format!("cannot read the Dovecot configuration {shown}: {error}; correct {fix}")
+        };
+        return Some(Problem::new("dovecot_config", span, message));
+    }
+    let asked = std::process::Command::new("doveconf")
+        .arg("-c")
+        .arg(file)
+        .args(["-h", "base_dir"])
+        .output()
+        .ok()?;
+    let ours = config.globals.base_dir.value.display().to_string();
+    if !asked.status.success() {
+        let why = String::from_utf8_lossy(&asked.stderr);
+        return Some(Problem::new(
+            "dovecot_config",
+            span,
+            format!(
+                "Dovecot's doveconf cannot read {shown}: {}; fix the file, or correct {fix}",
+                why.trim()
+            ),
+        ));
+    }
+    let theirs = String::from_utf8_lossy(&asked.stdout).trim().to_owned();
+    (theirs != ours).then(|| {
+        Problem::new(
+            "dovecot_config",
+            span,
+            format!(
+                "{shown} has base_dir = {theirs}, but warden's base_dir is {ours}: Dovecot's binaries would look for each other's sockets where warden does not make them; write base_dir = {ours} in {shown}, or base_dir = \"{theirs}\" in warden's configuration"
+            ),
+        )
+    })
 }
 
 /// Whether a missing directory can be created at `dir`: the nearest part

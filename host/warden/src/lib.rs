@@ -3,7 +3,8 @@
 //! what it names — users, groups, executables, chroots ([`accounts`]) —,
 //! the listeners it opens from it ([`listen`]), the master that runs the
 //! services ([`master`]), the control protocol the CLI speaks to it
-//! ([`control`]), its log ([`logging`]), and the check of the files it
+//! ([`control`]), `warden import` of a Dovecot configuration ([`import`]),
+//! its log ([`logging`]), and the check of the files it
 //! trusts ([`trust`]).
 //!
 //! This crate decides nothing about privileges or descriptors itself and
@@ -15,6 +16,7 @@
 pub mod accounts;
 pub mod config;
 pub mod control;
+pub mod import;
 pub mod listen;
 pub mod logging;
 pub mod master;

@@ -111,6 +111,17 @@ enum Command {
     Stats,
     /// List the loaded policy plugins, their hooks and their health.
     Plugins,
+    /// Write the warden configuration equivalent to a Dovecot
+    /// configuration's services and master settings.
+    Import {
+        /// The Dovecot configuration: dovecot.conf (its includes are read
+        /// too) or the output of `doveconf -n`.
+        #[arg(default_value = "/etc/dovecot/dovecot.conf")]
+        dovecot_conf: PathBuf,
+        /// Write the configuration here instead of to standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Test policy plugins before deploying them.
     Policy {
         #[command(subcommand)]
@@ -214,12 +225,52 @@ fn main() -> ExitCode {
             },
         ),
         Command::Stats => ask(&cli.config, &Request::Stats),
+        Command::Import {
+            dovecot_conf,
+            output,
+        } => import(dovecot_conf, output.as_deref()),
         Command::Plugins => ask(&cli.config, &Request::Plugins),
         Command::Policy {
             command: PolicyCommand::Test { .. },
         } => unavailable("policy test", "the policy runtime"),
     };
     ExitCode::from(outcome as u8)
+}
+
+/// Writes the warden configuration for the Dovecot configuration at
+/// `dovecot_conf`, to `output` or standard output.
+fn import(dovecot_conf: &Path, output: Option<&Path>) -> Outcome {
+    let text = match warden::import::import(dovecot_conf, &|binary| binary.exists()) {
+        Ok(text) => text,
+        Err(error @ warden::import::ImportError::Read { .. }) => {
+            eprintln!("warden import: {error}; give the path of dovecot.conf");
+            return Outcome::NoInput;
+        }
+        Err(error) => {
+            eprintln!("warden import: {error}");
+            return Outcome::BadConfig;
+        }
+    };
+    match output {
+        None => {
+            print!("{text}");
+            Outcome::Success
+        }
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                eprintln!(
+                    "wrote {}; check it with warden check -c {}",
+                    path.display(),
+                    path.display()
+                );
+                Outcome::Success
+            }
+            Err(error) => {
+                eprintln!("warden import: cannot write {}: {error}", path.display());
+                Outcome::Failed
+            }
+        },
+    }
 }
 
 /// Runs the master in the foreground until it is stopped.
