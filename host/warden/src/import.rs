@@ -307,63 +307,105 @@ pub fn import(path: &Path, installed: &dyn Fn(&Path) -> bool) -> Result<String, 
     Ok(render(&nodes, &absolute, installed))
 }
 
-fn render(nodes: &[Node], path: &Path, installed: &dyn Fn(&Path) -> bool) -> String {
-    let mut globals: Vec<(String, String)> = Vec::new();
-    let mut services: Vec<(String, Service)> = Vec::new();
-    for node in nodes {
-        match node {
-            Node::Setting { key, value } => {
-                let value = expand(value, &globals);
-                globals.retain(|(k, _)| k != key);
-                globals.push((key.clone(), value));
-            }
-            Node::Section {
-                kind,
-                name,
-                children,
-            } if kind == "service" => {
-                let at = match services.iter().position(|(n, _)| n == name) {
-                    Some(at) => at,
-                    None => {
-                        services.push((name.clone(), Service::default()));
-                        services.len() - 1
-                    }
-                };
-                if let Some((_, service)) = services.get_mut(at) {
-                    gather(service, children);
+/// What a configuration says to Dovecot's master: its globals, `$name`
+/// references expanded, and its services, each gathered from every block
+/// of its name.
+#[derive(Debug, Default)]
+struct Master {
+    globals: Settings,
+    services: Vec<(String, Service)>,
+}
+
+impl Master {
+    fn of(nodes: &[Node]) -> Master {
+        let mut master = Master::default();
+        for node in nodes {
+            match node {
+                Node::Setting { key, value } => {
+                    let value = expand(value, &master.globals);
+                    set(&mut master.globals, key, value);
                 }
+                Node::Section {
+                    kind,
+                    name,
+                    children,
+                } if kind == "service" => {
+                    let at = match master.services.iter().position(|(n, _)| n == name) {
+                        Some(at) => at,
+                        None => {
+                            master.services.push((name.clone(), Service::default()));
+                            master.services.len() - 1
+                        }
+                    };
+                    if let Some((_, service)) = master.services.get_mut(at) {
+                        gather(service, children);
+                    }
+                }
+                Node::Section { .. } => {}
             }
-            Node::Section { .. } => {}
         }
+        master
     }
-    let global = |key: &str| {
-        globals
+
+    fn global(&self, key: &str) -> Option<&str> {
+        self.globals
             .iter()
-            .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
-    };
+    }
+
+    /// The documented services, then the others the configuration names.
+    fn service_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = DOCUMENTED.iter().map(|(n, _)| (*n).to_owned()).collect();
+        for (name, _) in &self.services {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+}
+
+/// Sets `key` in `settings`, replacing an earlier value.
+fn set(settings: &mut Settings, key: &str, value: String) {
+    settings.retain(|(k, _)| k != key);
+    settings.push((key.to_owned(), value));
+}
+
+fn render(nodes: &[Node], path: &Path, installed: &dyn Fn(&Path) -> bool) -> String {
+    let master = Master::of(nodes);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "# warden.toml imported from {} by `warden import`.\n#\n# Dovecot's binaries go on reading that file through the config service;\n# this one holds what Dovecot's master read from it: its globals and\n# services. Settings not written here come from each service's built-in\n# plugin, with Dovecot's documented defaults.\n",
         path.display()
     );
-    let _ = writeln!(
-        out,
-        "base_dir = {}",
-        quote(global("base_dir").unwrap_or("/run/dovecot"))
-    );
+    render_globals(&mut out, &master, path);
+    for name in master.service_names() {
+        let service = master
+            .services
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s);
+        let _ = writeln!(out);
+        render_service(&mut out, &name, service, installed);
+    }
+    out
+}
+
+fn render_globals(out: &mut String, master: &Master, path: &Path) {
+    let base_dir = master.global("base_dir").unwrap_or("/run/dovecot");
+    let _ = writeln!(out, "base_dir = {}", quote(base_dir));
     let _ = writeln!(
         out,
         "dovecot_config = {}",
         quote(&path.display().to_string())
     );
-    if let Some(protocols) = global("protocols") {
+    if let Some(protocols) = master.global("protocols") {
         let _ = writeln!(out, "protocols = {}", words(protocols));
     }
     for key in GLOBALS.iter().filter(|k| **k != "base_dir") {
-        if let Some(value) = global(key) {
+        if let Some(value) = master.global(key) {
             let kind = match *key {
                 "default_client_limit" | "default_process_limit" => Kind::Number,
                 "shutdown_clients" => Kind::Flag,
@@ -372,95 +414,87 @@ fn render(nodes: &[Node], path: &Path, installed: &dyn Fn(&Path) -> bool) -> Str
             let _ = writeln!(out, "{key} = {}", value_of(kind, value, key));
         }
     }
-    let mut names: Vec<String> = DOCUMENTED.iter().map(|(n, _)| (*n).to_owned()).collect();
-    for (name, _) in &services {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
+}
+
+/// Writes the service `name`, with what its blocks say, or a comment when
+/// its binary is not installed.
+fn render_service(
+    out: &mut String,
+    name: &str,
+    service: Option<&Service>,
+    installed: &dyn Fn(&Path) -> bool,
+) {
+    let written = service
+        .and_then(|s| s.settings.iter().find(|(k, _)| k == "executable"))
+        .map(|(_, v)| v.as_str());
+    let default = DOCUMENTED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(name, |(_, executable)| executable);
+    let executable = absolute_executable(written.unwrap_or(default));
+    let binary = executable.split_whitespace().next().unwrap_or_default();
+    if !installed(Path::new(binary)) {
+        let _ = writeln!(
+            out,
+            "# service {name}: not written, {binary} is not installed (install its Dovecot package and run warden import again)"
+        );
+        return;
     }
-    for name in names {
-        let service = services.iter().find(|(n, _)| *n == name).map(|(_, s)| s);
-        let written = service
-            .and_then(|s| s.settings.iter().rev().find(|(k, _)| k == "executable"))
-            .map(|(_, v)| v.clone());
-        let default = DOCUMENTED
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(name.as_str(), |(_, executable)| executable);
-        let executable = absolute_executable(written.as_deref().unwrap_or(default));
-        let binary = executable
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let _ = writeln!(out);
-        if !installed(Path::new(&binary)) {
-            let _ = writeln!(
-                out,
-                "# service {name}: not written, {binary} is not installed (install its Dovecot package and run warden import again)"
-            );
-            continue;
-        }
-        let _ = writeln!(out, "[service.{}]", key(&name));
-        let _ = writeln!(out, "executable = {}", quote(&executable));
-        let _ = writeln!(out, "interface = \"dovecot\"");
-        let Some(service) = service else {
-            continue;
+    let table = key(name);
+    let _ = writeln!(out, "[service.{table}]");
+    let _ = writeln!(out, "executable = {}", quote(&executable));
+    let _ = writeln!(out, "interface = \"dovecot\"");
+    let Some(service) = service else {
+        return;
+    };
+    let settings = service.settings.iter().filter(|(k, _)| k != "executable");
+    write_settings(out, settings, &SERVICE_SETTINGS, "service");
+    for other in &service.other {
+        let _ = writeln!(
+            out,
+            "# not carried over: the section `{other}` (warden has no place for it)"
+        );
+    }
+    for listener in &service.listeners {
+        let _ = writeln!(out, "[[service.{table}.{}]]", listener.kind);
+        let naming = if listener.kind == "inet_listener" {
+            "name"
+        } else {
+            "path"
         };
-        for (setting, value) in &service.settings {
-            if setting == "executable" {
-                continue;
+        // Dovecot allows an unnamed inet listener; warden names it after
+        // its service.
+        let listener_name = if listener.name.is_empty() {
+            name
+        } else {
+            &listener.name
+        };
+        let _ = writeln!(out, "{naming} = {}", quote(listener_name));
+        write_settings(out, &listener.settings, &LISTENER_SETTINGS, "listener");
+    }
+}
+
+/// Writes each of `settings` warden knows by `known`, and a comment for
+/// each other, which a `what` (service, listener) of warden cannot have.
+fn write_settings<'a>(
+    out: &mut String,
+    settings: impl IntoIterator<Item = &'a (String, String)>,
+    known: &[(&str, Kind)],
+    what: &str,
+) {
+    for (setting, value) in settings {
+        match known.iter().find(|(k, _)| k == setting) {
+            Some((_, kind)) => {
+                let _ = writeln!(out, "{setting} = {}", value_of(*kind, value, setting));
             }
-            match SERVICE_SETTINGS.iter().find(|(k, _)| k == setting) {
-                Some((_, kind)) => {
-                    let _ = writeln!(out, "{setting} = {}", value_of(*kind, value, setting));
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "# not carried over: {setting} = {value} (warden has no such service setting)"
-                    );
-                }
-            }
-        }
-        for other in &service.other {
-            let _ = writeln!(
-                out,
-                "# not carried over: the section `{other}` (warden has no place for it)"
-            );
-        }
-        for Listener {
-            kind,
-            name: listener,
-            settings,
-        } in &service.listeners
-        {
-            let _ = writeln!(out, "[[service.{}.{kind}]]", key(&name));
-            let naming = if kind == "inet_listener" {
-                "name"
-            } else {
-                "path"
-            };
-            // Dovecot allows an unnamed inet listener; warden names it
-            // after its service.
-            let listener = if listener.is_empty() { &name } else { listener };
-            let _ = writeln!(out, "{naming} = {}", quote(listener));
-            for (setting, value) in settings {
-                match LISTENER_SETTINGS.iter().find(|(k, _)| k == setting) {
-                    Some((_, kind)) => {
-                        let _ = writeln!(out, "{setting} = {}", value_of(*kind, value, setting));
-                    }
-                    None => {
-                        let _ = writeln!(
-                            out,
-                            "# not carried over: {setting} = {value} (warden has no such listener setting)"
-                        );
-                    }
-                }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "# not carried over: {setting} = {value} (warden has no such {what} setting)"
+                );
             }
         }
     }
-    out
 }
 
 /// `value` with each `$name` of a global set before replaced by its value
@@ -487,10 +521,7 @@ fn expand(value: &str, globals: &[(String, String)]) -> String {
 fn gather(service: &mut Service, children: &[Node]) {
     for child in children {
         match child {
-            Node::Setting { key, value } => {
-                service.settings.retain(|(k, _)| k != key);
-                service.settings.push((key.clone(), value.clone()));
-            }
+            Node::Setting { key, value } => set(&mut service.settings, key, value.clone()),
             Node::Section {
                 kind,
                 name,
@@ -514,8 +545,7 @@ fn gather(service: &mut Service, children: &[Node]) {
                 {
                     Some(existing) => {
                         for (key, value) in settings {
-                            existing.settings.retain(|(k, _)| *k != key);
-                            existing.settings.push((key, value));
+                            set(&mut existing.settings, &key, value);
                         }
                     }
                     None => service.listeners.push(Listener {

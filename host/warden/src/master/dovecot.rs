@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use std::time::Instant;
 
 use super::service::ServiceState;
-use super::{Event, Master, Noise};
+use super::{Event, Master, Noise, Phase};
 use crate::config::{IdleKill, ServiceKind};
 use crate::listen::Spec;
 
@@ -183,6 +183,20 @@ async fn read_status(mut receiver: pipe::Receiver, events: mpsc::UnboundedSender
 }
 
 impl Master {
+    /// What a status record or an exit changes is acted on at once, not at
+    /// the next round, as Dovecot's master does: a service left with no
+    /// process available watches its listeners again (a pending
+    /// connection then starts one at once), scaling refills what
+    /// `process_min_avail` keeps, and login processes learn they are full.
+    pub(super) fn react(&mut self, index: usize, now: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.round_scaling(index, now);
+        self.round_listening(index, now);
+        self.notify_logins(index);
+    }
+
     /// Tells a login service's processes when every one of them is full
     /// and no other may start, and when that ends, as Dovecot's master
     /// does: the login-notify file's offset is the state (1 full, 0 not),
@@ -235,6 +249,9 @@ impl Master {
             process.ready(now);
             let clients = process.client_limit.saturating_sub(status.available);
             process.reported_clients(clients, now);
+            if let Some(index) = self.processes.place(status.pid) {
+                self.react(index, now);
+            }
             return;
         }
         self.metrics.ignored_status.inc();

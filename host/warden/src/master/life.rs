@@ -307,12 +307,16 @@ impl Master {
             view.failures_in_last_second = record_failure(state, now);
         }
         let decision = self.policy.lifecycle(&state.view(), &view);
+        let dovecot = state.interface() == Interface::Dovecot;
         let reason = if view.was_ready {
             format!("process {pid} {exit}")
         } else {
             format!("process {pid} {exit} before it was ready")
         };
         self.apply_lifecycle(index, decision, now, &reason);
+        if dovecot {
+            self.react(index, now);
+        }
     }
 
     pub(super) fn apply_lifecycle(
