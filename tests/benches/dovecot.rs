@@ -213,7 +213,11 @@ fn main() {
             service("auth"),
             service("pop3"),
         );
-        let warden = Running::start_in(warden_dir, &body, Launch::default());
+        let launch = Launch {
+            quiet: true,
+            ..Launch::default()
+        };
+        let warden = Running::start_in(warden_dir, &body, launch);
         wait_for_banner(dovecot_port, "dovecot");
         wait_for_banner(warden_port, "warden");
         for clients in [1, CONCURRENT] {

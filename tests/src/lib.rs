@@ -208,6 +208,9 @@ pub struct Launch {
     /// operator's `ulimit -n` would be; `hard` must not be above the
     /// test's own. `None` leaves the test's own.
     pub open_files: Option<(u64, u64)>,
+    /// Whether it logs at `info` only, as an operator runs it (for
+    /// benchmarks), instead of with warden's debug lines that tests read.
+    pub quiet: bool,
 }
 
 /// A running `warden run`, with its own `base_dir` and log file, stopped
@@ -292,7 +295,14 @@ impl Running {
             .arg(&self.config)
             .arg("--log-file")
             .arg(&self.log)
-            .env("WARDEN_LOG", "info,warden=debug,warden_policy=debug");
+            .env(
+                "WARDEN_LOG",
+                if self.launch.quiet {
+                    "info"
+                } else {
+                    "info,warden=debug,warden_policy=debug"
+                },
+            );
         if self.launch.pid_file {
             command.arg("--pid-file").arg(self.pid_file());
         }

@@ -24,7 +24,6 @@ fn nobody() -> Identity {
         gid: Gid::from_raw(NOGROUP),
         extra_groups: Vec::new(),
         privileged_gid: None,
-        user_name: Some("nobody".into()),
     }
 }
 

@@ -116,8 +116,6 @@ pub struct Identity {
     /// and new files use the effective gid, so the real gid grants nothing
     /// until the process switches.
     pub privileged_gid: Option<Gid>,
-    /// The user's name, for Dovecot's `RESTRICT_USER`.
-    pub user_name: Option<String>,
 }
 
 impl Identity {
@@ -137,7 +135,10 @@ impl Identity {
     /// The environment Dovecot's binaries read to drop privileges
     /// themselves after their privileged setup (`drop_priv_before_exec =
     /// no`): `RESTRICT_SETUID`, `RESTRICT_SETGID`, `RESTRICT_SETGID_PRIV`,
-    /// `RESTRICT_SETEXTRAGROUPS`, `RESTRICT_USER` and `RESTRICT_CHROOT`.
+    /// `RESTRICT_SETEXTRAGROUPS` and `RESTRICT_CHROOT`, as Dovecot's master
+    /// sets them. Not `RESTRICT_USER`, which would make the binary add the
+    /// user's system groups (`initgroups`, a lookup per process) on top of
+    /// the service's `extra_groups`.
     pub fn dovecot_restrict_env(&self, chroot: Option<&Path>) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = vec![
             ("RESTRICT_SETUID".into(), self.uid.to_string().into()),
@@ -149,9 +150,6 @@ impl Identity {
         if !self.extra_groups.is_empty() {
             let list: Vec<String> = self.extra_groups.iter().map(Gid::to_string).collect();
             env.push(("RESTRICT_SETEXTRAGROUPS".into(), list.join(",").into()));
-        }
-        if let Some(name) = &self.user_name {
-            env.push(("RESTRICT_USER".into(), name.into()));
         }
         if let Some(chroot) = chroot {
             env.push(("RESTRICT_CHROOT".into(), chroot.as_os_str().to_owned()));
@@ -1139,7 +1137,6 @@ mod tests {
             gid: Gid::from_raw(100),
             extra_groups: vec![Gid::from_raw(8), Gid::from_raw(100), Gid::from_raw(12)],
             privileged_gid: None,
-            user_name: None,
         };
         assert_eq!(identity.groups(), [8, 100, 12].map(Gid::from_raw).to_vec());
     }
@@ -1159,7 +1156,6 @@ mod tests {
             gid: Gid::from_raw(97),
             extra_groups: vec![Gid::from_raw(8), Gid::from_raw(12)],
             privileged_gid: Some(Gid::from_raw(8)),
-            user_name: Some("dovecot".into()),
         };
         let env = identity.dovecot_restrict_env(Some(Path::new("/run/dovecot/empty")));
         let pairs: Vec<(String, String)> = env
@@ -1173,7 +1169,6 @@ mod tests {
                 ("RESTRICT_SETGID", "97"),
                 ("RESTRICT_SETGID_PRIV", "8"),
                 ("RESTRICT_SETEXTRAGROUPS", "8,12"),
-                ("RESTRICT_USER", "dovecot"),
                 ("RESTRICT_CHROOT", "/run/dovecot/empty"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))

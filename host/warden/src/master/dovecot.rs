@@ -192,7 +192,12 @@ impl Master {
         if self.phase != Phase::Running {
             return;
         }
+        // Busy means other processes were started while this one waited,
+        // as Dovecot's master counts forks between two turns of its loop:
+        // since the last event, not since the last round.
+        let busy_before = std::mem::take(&mut self.spawned_this_round);
         self.round_scaling(index, now);
+        self.spawned_this_round |= busy_before;
         self.round_listening(index, now);
         self.notify_logins(index);
     }
@@ -535,6 +540,9 @@ pub(super) fn child(
     }
     let count = next - FIRST_LISTENER;
     set(&mut env, "DOVECOT_CHILD_PROCESS", "1");
+    let (hostname, hostdomain) = host_names();
+    set(&mut env, "DOVECOT_HOSTNAME", hostname);
+    set(&mut env, "DOVECOT_HOSTDOMAIN", hostdomain);
     set(&mut env, "GENERATION", &context.generation.to_string());
     set(&mut env, "SERVICE_NAME", service.name.as_str());
     set(
@@ -595,6 +603,21 @@ pub(super) fn child(
         env.push(("ANVIL_RESTARTED".into(), "1".into()));
     }
     Ok(Child { fds, env })
+}
+
+/// This host's name and domain, looked up once, as Dovecot's master does
+/// and hands every child: without them each process would look them up
+/// itself, a DNS query per login process. The domain is the name when it
+/// has a dot, else the name alone (Dovecot's own answer when the name does
+/// not resolve to a longer one).
+fn host_names() -> &'static (String, String) {
+    static NAMES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned());
+        (name.split('.').next().unwrap_or(&name).to_owned(), name)
+    })
 }
 
 /// The stats writer socket among `services`' listeners: a unix listener

@@ -171,7 +171,6 @@ pub(super) fn identity(
         gid,
         extra_groups,
         privileged_gid,
-        user_name: Some(user.name.clone()),
     }))
 }
 
