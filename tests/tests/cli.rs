@@ -253,13 +253,13 @@ fn a_missing_configuration_file_exits_66_and_says_how_to_name_another() {
 }
 
 #[test]
-fn policy_test_is_not_built_yet_and_says_so_with_exit_69() {
+fn policy_test_names_a_scenario_it_cannot_read_and_exits_66() {
     let args = ["policy", "test", "p.wasm", "s.toml"];
     let output = warden(&args);
-    assert_eq!(output.status.code(), Some(69), "warden {args:?}");
+    assert_eq!(output.status.code(), Some(66), "warden {args:?}");
     assert!(output.stdout.is_empty(), "warden {args:?} printed output");
     assert!(
-        text(&output.stderr).contains("not available in this version"),
+        text(&output.stderr).contains("cannot read the scenario s.toml"),
         "warden {args:?}: {}",
         text(&output.stderr)
     );

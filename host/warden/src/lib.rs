@@ -4,6 +4,7 @@
 //! the listeners it opens from it ([`listen`]), the master that runs the
 //! services ([`master`]), the control protocol the CLI speaks to it
 //! ([`control`]), `warden import` of a Dovecot configuration ([`import`]),
+//! `warden policy test` ([`harness`]),
 //! its log ([`logging`]), and the check of the files it
 //! trusts ([`trust`]).
 //!
@@ -16,6 +17,7 @@
 pub mod accounts;
 pub mod config;
 pub mod control;
+pub mod harness;
 pub mod import;
 pub mod listen;
 pub mod logging;

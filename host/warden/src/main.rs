@@ -144,13 +144,18 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Replay a scenario against a plugin and report each decision.
+    /// Replay a scenario against a plugin and report each decision: PLUGIN
+    /// SCENARIO, or with --compare OLD NEW SCENARIO.
     Test {
-        /// The plugin component, a `.wasm` file.
-        plugin: PathBuf,
-        /// The scenario: service settings, a timeline of events and the
-        /// expected decisions.
-        scenario: PathBuf,
+        /// Show where two plugins decide differently on the scenario,
+        /// instead of checking its expectations.
+        #[arg(long)]
+        compare: bool,
+        /// The plugin component (a `.wasm` file), or the old and the new
+        /// one with --compare, then the scenario (a TOML file: the service,
+        /// and the calls with what each must answer).
+        #[arg(required = true, num_args = 2..=3, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -231,10 +236,77 @@ fn main() -> ExitCode {
         } => import(dovecot_conf, output.as_deref()),
         Command::Plugins => ask(&cli.config, &Request::Plugins),
         Command::Policy {
-            command: PolicyCommand::Test { .. },
-        } => unavailable("policy test", "the policy runtime"),
+            command: PolicyCommand::Test { compare, files },
+        } => policy_test(*compare, files),
     };
     ExitCode::from(outcome as u8)
+}
+
+/// `warden policy test`: replays a scenario against a plugin, or against
+/// two with `compare`, and reports every decision.
+fn policy_test(compare: bool, files: &[PathBuf]) -> Outcome {
+    let (plugins, scenario) = match (compare, files) {
+        (false, [plugin, scenario]) => (vec![plugin], scenario),
+        (true, [old, new, scenario]) => (vec![old, new], scenario),
+        (false, _) => {
+            eprintln!("warden policy test: give PLUGIN SCENARIO (or --compare OLD NEW SCENARIO)");
+            return Outcome::Usage;
+        }
+        (true, _) => {
+            eprintln!("warden policy test --compare: give OLD NEW SCENARIO");
+            return Outcome::Usage;
+        }
+    };
+    // The plugins' log lines and output go to stderr as they come.
+    let _ = warden::logging::init(None);
+    let scenario = match warden::harness::Scenario::read(scenario) {
+        Ok(scenario) => scenario,
+        Err(error @ warden::harness::ScenarioError::Read { .. }) => {
+            eprintln!("warden policy test: {error}");
+            return Outcome::NoInput;
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            return Outcome::BadConfig;
+        }
+    };
+    let mut runs = Vec::new();
+    for file in plugins {
+        match master::check_plugin(file) {
+            Ok(plugin) => runs.push(warden::harness::run(plugin, &scenario)),
+            Err(error) => {
+                eprintln!("{error}");
+                return Outcome::BadConfig;
+            }
+        }
+    }
+    match runs.as_slice() {
+        [outcomes] => {
+            print!("{}", warden::harness::report(outcomes));
+            if outcomes.iter().any(|o| !o.passed()) {
+                Outcome::Failed
+            } else {
+                Outcome::Success
+            }
+        }
+        [old, new] => {
+            let differences = warden::harness::compare(old, new);
+            for line in &differences {
+                println!("{line}");
+            }
+            println!(
+                "{} steps, {} decided differently or failed",
+                old.len(),
+                differences.len()
+            );
+            if differences.is_empty() {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            }
+        }
+        _ => Outcome::Usage,
+    }
 }
 
 /// Writes the warden configuration for the Dovecot configuration at
@@ -435,15 +507,6 @@ fn show_response(response: &Response) -> String {
         }
     }
     out
-}
-
-/// Says that `command` needs a part of warden this version does not have.
-fn unavailable(command: &str, needs: &str) -> Outcome {
-    eprintln!(
-        "warden {command}: not available in this version of warden; it needs {needs}, which is not built yet. \
-         `warden check` and `warden config` work now."
-    );
-    Outcome::Unavailable
 }
 
 /// Reads the configuration with its plugins' defaults, printing why when

@@ -480,7 +480,11 @@ pub fn check(path: &Path) -> Result<Checked, LoadError> {
 
 /// `warden check --plugin FILE`: loads one component as the master would
 /// — contract, link, identity — outside `plugins_dir`, with no cache.
+/// `builtin:NAME` names a built-in plugin instead of a file.
 pub fn check_plugin(file: &Path) -> Result<Plugin, String> {
+    if let Some(name) = file.to_str().and_then(|f| f.strip_prefix("builtin:")) {
+        return builtin_plugin(name);
+    }
     let runtime = Runtime::new(None).map_err(|error| crate::error_chain(&error))?;
     let bytes = std::fs::read(file)
         .map_err(|error| format!("plugin {}: cannot read it: {error}", file.display()))?;
@@ -490,5 +494,20 @@ pub fn check_plugin(file: &Path) -> Result<Plugin, String> {
     };
     runtime
         .load(&bytes, origin, Budget::default())
+        .map_err(|error| error.to_string())
+}
+
+/// The built-in plugin `name`, loaded as the master loads it.
+fn builtin_plugin(name: &str) -> Result<Plugin, String> {
+    let Some((_, bytes)) = warden_policy::BUILTINS.iter().find(|(n, _)| *n == name) else {
+        let names: Vec<&str> = warden_policy::BUILTINS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "there is no built-in plugin {name:?}; the built-ins are {}",
+            names.join(", ")
+        ));
+    };
+    let runtime = Runtime::new(None).map_err(|error| crate::error_chain(&error))?;
+    runtime
+        .load(bytes, Origin::Builtin, Budget::default())
         .map_err(|error| error.to_string())
 }
