@@ -457,6 +457,20 @@ impl Policy for Plugins {
         counts: SourceCounts,
         now_ms: Millis,
     ) -> Admission {
+        // The built-in plugins refuse only by the per-source settings: with
+        // none set and no plugin file of the chain exporting the hook,
+        // every connection is admitted, and the chain is not asked.
+        let from_files = self
+            .chain(service.name, service.policies)
+            .iter()
+            .any(|&index| {
+                self.plugins.get(index).is_some_and(|plugin| {
+                    plugin.admission().is_some() && !matches!(plugin.origin(), Origin::Builtin)
+                })
+            });
+        if !from_files && service.per_source_limit.is_none() && service.per_source_rate.is_none() {
+            return Admission::Accept;
+        }
         let wit_service = wit_service(service);
         let wit_connection = wit_connection(connection);
         let wit_counts = admission::SourceCounts {

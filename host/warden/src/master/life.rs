@@ -24,7 +24,7 @@ use super::service::ServiceState;
 use super::table::Slot;
 use super::{Event, Master, Noise, Phase};
 use super::{ROUND, native};
-use crate::config::{Interface, ServiceKind};
+use crate::config::{Interface, ServiceCount, ServiceKind};
 
 /// Forwards the exit of `child` as an event when its pidfd is readable.
 pub(super) fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
@@ -371,11 +371,20 @@ impl Master {
         asked: bool,
         index: Option<usize>,
     ) {
-        let vsz = index
-            .and_then(|i| self.services.get(i))
-            .map(|s| s.config.vsz_limit.value);
+        let state = index.and_then(|i| self.services.get(i));
+        let vsz = state.map(|s| s.config.vsz_limit.value);
+        // A process that serves a connection and goes (inetd, or a
+        // limited service_count) ends cleanly once per connection: a busy
+        // service would write a line per connection, as Dovecot does not.
+        let per_connection = state.is_some_and(|s| {
+            s.interface() == Interface::Inetd
+                || matches!(s.config.service_count.value, ServiceCount::Limited(_))
+        });
         match exit {
             _ if asked => tracing::info!(service = name, pid, "process {exit} as asked"),
+            Exit::Code(0) if per_connection => {
+                tracing::debug!(service = name, pid, "process {exit}");
+            }
             Exit::Code(0) => tracing::info!(service = name, pid, "process {exit}"),
             Exit::Code(83) => {
                 let limit = match vsz {
