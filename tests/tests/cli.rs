@@ -506,3 +506,31 @@ fn a_reload_to_an_executable_that_cannot_run_is_refused_and_the_old_one_serves()
     let mut client = warden_tests::LineClient::connect(port).expect("connect");
     assert_eq!(client.echo_pid(), before[0]);
 }
+
+#[test]
+fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = warden_tests::write_config(dir.path(), "");
+    let mut child = Command::new(warden_tests::warden())
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("WARDEN_LOG", "debug")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start warden run");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+    let control = dir.path().join("run/control");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !control.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("stop warden");
+    let output = child.wait_with_output().expect("collect warden");
+    let log = text(&output.stderr);
+    assert!(log.contains("warden started"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes on a pipe:\n{log}");
+    assert!(
+        !log.contains("cranelift") && !log.contains("wasmtime::"),
+        "the plugin runtime's debug lines at WARDEN_LOG=debug:\n{log}"
+    );
+}

@@ -7,7 +7,7 @@
 //! ([`log_panics`]), so that a daemonized master's end is in its log.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -59,11 +59,28 @@ impl<'a> MakeWriter<'a> for FileMaker {
     }
 }
 
-/// Sends the log to `file`, or to stderr when `None`. Call once.
+/// What `WARDEN_LOG` adds unless it names them itself: the plugin
+/// runtime's internals stay at warn, so `WARDEN_LOG=debug` shows warden's
+/// own debug lines rather than the compiler's.
+const QUIET_INTERNALS: [&str; 3] = ["wasmtime", "cranelift", "wasmtime_wasi"];
+
+/// The filter `WARDEN_LOG` (default `info`) asks for.
+fn filter() -> EnvFilter {
+    let asked = std::env::var("WARDEN_LOG").unwrap_or_else(|_| "info".to_owned());
+    let mut directives = asked.clone();
+    for target in QUIET_INTERNALS {
+        if !asked.contains(target) {
+            directives.push_str(&format!(",{target}=warn"));
+        }
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Sends the log to `file`, or to stderr when `None`. Call once. Colours
+/// only on a terminal: a file, a pipe or the journal gets plain text.
 pub fn init(file: Option<&Path>) -> io::Result<()> {
-    let filter = EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_target(false);
     match file {
         Some(path) => {
@@ -74,7 +91,10 @@ pub fn init(file: Option<&Path>) -> io::Result<()> {
             let _ = LOG_FILE.set(Arc::clone(&log));
             builder.with_ansi(false).with_writer(FileMaker(log)).init();
         }
-        None => builder.with_writer(io::stderr).init(),
+        None => builder
+            .with_ansi(io::stderr().is_terminal())
+            .with_writer(io::stderr)
+            .init(),
     }
     Ok(())
 }
