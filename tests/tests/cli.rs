@@ -511,7 +511,7 @@ fn a_reload_to_an_executable_that_cannot_run_is_refused_and_the_old_one_serves()
 fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = warden_tests::write_config(dir.path(), "");
-    let mut child = Command::new(warden_tests::warden())
+    let child = Command::new(warden_tests::warden())
         .args(["run", "-c"])
         .arg(&config)
         .env("WARDEN_LOG", "debug")
@@ -533,4 +533,49 @@ fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
         !log.contains("cranelift") && !log.contains("wasmtime::"),
         "the plugin runtime's debug lines at WARDEN_LOG=debug:\n{log}"
     );
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let Some(analyze) = which("systemd-analyze") else {
+        eprintln!("skipped the_systemd_unit_verifies: systemd-analyze is not installed");
+        return;
+    };
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/systemd/warden.service"),
+    )
+    .expect("read the unit");
+    assert!(unit.contains("Type=notify") && unit.contains("ExecStop=/usr/sbin/warden stop"));
+    // The binary at the path the unit names, and no man page to look up.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let installed = unit
+        .replace(
+            "/usr/sbin/warden",
+            &warden_tests::warden().display().to_string(),
+        )
+        .lines()
+        .filter(|line| !line.starts_with("Documentation="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.path().join("warden.service");
+    std::fs::write(&path, installed).expect("write the unit");
+    let output = Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze");
+    let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success() && !said.contains("warden.service"),
+        "systemd-analyze verify:\n{said}"
+    );
+}
+
+/// The path of `program` on `PATH`.
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }

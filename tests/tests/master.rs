@@ -658,3 +658,30 @@ fn notify_messages_from_outside_the_service_are_ignored() {
     });
     assert_eq!(warden.status("echo").available, 1);
 }
+
+#[test]
+fn warden_stop_returns_once_the_master_and_its_processes_are_gone() {
+    let port = free_port();
+    let warden = Running::start(&echo_service("echo", port, "process_min_avail = 2"));
+    warden.wait_for("two echo processes", WAIT, || {
+        warden.pids("echo").len() == 2
+    });
+    let processes = warden.pids("echo");
+    let master = warden.pid();
+    let output = warden.cli(&["stop"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("stopped"), "{stdout}");
+    // Gone, or a zombie the test has not collected yet.
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    assert!(!running(master), "the master still runs after warden stop");
+    for pid in processes {
+        assert!(
+            !running(pid),
+            "echo process {pid} still runs after warden stop"
+        );
+    }
+}

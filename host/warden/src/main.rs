@@ -88,8 +88,13 @@ enum Command {
     },
     /// Make the running supervisor reload its configuration.
     Reload,
-    /// Stop the running supervisor and every service.
-    Stop,
+    /// Stop the running supervisor and every service, and wait until it
+    /// has stopped (so it can serve as a unit's ExecStop=).
+    Stop {
+        /// Return as soon as the stop has begun.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Ask a process to stop (SIGTERM), by pid; or, with --connection,
     /// close connections of native-interface services.
     Kick {
@@ -207,7 +212,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Reload => ask(&cli.config, &Request::Reload),
-        Command::Stop => ask(&cli.config, &Request::Stop),
+        Command::Stop { no_wait } => stop(&cli.config, *no_wait),
         Command::Kick {
             connection: Some(target),
             ..
@@ -384,6 +389,35 @@ fn ask(path: &Path, request: &Request) -> Outcome {
             Outcome::Unavailable
         }
     }
+}
+
+/// Stops the running master and, unless `no_wait`, waits until its
+/// control socket is gone: every service stopped, the log service last.
+fn stop(path: &Path, no_wait: bool) -> Outcome {
+    let asked = ask(path, &Request::Stop);
+    if no_wait || !matches!(asked, Outcome::Success) {
+        return asked;
+    }
+    let Ok(config) = Config::load(path) else {
+        return asked;
+    };
+    let socket = &config.globals.control_socket.value;
+    // Twice the grace (SIGTERM, then SIGKILL) for the services, then the
+    // log service's own, and a margin.
+    let grace = config.globals.shutdown_grace.value.to_std();
+    let deadline = std::time::Instant::now() + grace * 4 + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if control::request(socket, &Request::Status).is_err() {
+            println!("stopped");
+            return Outcome::Success;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    eprintln!(
+        "warden stop: the master is still stopping after {}s; see its log",
+        (grace * 4).as_secs() + 5
+    );
+    Outcome::Failed
 }
 
 /// A person's view of the master's answer.

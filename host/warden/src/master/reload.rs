@@ -212,7 +212,10 @@ impl Master {
     /// Reloads the configuration `parsed`, as read for this reload, with
     /// the plugins just loaded; on failure the running one stays.
     pub(super) fn reload(&mut self, parsed: &Parsed) -> Result<Reloaded, ReloadError> {
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+        // Type=notify-reload needs the time of the reload with it.
+        let mut reloading = vec![sd_notify::NotifyState::Reloading];
+        reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+        let _ = sd_notify::notify(&reloading);
         let result = self.try_reload(parsed);
         if let Ok(reloaded) = &result {
             tracing::info!("{reloaded}");
