@@ -685,3 +685,20 @@ fn warden_stop_returns_once_the_master_and_its_processes_are_gone() {
         );
     }
 }
+
+#[test]
+fn a_command_naming_an_unknown_service_says_so_and_exits_2() {
+    let port = free_port();
+    let warden = Running::start(&echo_service("echo", port, ""));
+    for command in ["ps", "who"] {
+        let output = warden.cli(&[command, "ecoh"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "there is no service \"ecoh\" in the running configuration; the services are: echo"
+            ),
+            "{command:?}: {stderr}"
+        );
+    }
+}

@@ -106,6 +106,13 @@ pub enum Response {
         /// Why, and what to do.
         message: String,
     },
+    /// The command named a service the running configuration does not have.
+    UnknownService {
+        /// The name given.
+        name: String,
+        /// The services there are.
+        services: Vec<String>,
+    },
 }
 
 /// One service, as `warden status` shows it.

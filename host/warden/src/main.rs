@@ -380,6 +380,10 @@ fn ask(path: &Path, request: &Request) -> Outcome {
             eprintln!("warden: {message}");
             Outcome::Failed
         }
+        Ok(unknown @ Response::UnknownService { .. }) => {
+            eprint!("warden: {}", show_response(&unknown));
+            Outcome::Usage
+        }
         Ok(response) => {
             print!("{}", show_response(&response));
             Outcome::Success
@@ -538,6 +542,12 @@ fn show_response(response: &Response) -> String {
         Response::Done { message } | Response::Failed { message } => {
             out.push_str(message);
             out.push('\n');
+        }
+        Response::UnknownService { name, services } => {
+            out.push_str(&format!(
+                "there is no service {name:?} in the running configuration; the services are: {}\n",
+                services.join(", ")
+            ));
         }
     }
     out

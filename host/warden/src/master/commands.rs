@@ -34,7 +34,21 @@ pub(super) fn process_status(
 impl Master {
     /// Answers a control command on `reply`.
     pub(super) fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let unknown = |service: &Option<String>| {
+            service
+                .as_deref()
+                .filter(|name| !self.services.iter().any(|s| s.name() == *name))
+                .map(|name| Response::UnknownService {
+                    name: name.to_owned(),
+                    services: self.services.iter().map(|s| s.name().to_owned()).collect(),
+                })
+        };
         let response = match request {
+            Request::Ps { service } | Request::Who { service }
+                if let Some(unknown) = unknown(&service) =>
+            {
+                unknown
+            }
             Request::Status => Response::Status {
                 services: self.services.iter().map(|s| self.status_of(s)).collect(),
             },
