@@ -593,15 +593,13 @@ fn daemonized_warden_writes_its_pid_file_and_tells_systemd_it_is_ready() {
     listener.set_read_timeout(Some(WAIT)).expect("timeout");
     let config = warden_tests::write_config(dir.path(), &echo_service("echo", free_port(), ""));
     let pid_file = dir.path().join("warden.pid");
+    assert_eq!(config, dir.path().join("warden.toml"));
+    // Relative paths, as an operator types them: the daemon leaves its
+    // working directory, and still finds and writes them where they were.
     let status = std::process::Command::new(warden_tests::warden())
-        .arg("run")
-        .arg("-c")
-        .arg(&config)
-        .arg("--daemonize")
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg("--log-file")
-        .arg(dir.path().join("warden.log"))
+        .current_dir(dir.path())
+        .args(["run", "-c", "warden.toml", "--daemonize"])
+        .args(["--pid-file", "warden.pid", "--log-file", "warden.log"])
         .env("NOTIFY_SOCKET", &notify)
         .status()
         .expect("run warden --daemonize");

@@ -198,12 +198,18 @@ fn main() -> ExitCode {
             daemonize,
             pid_file,
             log_file,
-        } => run(&master::Options {
-            config: cli.config.clone(),
-            daemonize: *daemonize,
-            pid_file: pid_file.clone(),
-            log_file: log_file.clone(),
-        }),
+        } => {
+            // A daemon leaves its working directory for `/`: every path it
+            // was given is made absolute first, against where it started.
+            let absolute =
+                |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+            run(&master::Options {
+                config: absolute(&cli.config),
+                daemonize: *daemonize,
+                pid_file: pid_file.as_deref().map(absolute),
+                log_file: log_file.as_deref().map(absolute),
+            })
+        }
         Command::Status => ask(&cli.config, &Request::Status),
         Command::Ps { service } => ask(
             &cli.config,
