@@ -47,12 +47,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use warden_policy::{
-    Admission, ConnectionView, ExitCause, ExitView, IdleAction, Lifecycle, ListenerKind,
+    Admission, Budget, ConnectionView, ExitCause, ExitView, IdleAction, Lifecycle, ListenerKind,
     ListenerView, PeerView, Plugin, Plugins, Policy, ProcessView, ServiceKind, ServiceView,
     SourceCounts,
 };
 
-use crate::config::value::Duration;
+use crate::config::value::{Duration, Size};
 
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +84,29 @@ pub enum ScenarioError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    #[serde(default)]
+    plugin: PluginSpec,
     service: ServiceSpec,
     #[serde(rename = "step", default)]
     steps: Vec<Step>,
+    /// The directory of the scenario file, which `plugin.directory` is
+    /// relative to.
+    #[serde(skip)]
+    dir: PathBuf,
+}
+
+/// The plugin's budget and grant, as `[plugin.NAME]` gives them in the
+/// configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginSpec {
+    /// The directory the plugin may read, at `/grant`; relative to the
+    /// scenario file.
+    directory: Option<PathBuf>,
+    /// How long one call may run.
+    deadline: Option<String>,
+    /// How much memory one instance may hold.
+    memory: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,10 +317,11 @@ impl Scenario {
                 message,
             }
         };
-        let scenario: Scenario = toml::from_str(text).map_err(|error| {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|error| {
             let offset = error.span().map_or(0, |span| span.start);
             at(offset, error.message().to_owned())
         })?;
+        scenario.dir = path.parent().map(Path::to_owned).unwrap_or_default();
         if let Err(message) = scenario.check() {
             // Where the step is, for the line number.
             let offset = message
@@ -316,6 +337,7 @@ impl Scenario {
     /// that do not read, a hook without its input or with the wrong
     /// expectation. The step's index with the message.
     fn check(&self) -> Result<(), (Option<usize>, String)> {
+        self.budget().map_err(|e| (None, format!("plugin: {e}")))?;
         if let Some(idle_kill) = &self.service.idle_kill
             && idle_kill != "infinite"
         {
@@ -326,6 +348,20 @@ impl Scenario {
                 .map_err(|e| (Some(index), format!("step {}: {e}", index + 1)))?;
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// The plugin's budget: warden's defaults, and what `[plugin]` says.
+    pub fn budget(&self) -> Result<Budget, String> {
+        let mut budget = Budget::default();
+        if let Some(deadline) = &self.plugin.deadline {
+            budget.deadline = Duration::parse(deadline)?.to_std();
+        }
+        if let Some(memory) = &self.plugin.memory {
+            budget.memory = usize::try_from(Size::parse(memory)?.0).unwrap_or(usize::MAX);
+        }
+        Ok(budget)
     }
 }
 
@@ -454,7 +490,13 @@ impl Outcome {
 
 /// Runs every step of `scenario` against `plugin`, in the master's
 /// runtime with its budgets, answer checks and fallback.
-pub fn run(plugin: Plugin, scenario: &Scenario) -> Vec<Outcome> {
+pub fn run(mut plugin: Plugin, scenario: &Scenario) -> Vec<Outcome> {
+    let grant = scenario
+        .plugin
+        .directory
+        .as_ref()
+        .map(|d| scenario.dir.join(d));
+    plugin.configure(scenario.budget().unwrap_or_default(), grant);
     let name = plugin.identity().name.clone();
     let mut plugins = Plugins::new(vec![plugin]);
     let policies = vec![name];

@@ -282,8 +282,9 @@ fn policy_test(compare: bool, files: &[PathBuf]) -> Outcome {
         }
     };
     let mut runs = Vec::new();
+    let budget = scenario.budget().unwrap_or_default();
     for file in plugins {
-        match master::check_plugin(file) {
+        match master::load_plugin(file, budget) {
             Ok(plugin) => runs.push(warden::harness::run(plugin, &scenario)),
             Err(error) => {
                 eprintln!("{error}");

@@ -13,13 +13,17 @@
 //! memory has grown past half its cap (linear memory never shrinks).
 //!
 //! **How a plugin runs in the master.** WASI is linked with its
-//! asynchronous host functions, and each call is polled exactly once, in a
-//! tokio context of the runtime's own that nothing ever drives. Every host
-//! function a decision may use completes within that poll: clocks, random,
-//! logging, stdout and stderr (captured in memory, see [`sandbox`]), and
-//! reading the granted directory (inline). A plugin that waits instead —
-//! sleeps, polls a timer, reads a stream that is not ready — leaves the
-//! call pending; the call is dropped there and counts as a failure. So no
+//! asynchronous host functions, and each call is polled in a tokio context
+//! of the runtime's own that nothing ever drives. Every host function a
+//! decision may use completes within the first poll — clocks, random,
+//! logging, stdout and stderr (captured in memory, see [`sandbox`]),
+//! opening and reading the granted directory's files by descriptor — but
+//! one: a file read through a stream (how Python's and other libcs'
+//! `read` reach a file) is done by WASI on a blocking thread, and the call
+//! is polled again as it completes, for at most [`HOST_IO_WAIT`]. A plugin
+//! that waits on anything else — sleeps, polls a timer, reads a stream that
+//! is not ready — leaves the call pending that long at most; the call is
+//! dropped there and counts as a failure. So no
 //! WASI host function ever blocks on a runtime: neither the master's,
 //! whose event loop the master's own thread is running when it asks, nor
 //! any other. A host function that panics is caught and counts as a
@@ -325,19 +329,69 @@ struct Shared {
     ticker: Ticker,
 }
 
+/// How long a call may be pending on WASI's own work for it (a file read
+/// through a stream, on a blocking thread) before it counts as waiting.
+pub const HOST_IO_WAIT: Duration = Duration::from_millis(5);
+
+/// Wakes [`Shared::drive`] when a pending call may go on.
+#[derive(Default)]
+struct Wakeup {
+    woken: std::sync::Mutex<bool>,
+    ready: std::sync::Condvar,
+}
+
+impl std::task::Wake for Wakeup {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Ok(mut woken) = self.woken.lock() {
+            *woken = true;
+            self.ready.notify_one();
+        }
+    }
+}
+
+impl Wakeup {
+    /// Waits until woken or `until`; whether it was woken.
+    fn wait_until(&self, until: Instant) -> bool {
+        let Ok(mut woken) = self.woken.lock() else {
+            return false;
+        };
+        while !*woken {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.ready.wait_timeout(woken, left) {
+                Ok((guard, _)) => woken = guard,
+                Err(_) => return false,
+            }
+        }
+        *woken = false;
+        true
+    }
+}
+
 impl Shared {
-    /// Polls `future` once, in the plugins' own context, catching a
-    /// panic. A call that does not complete in that poll is dropped.
+    /// Polls `future` in the plugins' own context, catching a panic: again
+    /// each time it is woken, for at most [`HOST_IO_WAIT`] in all. A call
+    /// that has not completed by then is dropped.
     fn drive<F: Future>(&self, future: F) -> Result<F::Output, Failure> {
         let _context = self.context.enter();
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut future = std::pin::pin!(future);
-            match future
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-            {
-                Poll::Ready(output) => Some(output),
-                Poll::Pending => None,
+            let wakeup = Arc::new(Wakeup::default());
+            let waker = Waker::from(Arc::clone(&wakeup));
+            let mut context = Context::from_waker(&waker);
+            let until = Instant::now() + HOST_IO_WAIT;
+            loop {
+                match future.as_mut().poll(&mut context) {
+                    Poll::Ready(output) => return Some(output),
+                    Poll::Pending if wakeup.wait_until(until) => {}
+                    Poll::Pending => return None,
+                }
             }
         }));
         match polled {

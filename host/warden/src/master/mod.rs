@@ -70,7 +70,7 @@ mod setup;
 mod stop;
 mod table;
 
-pub use plugins::{Checked, check as check_config, check_plugin, compile_helper};
+pub use plugins::{Checked, check as check_config, check_plugin, compile_helper, load_plugin};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

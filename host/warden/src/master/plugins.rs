@@ -482,8 +482,14 @@ pub fn check(path: &Path) -> Result<Checked, LoadError> {
 /// — contract, link, identity — outside `plugins_dir`, with no cache.
 /// `builtin:NAME` names a built-in plugin instead of a file.
 pub fn check_plugin(file: &Path) -> Result<Plugin, String> {
+    load_plugin(file, Budget::default())
+}
+
+/// Loads one component as [`check_plugin`] does, under `budget` (its
+/// identity is asked within the budget's deadline).
+pub fn load_plugin(file: &Path, budget: Budget) -> Result<Plugin, String> {
     if let Some(name) = file.to_str().and_then(|f| f.strip_prefix("builtin:")) {
-        return builtin_plugin(name);
+        return builtin_plugin(name, budget);
     }
     let runtime = Runtime::new(None).map_err(|error| crate::error_chain(&error))?;
     let bytes = std::fs::read(file)
@@ -493,12 +499,12 @@ pub fn check_plugin(file: &Path) -> Result<Plugin, String> {
         sha256: warden_policy::runtime::sha256(&bytes),
     };
     runtime
-        .load(&bytes, origin, Budget::default())
+        .load(&bytes, origin, budget)
         .map_err(|error| error.to_string())
 }
 
 /// The built-in plugin `name`, loaded as the master loads it.
-fn builtin_plugin(name: &str) -> Result<Plugin, String> {
+fn builtin_plugin(name: &str, budget: Budget) -> Result<Plugin, String> {
     let Some((_, bytes)) = warden_policy::BUILTINS.iter().find(|(n, _)| *n == name) else {
         let names: Vec<&str> = warden_policy::BUILTINS.iter().map(|(n, _)| *n).collect();
         return Err(format!(
@@ -508,6 +514,6 @@ fn builtin_plugin(name: &str) -> Result<Plugin, String> {
     };
     let runtime = Runtime::new(None).map_err(|error| crate::error_chain(&error))?;
     runtime
-        .load(bytes, Origin::Builtin, Budget::default())
+        .load(bytes, Origin::Builtin, budget)
         .map_err(|error| error.to_string())
 }
