@@ -380,6 +380,22 @@ fn a_broken_configuration_on_reload_keeps_the_running_one() {
         }
         other => panic!("a broken reload answered {other:?}"),
     }
+    // Counted, for an alert: two refused, none done.
+    let Response::Stats { text: metrics } = warden.request(&Request::Stats) else {
+        panic!("no metrics");
+    };
+    assert!(
+        metrics.contains("warden_reloads_total{result=\"failed\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_reloads_total{result=\"ok\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_build_info{version=\""),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use warden_policy::stats::{MetricKind, PluginMetrics, Value};
@@ -38,6 +39,13 @@ pub(super) struct ExitLabels {
     pub service: String,
     /// `clean`, `failure`, `signal`, or `asked` (idle kill, reload, stop).
     pub cause: String,
+}
+
+/// Labels of a reload.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ReloadLabels {
+    /// `ok`, or `failed` (the running configuration stayed).
+    pub result: String,
 }
 
 /// Labels of a refused connection.
@@ -75,6 +83,11 @@ pub(super) struct Metrics {
     /// Dovecot status records ignored: from an unknown pid, or with a
     /// generation not given to that pid.
     pub ignored_status: Counter,
+    /// Reloads, by result.
+    pub reloads: Family<ReloadLabels, Counter>,
+    /// When the configuration was last loaded (start or reload), in
+    /// seconds since the epoch.
+    pub last_reload: Gauge,
 }
 
 impl Metrics {
@@ -125,11 +138,56 @@ impl Metrics {
             metrics.evicted.clone(),
         );
         registry.register(
+            "build",
+            "The warden binary",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register(
+            "reloads",
+            "Reloads of the configuration, by result (a failed one keeps the running configuration)",
+            metrics.reloads.clone(),
+        );
+        registry.register(
+            "last_reload_timestamp_seconds",
+            "When the running configuration was loaded, at start or by a reload, in seconds since the epoch",
+            metrics.last_reload.clone(),
+        );
+        // Both results exist from the start, for alerts on a rate.
+        for result in ["ok", "failed"] {
+            drop(metrics.reloads.get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            }));
+        }
+        metrics.loaded_now();
+        registry.register(
             "dovecot_ignored_status_records",
             "Status records of dovecot-interface services ignored: unknown pid or wrong generation",
             metrics.ignored_status.clone(),
         );
         (metrics, Arc::new(registry))
+    }
+}
+
+impl Metrics {
+    /// Records that a configuration was loaded now.
+    pub(super) fn loaded_now(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.last_reload.set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a reload that ended `ok` or not.
+    pub(super) fn reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        if ok {
+            self.loaded_now();
+        }
     }
 }
 
@@ -266,6 +324,38 @@ fn escape(value: &str) -> String {
 }
 
 /// Reads the request head (or what fits) and answers with the metrics.
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// `GET` or `HEAD` of `/metrics` (or `/`).
+    Metrics,
+    /// Another path.
+    NotFound,
+    /// Another method.
+    NotAllowed,
+}
+
+/// The route of the request whose head is `request`.
+fn route(request: &[u8]) -> Route {
+    let line = request
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ');
+    let (method, target) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    );
+    if method != b"GET" && method != b"HEAD" {
+        return Route::NotAllowed;
+    }
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    match path {
+        b"/metrics" | b"/" => Route::Metrics,
+        _ => Route::NotFound,
+    }
+}
+
 async fn answer(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
     registry: Arc<Registry>,
@@ -285,11 +375,33 @@ async fn answer(
     if tokio::time::timeout(REQUEST_TIMEOUT, head).await.is_err() {
         return;
     }
-    let body = render(&registry, &plugins);
+    let (status, kind, body) = match route(&request) {
+        Route::Metrics => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            render(&registry, &plugins),
+        ),
+        Route::NotFound => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found; the metrics are at /metrics\n".to_owned(),
+        ),
+        Route::NotAllowed => (
+            "405 Method Not Allowed\r\nAllow: GET, HEAD",
+            "text/plain; charset=utf-8",
+            "only GET and HEAD\n".to_owned(),
+        ),
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
+    // A HEAD request gets the head only.
+    let body = if request.starts_with(b"HEAD ") {
+        String::new()
+    } else {
+        body
+    };
     // Nor does one that asks and then does not read the answer.
     let write = async {
         stream.write_all(head.as_bytes()).await?;
@@ -302,6 +414,16 @@ async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_routed_by_method_and_path() {
+        assert_eq!(route(b"GET /metrics HTTP/1.1\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"HEAD /metrics HTTP/1.0\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"GET /?x=1 HTTP/1.1\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"GET /favicon.ico HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::NotAllowed);
+        assert_eq!(route(b""), Route::NotAllowed);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_does_not_read_the_answer_is_let_go_after_the_deadline() {

@@ -131,6 +131,7 @@ impl Master {
     fn refused(&self, error: &ReloadError, replies: Vec<oneshot::Sender<Response>>) {
         let message = crate::error_chain(error);
         tracing::error!("configuration reload failed; the running configuration stays:\n{message}");
+        self.metrics.reloaded(false);
         for reply in replies {
             let _ = reply.send(Response::Failed {
                 message: message.clone(),
@@ -219,6 +220,7 @@ impl Master {
         let result = self.try_reload(parsed);
         if let Ok(reloaded) = &result {
             tracing::info!("{reloaded}");
+            self.metrics.reloaded(true);
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         result
