@@ -396,6 +396,25 @@ fn a_broken_configuration_on_reload_keeps_the_running_one() {
         metrics.contains("warden_build_info{version=\""),
         "{metrics}"
     );
+    // The control commands still reach the master, whose configuration
+    // is fine, though the file now has a problem: by its socket as the
+    // file names it, or by --socket.
+    let status = warden.cli(&["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let socket = warden.control_socket().display().to_string();
+    let status = std::process::Command::new(warden_tests::warden())
+        .args(["status", "-c", "/nonexistent.toml", "--socket", &socket])
+        .output()
+        .expect("run warden status");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 }
 
 #[test]

@@ -47,6 +47,11 @@ struct Cli {
     )]
     config: PathBuf,
 
+    /// The running master's control socket, for the control commands;
+    /// by default the one the configuration names.
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -210,42 +215,42 @@ fn main() -> ExitCode {
                 log_file: log_file.as_deref().map(absolute),
             })
         }
-        Command::Status => ask(&cli.config, &Request::Status),
+        Command::Status => ask(&cli, &Request::Status),
         Command::Ps { service } => ask(
-            &cli.config,
+            &cli,
             &Request::Ps {
                 service: service.clone(),
             },
         ),
-        Command::Reload => ask(&cli.config, &Request::Reload),
-        Command::Stop { no_wait } => stop(&cli.config, *no_wait),
+        Command::Reload => ask(&cli, &Request::Reload),
+        Command::Stop { no_wait } => stop(&cli, *no_wait),
         Command::Kick {
             connection: Some(target),
             ..
         } => ask(
-            &cli.config,
+            &cli,
             &Request::KickConnection {
                 target: target.clone(),
             },
         ),
         Command::Kick { pid, .. } => ask(
-            &cli.config,
+            &cli,
             &Request::Kick {
                 pid: pid.unwrap_or_default(),
             },
         ),
         Command::Who { service } => ask(
-            &cli.config,
+            &cli,
             &Request::Who {
                 service: service.clone(),
             },
         ),
-        Command::Stats => ask(&cli.config, &Request::Stats),
+        Command::Stats => ask(&cli, &Request::Stats),
         Command::Import {
             dovecot_conf,
             output,
         } => import(dovecot_conf, output.as_deref()),
-        Command::Plugins => ask(&cli.config, &Request::Plugins),
+        Command::Plugins => ask(&cli, &Request::Plugins),
         Command::Policy {
             command: PolicyCommand::Test { compare, files },
         } => policy_test(*compare, files),
@@ -375,14 +380,12 @@ fn run(options: &master::Options) -> Outcome {
 
 /// Sends `request` to the running master named by the configuration's
 /// control socket, and prints its answer.
-fn ask(path: &Path, request: &Request) -> Outcome {
-    // Only the globals matter here, which plugins never supply.
-    let config = match Config::load(path) {
-        Ok(config) => config,
+fn ask(cli: &Cli, request: &Request) -> Outcome {
+    let socket = match control_socket(cli) {
+        Ok(socket) => socket,
         Err(error) => return load_failed(&error),
     };
-    let socket = &config.globals.control_socket.value;
-    match control::request(socket, request) {
+    match control::request(&socket, request) {
         Ok(Response::Failed { message }) => {
             eprintln!("warden: {message}");
             Outcome::Failed
@@ -402,20 +405,59 @@ fn ask(path: &Path, request: &Request) -> Outcome {
     }
 }
 
+/// The running master's control socket: `--socket`, or the one the
+/// configuration names. Only the globals matter, which plugins never
+/// supply; and when something else in the file has problems (an edit not
+/// yet reloaded, which the running master does not have), the socket is
+/// still read from its `base_dir` and `control_socket` alone.
+fn control_socket(cli: &Cli) -> Result<PathBuf, LoadError> {
+    if let Some(socket) = &cli.socket {
+        return Ok(socket.clone());
+    }
+    let path = &cli.config;
+    let error = match Config::load(path) {
+        Ok(config) => return Ok(config.globals.control_socket.value),
+        Err(error @ LoadError::Read { .. }) => return Err(error),
+        Err(error) => error,
+    };
+    let table = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok());
+    let Some(table) = table else {
+        return Err(error);
+    };
+    let globals: toml::Table = ["base_dir", "control_socket"]
+        .into_iter()
+        .filter_map(|key| table.get(key).map(|value| (key.to_owned(), value.clone())))
+        .collect();
+    let dir = std::path::absolute(path)
+        .ok()
+        .and_then(|absolute| absolute.parent().map(Path::to_owned));
+    Config::parse_in(
+        &path.display().to_string(),
+        dir.as_deref(),
+        &globals.to_string(),
+    )
+    .map(|config| config.globals.control_socket.value)
+    .map_err(|_| error)
+}
+
 /// Stops the running master and, unless `no_wait`, waits until its
 /// control socket is gone: every service stopped, the log service last.
-fn stop(path: &Path, no_wait: bool) -> Outcome {
-    let asked = ask(path, &Request::Stop);
+fn stop(cli: &Cli, no_wait: bool) -> Outcome {
+    let asked = ask(cli, &Request::Stop);
     if no_wait || !matches!(asked, Outcome::Success) {
         return asked;
     }
-    let Ok(config) = Config::load(path) else {
+    let Ok(socket) = control_socket(cli) else {
         return asked;
     };
-    let socket = &config.globals.control_socket.value;
+    let socket = &socket;
     // Twice the grace (SIGTERM, then SIGKILL) for the services, then the
     // log service's own, and a margin.
-    let grace = config.globals.shutdown_grace.value.to_std();
+    let grace = Config::load(&cli.config).map_or(std::time::Duration::from_secs(6), |config| {
+        config.globals.shutdown_grace.value.to_std()
+    });
     let deadline = std::time::Instant::now() + grace * 4 + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline {
         if control::request(socket, &Request::Status).is_err() {
