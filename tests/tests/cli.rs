@@ -507,17 +507,32 @@ fn a_reload_to_an_executable_that_cannot_run_is_refused_and_the_old_one_serves()
     assert_eq!(client.echo_pid(), before[0]);
 }
 
-#[test]
-fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
+/// Runs `warden run` on an empty configuration until its control socket
+/// answers, then stops it; what it wrote to stderr, a pipe. With
+/// `journal_stream`, `JOURNAL_STREAM` is set: to the pipe's device and
+/// inode for `"the pipe"`, else to the value given.
+fn run_briefly(journal_stream: Option<&str>) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = warden_tests::write_config(dir.path(), "");
-    let child = Command::new(warden_tests::warden())
+    let (read, write) = nix::unistd::pipe().expect("a pipe");
+    let stream = nix::sys::stat::fstat(&write).expect("fstat the pipe");
+    let mut command = Command::new(warden_tests::warden());
+    command
         .args(["run", "-c"])
         .arg(&config)
         .env("WARDEN_LOG", "debug")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start warden run");
+        .env_remove("JOURNAL_STREAM")
+        .stderr(std::process::Stdio::from(write));
+    if let Some(stream_of) = journal_stream {
+        let value = match stream_of {
+            "the pipe" => format!("{}:{}", stream.st_dev, stream.st_ino),
+            other => other.to_owned(),
+        };
+        command.env("JOURNAL_STREAM", value);
+    }
+    let mut child = command.spawn().expect("start warden run");
+    // Its copy of the pipe's write end, so the read ends with warden.
+    drop(command);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
     let control = dir.path().join("run/control");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -525,14 +540,46 @@ fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("stop warden");
-    let output = child.wait_with_output().expect("collect warden");
-    let log = text(&output.stderr);
+    child.wait().expect("collect warden");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut log).expect("read the log");
+    log
+}
+
+#[test]
+fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
+    let log = run_briefly(None);
     assert!(log.contains("warden started"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes on a pipe:\n{log}");
     assert!(
         !log.contains("cranelift") && !log.contains("wasmtime::"),
         "the plugin runtime's debug lines at WARDEN_LOG=debug:\n{log}"
     );
+    // Another stream than stderr is not the journal.
+    assert!(
+        !run_briefly(Some("1:2")).starts_with('<'),
+        "not the journal's stream"
+    );
+}
+
+#[test]
+fn under_the_journal_each_line_carries_its_priority_and_no_time() {
+    let log = run_briefly(Some("the pipe"));
+    let started = log
+        .lines()
+        .find(|line| line.contains("warden started"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(started.starts_with("<6>"), "{started}");
+    assert!(
+        log.lines().any(|line| line.starts_with("<7>")),
+        "debug lines at <7>:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .all(|line| line.starts_with('<') && !line.contains("2026-")),
+        "every line prioritised, without a timestamp:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "{log}");
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 /// The log file, when logging to one.
 static LOG_FILE: OnceLock<Arc<LogFile>> = OnceLock::new();
@@ -91,12 +93,63 @@ pub fn init(file: Option<&Path>) -> io::Result<()> {
             let _ = LOG_FILE.set(Arc::clone(&log));
             builder.with_ansi(false).with_writer(FileMaker(log)).init();
         }
+        None if stderr_is_journal() => builder
+            .with_ansi(false)
+            .without_time()
+            .event_format(Prioritised(
+                tracing_subscriber::fmt::format()
+                    .with_target(false)
+                    .without_time(),
+            ))
+            .with_writer(io::stderr)
+            .init(),
         None => builder
             .with_ansi(io::stderr().is_terminal())
             .with_writer(io::stderr)
             .init(),
     }
     Ok(())
+}
+
+/// Whether stderr is the journal's stream: `JOURNAL_STREAM` names its
+/// device and inode, as systemd sets it for a service.
+fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = nix::sys::stat::fstat(io::stderr()) else {
+        return false;
+    };
+    stream.to_string_lossy() == format!("{}:{}", stat.st_dev, stat.st_ino)
+}
+
+/// Each line starts with its syslog priority (`<3>` for an error …
+/// `<7>` for debug), which the journal reads off a stream as the line's
+/// priority, so `journalctl -u warden -p err` finds warden's errors; the
+/// journal adds the time itself.
+struct Prioritised<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for Prioritised<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        context: &FmtContext<'_, S, N>,
+        mut writer: format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            tracing::Level::DEBUG | tracing::Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(context, writer, event)
+    }
 }
 
 /// Reopens the log file at its path (SIGUSR1); nothing when logging to stderr.
