@@ -20,10 +20,10 @@
 //! opening and reading the granted directory's files by descriptor — but
 //! one: a file read through a stream (how Python's and other libcs'
 //! `read` reach a file) is done by WASI on a blocking thread, and the call
-//! is polled again as it completes, for at most [`HOST_IO_WAIT`]. A plugin
+//! is polled again as it completes, within the call's deadline. A plugin
 //! that waits on anything else — sleeps, polls a timer, reads a stream that
-//! is not ready — leaves the call pending that long at most; the call is
-//! dropped there and counts as a failure. So no
+//! is not ready — leaves the call pending until its deadline at most; the
+//! call is dropped there and counts as a failure. So no
 //! WASI host function ever blocks on a runtime: neither the master's,
 //! whose event loop the master's own thread is running when it asks, nor
 //! any other. A host function that panics is caught and counts as a
@@ -329,10 +329,6 @@ struct Shared {
     ticker: Ticker,
 }
 
-/// How long a call may be pending on WASI's own work for it (a file read
-/// through a stream, on a blocking thread) before it counts as waiting.
-pub const HOST_IO_WAIT: Duration = Duration::from_millis(5);
-
 /// Wakes [`Shared::drive`] when a pending call may go on.
 #[derive(Default)]
 struct Wakeup {
@@ -376,16 +372,17 @@ impl Wakeup {
 
 impl Shared {
     /// Polls `future` in the plugins' own context, catching a panic: again
-    /// each time it is woken, for at most [`HOST_IO_WAIT`] in all. A call
-    /// that has not completed by then is dropped.
-    fn drive<F: Future>(&self, future: F) -> Result<F::Output, Failure> {
+    /// each time it is woken (WASI's own work for it done), for at most
+    /// `deadline` in all. A call that has not completed by then is
+    /// dropped.
+    fn drive<F: Future>(&self, future: F, deadline: Duration) -> Result<F::Output, Failure> {
         let _context = self.context.enter();
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut future = std::pin::pin!(future);
             let wakeup = Arc::new(Wakeup::default());
             let waker = Waker::from(Arc::clone(&wakeup));
             let mut context = Context::from_waker(&waker);
-            let until = Instant::now() + HOST_IO_WAIT;
+            let until = Instant::now() + deadline;
             loop {
                 match future.as_mut().poll(&mut context) {
                     Poll::Ready(output) => return Some(output),
@@ -800,7 +797,8 @@ impl Plugin {
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|state| state);
         store.set_epoch_deadline(ticks(self.budget.deadline));
-        let started = match self.shared.drive(self.pre.instantiate_async(&mut store)) {
+        let instantiated = self.pre.instantiate_async(&mut store);
+        let started = match self.shared.drive(instantiated, self.budget.deadline) {
             Ok(Ok(instance)) => return Ok((store, instance)),
             Ok(Err(error)) => classify(&store, &error),
             Err(failure) => failure,
@@ -846,7 +844,10 @@ impl Plugin {
             None => self.instantiate(hook, service)?,
         };
         store.set_epoch_deadline(ticks(self.budget.deadline));
-        let result = match self.shared.drive(call(&mut store, &instance)) {
+        let result = match self
+            .shared
+            .drive(call(&mut store, &instance), self.budget.deadline)
+        {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(error)) => Err(classify(&store, &error)),
             Err(failure) => Err(failure),
