@@ -321,3 +321,41 @@ idle_kill = "2s"
         "{log}"
     );
 }
+
+#[test]
+fn status_of_a_crashing_service_names_its_last_exits_and_why_it_is_throttled() {
+    let warden = Running::start(&format!(
+        r#"
+[service.broken]
+executable = "{probe} exit 3"
+process_min_avail = 1
+"#,
+        probe = probe().display()
+    ));
+    warden.wait_for("a throttle", WAIT, || {
+        warden.log().contains("throttling: no new process for")
+    });
+    let output = warden.cli(&["status", "broken", "--json"]);
+    let json = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{json}");
+    let answer: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(answer["answer"], "status", "{json}");
+    let service = &answer["services"][0];
+    assert_eq!(service["name"], "broken", "{json}");
+    assert_eq!(
+        service["last_exits"][0]["how"], "exited with status 3",
+        "{json}"
+    );
+    assert!(
+        service["throttle_reason"]
+            .as_str()
+            .is_some_and(|why| why.contains("exited with status 3")),
+        "{json}"
+    );
+    let output = warden.cli(&["status", "broken"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("last throttled: process"), "{text}");
+    assert!(text.contains("last exits:\n  process "), "{text}");
+    let output = warden.cli(&["status", "brokne"]);
+    assert_eq!(output.status.code(), Some(2));
+}

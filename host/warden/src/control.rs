@@ -135,12 +135,28 @@ pub struct ServiceStatus {
     pub listening: bool,
     /// Milliseconds of throttling left, if throttled.
     pub throttled_ms: Option<u64>,
+    /// Why it was last throttled.
+    pub throttle_reason: Option<String>,
+    /// Its processes' last exits that warden did not ask for, newest
+    /// first.
+    pub last_exits: Vec<ExitStatus>,
     /// Why the service was given up, if it was.
     pub given_up: Option<String>,
     /// Processes started since the master started.
     pub spawns: u64,
     /// Connections dropped at `process_limit`.
     pub dropped: u64,
+}
+
+/// One exit of a process, as `warden status SERVICE` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The process.
+    pub pid: i32,
+    /// How it ended: `exited with status 1`, `killed by SIGSEGV`…
+    pub how: String,
+    /// Seconds ago.
+    pub secs_ago: u64,
 }
 
 /// One connection, as `warden who` shows it.

@@ -52,6 +52,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
 
+    /// Print the control commands' answers as JSON, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -84,8 +88,12 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
     },
-    /// Show the running supervisor's services and their state.
-    Status,
+    /// Show the running supervisor's services and their state; with a
+    /// service, also why it was throttled and its last exits.
+    Status {
+        /// Only this service, in detail.
+        service: Option<String>,
+    },
     /// List the running processes, of every service or of one.
     Ps {
         /// Only this service's processes.
@@ -215,7 +223,9 @@ fn main() -> ExitCode {
                 log_file: log_file.as_deref().map(absolute),
             })
         }
-        Command::Status => ask(&cli, &Request::Status),
+        Command::Status { service } => ask_with(&cli, &Request::Status, |response| {
+            one_service(response, service.as_deref())
+        }),
         Command::Ps { service } => ask(
             &cli,
             &Request::Ps {
@@ -381,11 +391,16 @@ fn run(options: &master::Options) -> Outcome {
 /// Sends `request` to the running master named by the configuration's
 /// control socket, and prints its answer.
 fn ask(cli: &Cli, request: &Request) -> Outcome {
+    ask_with(cli, request, |response| response)
+}
+
+/// Like [`ask`], with the answer shaped by `shape` before it is shown.
+fn ask_with(cli: &Cli, request: &Request, shape: impl FnOnce(Response) -> Response) -> Outcome {
     let socket = match control_socket(cli) {
         Ok(socket) => socket,
         Err(error) => return load_failed(&error),
     };
-    match control::request(&socket, request) {
+    match control::request(&socket, request).map(shape) {
         Ok(Response::Failed { message }) => {
             eprintln!("warden: {message}");
             Outcome::Failed
@@ -394,6 +409,16 @@ fn ask(cli: &Cli, request: &Request) -> Outcome {
             eprint!("warden: {}", show_response(&unknown));
             Outcome::Usage
         }
+        Ok(response) if cli.json => match serde_json::to_string_pretty(&response) {
+            Ok(json) => {
+                println!("{json}");
+                Outcome::Success
+            }
+            Err(error) => {
+                eprintln!("warden: cannot write the answer as JSON: {error}");
+                Outcome::Failed
+            }
+        },
         Ok(response) => {
             print!("{}", show_response(&response));
             Outcome::Success
@@ -402,6 +427,25 @@ fn ask(cli: &Cli, request: &Request) -> Outcome {
             eprintln!("warden: {}", warden::error_chain(&error));
             Outcome::Unavailable
         }
+    }
+}
+
+/// `warden status SERVICE`: the status of `service` alone, or that there
+/// is no such service.
+fn one_service(response: Response, service: Option<&str>) -> Response {
+    match (response, service) {
+        (Response::Status { services }, Some(name)) => {
+            match services.iter().find(|s| s.name == name) {
+                Some(found) => Response::Status {
+                    services: vec![found.clone()],
+                },
+                None => Response::UnknownService {
+                    name: name.to_owned(),
+                    services: services.into_iter().map(|s| s.name).collect(),
+                },
+            }
+        }
+        (response, _) => response,
     }
 }
 
@@ -507,6 +551,21 @@ fn show_response(response: &Response) -> String {
                     s.spawns,
                     s.dropped
                 ));
+            }
+            // One service: why it is throttled, and how its processes ended.
+            if let [one] = services.as_slice() {
+                if let Some(reason) = &one.throttle_reason {
+                    out.push_str(&format!("last throttled: {reason}\n"));
+                }
+                if !one.last_exits.is_empty() {
+                    out.push_str("last exits:\n");
+                }
+                for exit in &one.last_exits {
+                    out.push_str(&format!(
+                        "  process {} {}, {}s ago\n",
+                        exit.pid, exit.how, exit.secs_ago
+                    ));
+                }
             }
         }
         Response::Ps { processes } => {

@@ -12,7 +12,7 @@ use super::process::Process;
 use super::reload::Loading;
 use super::service::ServiceState;
 use super::table::Slot;
-use crate::control::{ProcessStatus, Request, Response, ServiceStatus};
+use crate::control::{ExitStatus, ProcessStatus, Request, Response, ServiceStatus};
 
 pub(super) fn process_status(
     service: &str,
@@ -172,6 +172,16 @@ impl Master {
                     u64::try_from(until.saturating_duration_since(now).as_millis())
                         .unwrap_or(u64::MAX)
                 }),
+            throttle_reason: state.throttle.reason.clone(),
+            last_exits: state
+                .last_exits
+                .iter()
+                .map(|(pid, how, at)| ExitStatus {
+                    pid: *pid,
+                    how: how.clone(),
+                    secs_ago: now.saturating_duration_since(*at).as_secs(),
+                })
+                .collect(),
             given_up: state.given_up.clone(),
             spawns: state.spawns,
             dropped: state.dropped,

@@ -20,7 +20,7 @@ use super::metrics::{ExitLabels, label};
 use super::notify::Message;
 use super::output::{self, Stream};
 use super::process::{IdleStage, PROVEN_AFTER, Process};
-use super::service::ServiceState;
+use super::service::{LAST_EXITS, ServiceState};
 use super::table::Slot;
 use super::{Event, Master, Noise, Phase};
 use super::{ROUND, native};
@@ -279,6 +279,10 @@ impl Master {
         if state.spawn_pending == Some(pid) {
             state.spawn_pending = None;
         }
+        if !asked {
+            state.last_exits.push_front((pid, exit.to_string(), now));
+            state.last_exits.truncate(LAST_EXITS);
+        }
         if exit.success() {
             state.proven = true;
             state.throttle.last_ms = 0;
@@ -345,6 +349,7 @@ impl Master {
             Lifecycle::Throttle { ms } => {
                 state.throttle.until = Some(now + Duration::from_millis(ms));
                 state.throttle.last_ms = ms;
+                state.throttle.reason = Some(reason.to_owned());
                 stop_watching(state);
                 tracing::warn!(
                     service = name,

@@ -31,7 +31,12 @@ pub(super) struct Throttle {
     /// The length of the last throttle, 0 after a success; the next one
     /// doubles it.
     pub last_ms: u64,
+    /// Why it was last throttled.
+    pub reason: Option<String>,
 }
+
+/// How many exits of a service `warden status` shows.
+pub(super) const LAST_EXITS: usize = 5;
 
 /// What the master knows of one service.
 #[derive(Debug)]
@@ -89,6 +94,9 @@ pub(super) struct ServiceState {
     pub dropped: u64,
     /// The pipes a `dovecot`-interface service's processes share.
     pub dovecot: Option<dovecot::Pipes>,
+    /// Its processes' last exits warden did not ask for, newest first:
+    /// pid, how, when; at most [`LAST_EXITS`].
+    pub last_exits: VecDeque<(i32, String, Instant)>,
 }
 
 impl Drop for ServiceState {
@@ -127,6 +135,7 @@ impl ServiceState {
             spawns: 0,
             dropped: 0,
             dovecot: None,
+            last_exits: VecDeque::new(),
         }
     }
 
