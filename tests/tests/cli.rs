@@ -626,3 +626,26 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
 }
+
+#[test]
+fn completions_and_the_manual_page_are_printed_for_installing() {
+    let bash = warden(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = text(&bash.stdout);
+    assert!(
+        script.contains("_warden()") && script.contains("import"),
+        "{script}"
+    );
+    let manual = warden(&["manual"]);
+    assert!(manual.status.success());
+    let page = text(&manual.stdout);
+    assert!(page.contains(".TH warden 1"), "{page}");
+    for command in ["run", "check", "status", "stop", "import", "policy"] {
+        assert!(
+            page.contains(command),
+            "the manual lacks {command}:\n{page}"
+        );
+    }
+    let unknown = warden(&["completions", "tcsh"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}

@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use warden::config::{self, Config, LoadError};
 use warden::control::{self, Request, Response};
 use warden::master;
@@ -129,6 +129,14 @@ enum Command {
     Stats,
     /// List the loaded policy plugins, their hooks and their health.
     Plugins,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell): `warden completions bash > /etc/bash_completion.d/warden`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print warden's manual page (roff): `warden manual > warden.1`.
+    Manual,
     /// Write the warden configuration equivalent to a Dovecot
     /// configuration's services and master settings.
     Import {
@@ -256,6 +264,26 @@ fn main() -> ExitCode {
             },
         ),
         Command::Stats => ask(&cli, &Request::Stats),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "warden",
+                &mut std::io::stdout(),
+            );
+            Outcome::Success
+        }
+        Command::Manual => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => Outcome::Success,
+                // A closed pipe (`warden manual | head`) is not a failure.
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Success,
+                Err(error) => {
+                    eprintln!("warden manual: {error}");
+                    Outcome::Failed
+                }
+            }
+        }
         Command::Import {
             dovecot_conf,
             output,
