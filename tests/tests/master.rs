@@ -735,3 +735,38 @@ fn a_command_naming_an_unknown_service_says_so_and_exits_2() {
         );
     }
 }
+
+/// Sends `request` to the metrics endpoint at `port`; the whole answer.
+fn http(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
+}
+
+#[test]
+fn the_metrics_endpoint_answers_readiness_head_and_unknown_paths() {
+    let metrics = free_port();
+    let warden = Running::start(&format!(
+        "metrics_listen = \"127.0.0.1:{metrics}\"\n{}",
+        echo_service("echo", free_port(), "")
+    ));
+    let ready = http(metrics, "GET /ready HTTP/1.0\r\n\r\n");
+    assert!(
+        ready.starts_with("HTTP/1.1 200 OK") && ready.ends_with("ready\n"),
+        "{ready}"
+    );
+    let head = http(metrics, "HEAD /metrics HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.ends_with("\r\n\r\n"),
+        "a HEAD answer has no body: {head}"
+    );
+    let missing = http(metrics, "GET /favicon.ico HTTP/1.0\r\n\r\n");
+    assert!(missing.starts_with("HTTP/1.1 404 Not Found"), "{missing}");
+    let posted = http(metrics, "POST /metrics HTTP/1.0\r\n\r\n");
+    assert!(posted.starts_with("HTTP/1.1 405"), "{posted}");
+    drop(warden);
+}

@@ -362,8 +362,9 @@ impl Master {
             }
             Lifecycle::GiveUp { reason: why } => {
                 tracing::error!(service = name, "giving up until reload: {why} ({reason})");
-                state.given_up = Some(why);
+                state.given_up = Some(why.clone());
                 stop_watching(state);
+                self.set_unready(Some(format!("service {name} given up: {why}")));
             }
         }
     }

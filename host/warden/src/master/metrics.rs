@@ -168,6 +168,13 @@ impl Metrics {
     }
 }
 
+impl super::Master {
+    /// Records why the host should get no traffic now, or that it should.
+    pub(super) fn set_unready(&self, why: Option<String>) {
+        *self.unready.lock().unwrap_or_else(PoisonError::into_inner) = why;
+    }
+}
+
 impl Metrics {
     /// Records that a configuration was loaded now.
     pub(super) fn loaded_now(&self) {
@@ -208,6 +215,10 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// them.
 pub(super) type PluginText = Arc<Mutex<String>>;
 
+/// Why the master should get no traffic now, if so: what `/ready`
+/// answers 503 with (stopping, a service given up).
+pub(super) type Unready = Arc<Mutex<Option<String>>>;
+
 /// Serves the metrics on `listen` until the task is aborted: the master's
 /// own from `registry`, then the plugins' from `plugins`. Only binding can
 /// fail; a failed accept (out of descriptors, most often) is logged and
@@ -216,6 +227,7 @@ pub(super) async fn serve(
     listen: MetricsListen,
     registry: Arc<Registry>,
     plugins: PluginText,
+    unready: Unready,
 ) -> std::io::Result<()> {
     match listen {
         MetricsListen::Inet(address) => {
@@ -223,7 +235,12 @@ pub(super) async fn serve(
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                        tokio::spawn(answer(
+                            stream,
+                            Arc::clone(&registry),
+                            Arc::clone(&plugins),
+                            Arc::clone(&unready),
+                        ));
                     }
                     Err(error) => rest_after(&error).await,
                 }
@@ -235,7 +252,12 @@ pub(super) async fn serve(
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&plugins)));
+                        tokio::spawn(answer(
+                            stream,
+                            Arc::clone(&registry),
+                            Arc::clone(&plugins),
+                            Arc::clone(&unready),
+                        ));
                     }
                     Err(error) => rest_after(&error).await,
                 }
@@ -329,6 +351,8 @@ fn escape(value: &str) -> String {
 enum Route {
     /// `GET` or `HEAD` of `/metrics` (or `/`).
     Metrics,
+    /// `GET` or `HEAD` of `/ready`: whether to send the host traffic.
+    Ready,
     /// Another path.
     NotFound,
     /// Another method.
@@ -352,6 +376,7 @@ fn route(request: &[u8]) -> Route {
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     match path {
         b"/metrics" | b"/" => Route::Metrics,
+        b"/ready" => Route::Ready,
         _ => Route::NotFound,
     }
 }
@@ -360,6 +385,7 @@ async fn answer(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
     registry: Arc<Registry>,
     plugins: PluginText,
+    unready: Unready,
 ) {
     let mut request = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -381,10 +407,24 @@ async fn answer(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             render(&registry, &plugins),
         ),
+        Route::Ready => {
+            let why = unready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            match why {
+                None => ("200 OK", "text/plain; charset=utf-8", "ready\n".to_owned()),
+                Some(why) => (
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    format!("not ready: {why}\n"),
+                ),
+            }
+        }
         Route::NotFound => (
             "404 Not Found",
             "text/plain; charset=utf-8",
-            "not found; the metrics are at /metrics\n".to_owned(),
+            "not found; the metrics are at /metrics, readiness at /ready\n".to_owned(),
         ),
         Route::NotAllowed => (
             "405 Method Not Allowed\r\nAllow: GET, HEAD",
@@ -421,6 +461,7 @@ mod tests {
         assert_eq!(route(b"HEAD /metrics HTTP/1.0\r\n\r\n"), Route::Metrics);
         assert_eq!(route(b"GET /?x=1 HTTP/1.1\r\n\r\n"), Route::Metrics);
         assert_eq!(route(b"GET /favicon.ico HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"GET /ready HTTP/1.1\r\n\r\n"), Route::Ready);
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::NotAllowed);
         assert_eq!(route(b""), Route::NotAllowed);
     }
@@ -434,8 +475,11 @@ mod tests {
             .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
             .await
             .unwrap();
-        let served =
-            tokio::time::timeout(REQUEST_TIMEOUT * 2, answer(server, registry, plugins)).await;
+        let served = tokio::time::timeout(
+            REQUEST_TIMEOUT * 2,
+            answer(server, registry, plugins, Unready::default()),
+        )
+        .await;
         assert!(served.is_ok(), "the answer waited on past its deadline");
         drop(client);
     }

@@ -340,6 +340,8 @@ struct Master {
     /// Anvil's pipes, from when a `dovecot`-interface anvil service is
     /// first set up, kept across reloads as anvil is.
     anvil: Option<dovecot::Anvil>,
+    /// Why the host should get no traffic now, for `/ready`.
+    unready: metrics::Unready,
     /// The pipes of Dovecot's `log` service, from when one is first set
     /// up, kept for the master's life.
     log_pipes: Option<dovecot::LogPipes>,

@@ -221,6 +221,13 @@ impl Master {
         if let Ok(reloaded) = &result {
             tracing::info!("{reloaded}");
             self.metrics.reloaded(true);
+            // A reload gives given-up services another chance.
+            let given_up = self.services.iter().find_map(|s| {
+                s.given_up
+                    .as_ref()
+                    .map(|why| format!("service {} given up: {why}", s.name()))
+            });
+            self.set_unready(given_up);
         }
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         result

@@ -187,6 +187,7 @@ impl Master {
             anvil: None,
             old_stats: None,
             log_pipes: None,
+            unready: metrics::Unready::default(),
             next_dovecot_generation: 1,
         };
         for missing in plugins::unknown_policies(&master.config, &master.policy) {
@@ -206,8 +207,10 @@ impl Master {
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
             let registry = Arc::clone(&master.registry);
             let plugin_metrics = Arc::clone(&master.plugin_metrics);
+            let unready = Arc::clone(&master.unready);
             master.tasks.push(tokio::spawn(async move {
-                if let Err(error) = metrics::serve(listen, registry, plugin_metrics).await {
+                if let Err(error) = metrics::serve(listen, registry, plugin_metrics, unready).await
+                {
                     tracing::error!(%error, "the metrics endpoint failed");
                 }
             }));

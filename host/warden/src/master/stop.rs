@@ -50,6 +50,7 @@ impl Master {
             return;
         }
         tracing::info!("{why} received: stopping every service");
+        self.set_unready(Some("stopping".to_owned()));
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         let now = Instant::now();
         self.phase = Phase::Stopping {
