@@ -770,3 +770,61 @@ fn the_metrics_endpoint_answers_readiness_head_and_unknown_paths() {
     assert!(posted.starts_with("HTTP/1.1 405"), "{posted}");
     drop(warden);
 }
+
+#[test]
+fn one_service_is_restarted_stopped_and_started_while_the_others_keep_their_processes() {
+    let (one, other) = (free_port(), free_port());
+    let warden = Running::start(&format!(
+        "{}{}",
+        echo_service("echo", one, "process_min_avail = 2"),
+        echo_service("other", other, "process_min_avail = 2")
+    ));
+    let ready = |service: &str| warden.status(service).available == 2;
+    warden.wait_for("both services ready", WAIT, || {
+        ready("echo") && ready("other")
+    });
+    let (echo_before, other_before) = (warden.pids("echo"), warden.pids("other"));
+
+    let restarted = warden.cli(&["restart", "echo"]);
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    warden.wait_for("echo's processes replaced", WAIT, || {
+        let now = warden.pids("echo");
+        now.len() == 2 && now.iter().all(|pid| !echo_before.contains(pid)) && ready("echo")
+    });
+    assert_eq!(warden.pids("other"), other_before, "other was left be");
+
+    let stopped = warden.cli(&["stop", "echo"]);
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    warden.wait_for("echo stopped", WAIT, || warden.pids("echo").is_empty());
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        warden.pids("echo").is_empty(),
+        "a stopped service starts nothing"
+    );
+    assert!(warden.status("echo").stopped);
+    let status = warden.cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("stopped (warden start to start it)"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    let started = warden.cli(&["start", "echo"]);
+    assert!(started.status.success());
+    warden.wait_for("echo started again", WAIT, || ready("echo"));
+    assert_eq!(
+        warden.pids("other"),
+        other_before,
+        "other was left be throughout"
+    );
+    let unknown = warden.cli(&["restart", "ehco"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}

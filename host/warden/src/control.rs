@@ -65,6 +65,24 @@ pub enum Request {
     Plugins,
     /// Every metric, as the metrics endpoint serves them.
     Stats,
+    /// Stops one service: its processes are asked to finish their
+    /// clients and exit, and no new one starts until `StartService`; its
+    /// listeners stay open.
+    StopService {
+        /// The service.
+        service: String,
+    },
+    /// Starts a service `StopService` stopped.
+    StartService {
+        /// The service.
+        service: String,
+    },
+    /// Replaces one service's processes: each is asked to finish its
+    /// clients and exit, and new ones take the connections meanwhile.
+    RestartService {
+        /// The service.
+        service: String,
+    },
 }
 
 /// The master's answer.
@@ -128,6 +146,8 @@ pub struct ServiceStatus {
     pub process_limit: u32,
     /// Processes that can take a connection now.
     pub available: u32,
+    /// Whether an operator stopped it (`warden stop SERVICE`).
+    pub stopped: bool,
     /// Clients its processes report.
     pub clients: u32,
     /// Whether the master is watching its listeners for a connection no

@@ -102,11 +102,26 @@ enum Command {
     /// Make the running supervisor reload its configuration.
     Reload,
     /// Stop the running supervisor and every service, and wait until it
-    /// has stopped (so it can serve as a unit's ExecStop=).
+    /// has stopped (so it can serve as a unit's ExecStop=); or, with a
+    /// service, stop only that one until `warden start SERVICE`.
     Stop {
+        /// Only this service: its processes finish their clients and
+        /// exit, its listeners stay open.
+        service: Option<String>,
         /// Return as soon as the stop has begun.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Start a service `warden stop SERVICE` stopped.
+    Start {
+        /// The service.
+        service: String,
+    },
+    /// Replace a service's processes: each finishes its clients and exits
+    /// while new ones take the connections; the other services are left be.
+    Restart {
+        /// The service.
+        service: String,
     },
     /// Ask a process to stop (SIGTERM), by pid; or, with --connection,
     /// close connections of native-interface services.
@@ -241,7 +256,31 @@ fn main() -> ExitCode {
             },
         ),
         Command::Reload => ask(&cli, &Request::Reload),
-        Command::Stop { no_wait } => stop(&cli, *no_wait),
+        Command::Stop {
+            service: Some(service),
+            ..
+        } => ask(
+            &cli,
+            &Request::StopService {
+                service: service.clone(),
+            },
+        ),
+        Command::Stop {
+            service: None,
+            no_wait,
+        } => stop(&cli, *no_wait),
+        Command::Start { service } => ask(
+            &cli,
+            &Request::StartService {
+                service: service.clone(),
+            },
+        ),
+        Command::Restart { service } => ask(
+            &cli,
+            &Request::RestartService {
+                service: service.clone(),
+            },
+        ),
         Command::Kick {
             connection: Some(target),
             ..
@@ -564,6 +603,7 @@ fn show_response(response: &Response) -> String {
             for s in services {
                 let state = match (&s.given_up, s.throttled_ms, s.runs) {
                     (_, _, false) => "not started (protocol not enabled)".to_owned(),
+                    _ if s.stopped => "stopped (warden start to start it)".to_owned(),
                     (Some(why), _, true) => format!("given up: {why}"),
                     (None, Some(ms), true) => format!("throttled for {ms} ms"),
                     (None, None, true) => "running".to_owned(),

@@ -7,6 +7,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
 use super::Master;
+use super::listening::stop_watching;
 use super::metrics::{self};
 use super::process::Process;
 use super::reload::Loading;
@@ -31,7 +32,60 @@ pub(super) fn process_status(
     }
 }
 
+/// What an operator asked of one service.
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Stop,
+    Start,
+    Restart,
+}
+
 impl Master {
+    /// Stops, starts or restarts the service `name`. Its processes are
+    /// asked to take nothing more and finish their clients (SIGINT, or
+    /// `stop-accepting` on the native interface), as after a reload; they
+    /// no longer count toward `process_limit`, so on a restart new ones
+    /// take the connections at once. Its listeners stay open throughout.
+    fn service_command(&mut self, name: &str, operation: Operation) -> Response {
+        let Some(index) = self.services.iter().position(|s| s.name() == name) else {
+            return Response::Failed {
+                message: format!("there is no service {name:?}"),
+            };
+        };
+        let mut asked = 0;
+        if matches!(operation, Operation::Stop | Operation::Restart) {
+            for (_, process) in self.processes.of_mut(index) {
+                if process.stop_accepting().is_ok() {
+                    asked += 1;
+                }
+            }
+        }
+        let Some(state) = self.services.get_mut(index) else {
+            return Response::Failed {
+                message: format!("there is no service {name:?}"),
+            };
+        };
+        let message = match operation {
+            Operation::Stop => {
+                state.stopped = true;
+                stop_watching(state);
+                format!(
+                    "service {name} stopped: {asked} processes finish their clients and exit; none starts until warden start {name}"
+                )
+            }
+            Operation::Start if std::mem::replace(&mut state.stopped, false) => {
+                format!("service {name} started")
+            }
+            Operation::Start => format!("service {name} was not stopped"),
+            Operation::Restart => format!(
+                "service {name} restarting: {asked} processes finish their clients and exit, new ones take the connections"
+            ),
+        };
+        tracing::info!(service = name, "{message}");
+        self.agenda.touch(index);
+        Response::Done { message }
+    }
+
     /// Answers a control command on `reply`.
     pub(super) fn control(&mut self, request: Request, reply: oneshot::Sender<Response>) {
         let unknown = |service: &Option<String>| {
@@ -48,6 +102,18 @@ impl Master {
                 if let Some(unknown) = unknown(&service) =>
             {
                 unknown
+            }
+            Request::StopService { service }
+            | Request::StartService { service }
+            | Request::RestartService { service }
+                if let Some(unknown) = unknown(&Some(service.clone())) =>
+            {
+                unknown
+            }
+            Request::StopService { service } => self.service_command(&service, Operation::Stop),
+            Request::StartService { service } => self.service_command(&service, Operation::Start),
+            Request::RestartService { service } => {
+                self.service_command(&service, Operation::Restart)
             }
             Request::Status => Response::Status {
                 services: self.services.iter().map(|s| self.status_of(s)).collect(),
@@ -162,6 +228,7 @@ impl Master {
             processes: u32::try_from(self.processes.count(state.place)).unwrap_or(u32::MAX),
             process_limit: state.config.process_limit.value,
             available: state.available(&self.processes),
+            stopped: state.stopped,
             clients: state.clients(&self.processes),
             listening: !state.watchers.is_empty(),
             throttled_ms: state

@@ -94,6 +94,9 @@ pub(super) struct ServiceState {
     pub dropped: u64,
     /// The pipes a `dovecot`-interface service's processes share.
     pub dovecot: Option<dovecot::Pipes>,
+    /// Whether an operator stopped it (`warden stop SERVICE`): no process
+    /// starts until `warden start SERVICE` or a reload.
+    pub stopped: bool,
     /// Its processes' last exits warden did not ask for, newest first:
     /// pid, how, when; at most [`LAST_EXITS`].
     pub last_exits: VecDeque<(i32, String, Instant)>,
@@ -136,6 +139,7 @@ impl ServiceState {
             dropped: 0,
             dovecot: None,
             last_exits: VecDeque::new(),
+            stopped: false,
         }
     }
 
@@ -156,7 +160,10 @@ impl ServiceState {
 
     /// Whether processes may be started now.
     pub(super) fn may_spawn(&self, now: Instant) -> bool {
-        self.runs && self.given_up.is_none() && self.throttle.until.is_none_or(|until| now >= until)
+        self.runs
+            && !self.stopped
+            && self.given_up.is_none()
+            && self.throttle.until.is_none_or(|until| now >= until)
     }
 
     /// The round's care of the processes at `now`: flushes native
