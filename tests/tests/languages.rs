@@ -95,11 +95,19 @@ port = {port}
     // Dropped in while warden runs: compiled by the helper and loaded off
     // the event loop (minutes, the first time, for a debug build).
     std::fs::copy(&wasm, plugins.join("python-admission.wasm")).expect("drop the plugin in");
-    warden.wait_for("the plugin loaded", Duration::from_secs(600), || {
-        warden
-            .log()
-            .contains("plugin loaded plugin=\"python-admission\"")
-    });
+    warden.wait_for(
+        "the plugin loaded, or refused",
+        Duration::from_secs(600),
+        || {
+            let log = warden.log();
+            log.contains("plugin loaded plugin=\"python-admission\"") || log.contains("is not used")
+        },
+    );
+    let log = warden.log();
+    assert!(
+        log.contains("plugin loaded plugin=\"python-admission\""),
+        "the plugin was not loaded:\n{log}"
+    );
     let mut client = LineClient::connect(port).expect("connect");
     let answer = client.line().expect("read");
     assert_eq!(answer, None, "a denied address is closed unanswered");

@@ -136,6 +136,19 @@ pub(super) fn load(runtime: &Runtime, sources: &Sources, compiler: &Compiler) ->
         .filter(|c| runtime.cache_dir().is_some() && !runtime.is_compiled(&c.sha256))
         .collect();
     let refused = compile(runtime, compiler, &uncompiled);
+    // A plugin's name is known only from its identity, which it must give
+    // within a deadline too: the budget of the [plugin.NAME] table named
+    // like its file (`python-admission.wasm`) or built-in, if there is one.
+    let budget_of = |name: &str| {
+        sources
+            .settings
+            .iter()
+            .find(|s| s.name == name)
+            .map_or_else(Budget::default, |set| Budget {
+                deadline: set.deadline.value.to_std(),
+                memory: usize::try_from(set.memory.value.0).unwrap_or(usize::MAX),
+            })
+    };
     for candidate in candidates {
         let file = matches!(candidate.origin, Origin::File { .. }).then(|| candidate.shown.clone());
         if let Some((_, why)) = refused.iter().find(|(shown, _)| *shown == candidate.shown) {
@@ -144,7 +157,11 @@ pub(super) fn load(runtime: &Runtime, sources: &Sources, compiler: &Compiler) ->
         }
         let compiled_before = runtime.compiled_here();
         let started = Instant::now();
-        match runtime.load(&candidate.bytes, candidate.origin, Budget::default()) {
+        let named = Path::new(&candidate.shown).file_stem().map_or_else(
+            || candidate.shown.clone(),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
+        match runtime.load(&candidate.bytes, candidate.origin, budget_of(&named)) {
             Ok(plugin) => {
                 if runtime.compiled_here() > compiled_before
                     && matches!(compiler, Compiler::Helper(_))
@@ -183,11 +200,7 @@ pub(super) fn load(runtime: &Runtime, sources: &Sources, compiler: &Compiler) ->
             .iter()
             .find(|s| s.name == plugin.identity().name)
         {
-            let budget = Budget {
-                deadline: set.deadline.value.to_std(),
-                memory: usize::try_from(set.memory.value.0).unwrap_or(usize::MAX),
-            };
-            plugin.configure(budget, set.directory.value.clone());
+            plugin.configure(budget_of(&set.name), set.directory.value.clone());
         }
     }
     loaded
