@@ -556,32 +556,55 @@ fn control_socket(cli: &Cli) -> Result<PathBuf, LoadError> {
 /// Stops the running master and, unless `no_wait`, waits until its
 /// control socket is gone: every service stopped, the log service last.
 fn stop(cli: &Cli, no_wait: bool) -> Outcome {
+    // The master, by the credentials of its end of the control socket,
+    // asked before the stop: afterwards the socket is gone.
+    let master = control_socket(cli)
+        .ok()
+        .and_then(|socket| master_pid(&socket));
     let asked = ask(cli, &Request::Stop);
     if no_wait || !matches!(asked, Outcome::Success) {
         return asked;
     }
-    let Ok(socket) = control_socket(cli) else {
+    let Some(master) = master else {
         return asked;
     };
-    let socket = &socket;
     // Twice the grace (SIGTERM, then SIGKILL) for the services, then the
     // log service's own, and a margin.
     let grace = Config::load(&cli.config).map_or(std::time::Duration::from_secs(6), |config| {
         config.globals.shutdown_grace.value.to_std()
     });
-    let deadline = std::time::Instant::now() + grace * 4 + std::time::Duration::from_secs(5);
+    let patience = grace * 4 + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + patience;
     while std::time::Instant::now() < deadline {
-        if control::request(socket, &Request::Status).is_err() {
+        if !runs(master) {
             println!("stopped");
             return Outcome::Success;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     eprintln!(
-        "warden stop: the master is still stopping after {}s; see its log",
-        (grace * 4).as_secs() + 5
+        "warden stop: the master (pid {master}) is still stopping after {}s; see its log",
+        patience.as_secs()
     );
     Outcome::Failed
+}
+
+/// The pid of the process listening on the control socket at `socket`.
+fn master_pid(socket: &Path) -> Option<i32> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .ok()
+        .map(|credentials| credentials.pid())
+}
+
+/// Whether process `pid` still runs: it exists and has not exited (a
+/// zombie its parent has not collected has).
+fn runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.starts_with(" Z"))
+    })
 }
 
 /// A person's view of the master's answer.
