@@ -263,7 +263,9 @@ fn check_path(what: &str, path: &str) -> Result<(), String> {
 /// Whether `name` is `[a-z_][a-z0-9_]*` and at most 64 bytes.
 fn metric_name(name: &str) -> bool {
     let mut chars = name.chars();
+    // `__` starts the names Prometheus reserves for itself.
     name.len() <= 64
+        && !name.starts_with("__")
         && chars
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
@@ -282,7 +284,7 @@ pub(crate) fn declared(metrics: Vec<wit_stats::Metric>) -> Result<Vec<Metric>, S
     for metric in metrics {
         if !metric_name(&metric.name) {
             return Err(format!(
-                "the metric name {:?}; names are [a-z_][a-z0-9_]*, at most 64 bytes",
+                "the metric name {:?}; names are [a-z_][a-z0-9_]*, not starting with __, at most 64 bytes",
                 metric.name
             ));
         }
@@ -308,7 +310,7 @@ pub(crate) fn declared(metrics: Vec<wit_stats::Metric>) -> Result<Vec<Metric>, S
             || reserved
         {
             return Err(format!(
-                "labels {:?} for {}; at most {MAX_LABELS}, each [a-z_][a-z0-9_]* once, not quantile or le",
+                "labels {:?} for {}; at most {MAX_LABELS}, each [a-z_][a-z0-9_]* (not starting with __) once, not quantile or le",
                 metric.labels, metric.name
             ));
         }
@@ -364,7 +366,42 @@ pub(crate) fn samples(
             if !sample.value.is_finite() {
                 return Err(format!("the value {} for {}", sample.value, sample.metric));
             }
+            let counter = declared
+                .get(index)
+                .is_some_and(|m| m.kind == MetricKind::Counter);
+            if counter && sample.value < 0.0 {
+                return Err(format!(
+                    "the negative value {} for the counter {}",
+                    sample.value, sample.metric
+                ));
+            }
             Ok((index, sample.labels, sample.value))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_prometheus_reserves_and_negative_counters_are_refused() {
+        assert!(!metric_name("__name"));
+        assert!(metric_name("_private"));
+        assert!(metric_name("logins_total"));
+        let declared = vec![Metric {
+            name: "logins".to_owned(),
+            help: String::new(),
+            kind: MetricKind::Counter,
+            labels: Vec::new(),
+        }];
+        let sample = |value| wit_stats::Sample {
+            metric: "logins".to_owned(),
+            labels: Vec::new(),
+            value,
+        };
+        let refused = samples(&declared, vec![sample(-1.0)]).expect_err("a negative counter");
+        assert!(refused.contains("negative"), "{refused}");
+        assert!(samples(&declared, vec![sample(3.0)]).is_ok());
+    }
 }

@@ -82,6 +82,8 @@ impl Plugins {
 
     /// Asks every plugin that keeps statistics which metrics it reports.
     fn declare(&mut self) {
+        // Each family shown on the metrics endpoint, and whose it is.
+        let mut families: HashMap<String, String> = HashMap::new();
         for (index, plugin) in self.plugins.iter_mut().enumerate() {
             let Some(hook) = plugin.stats_hook() else {
                 continue;
@@ -93,8 +95,26 @@ impl Plugins {
             }) else {
                 continue;
             };
+            let name = plugin.identity().name.clone();
             match answers::declared(answer) {
                 Ok(metrics) => {
+                    let taken = metrics.iter().find_map(|metric| {
+                        let family = crate::stats::family(&name, &metric.name);
+                        families.get(&family).map(|owner| (family, owner.clone()))
+                    });
+                    if let Some((family, owner)) = taken {
+                        plugin.invalid(
+                            "stats",
+                            "",
+                            format!(
+                                "its metric would be shown as warden_{family}, as plugin {owner}'s is; rename one of the two plugins or metrics"
+                            ),
+                        );
+                        continue;
+                    }
+                    for metric in &metrics {
+                        families.insert(crate::stats::family(&name, &metric.name), name.clone());
+                    }
                     self.declared.insert(index, metrics);
                 }
                 Err(reason) => {

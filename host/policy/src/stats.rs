@@ -3,6 +3,14 @@
 
 use crate::bindings::exports::warden::policy::stats as wit;
 
+/// The family a plugin's metric is shown as on the metrics endpoint:
+/// `plugin_PLUGIN_METRIC`, with every character of the plugin's name that
+/// a metric name cannot hold written `_` (warden adds its `warden_`).
+pub fn family(plugin: &str, metric: &str) -> String {
+    let plugin = plugin.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    format!("plugin_{plugin}_{metric}")
+}
+
 /// What kind of metric a plugin declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -96,5 +104,20 @@ impl Event {
             Event::Throttled(ms) => wit::Event::Throttled(ms),
             Event::IdleAsked(pid) => wit::Event::IdleAsked(pid),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_named_apart_can_share_a_family_which_is_why_it_is_checked() {
+        assert_eq!(family("auth-worker", "spawns"), "plugin_auth_worker_spawns");
+        assert_eq!(
+            family("auth_worker", "spawns"),
+            family("auth-worker", "spawns")
+        );
+        assert_eq!(family("a", "b_c"), family("a_b", "c"));
     }
 }

@@ -285,11 +285,11 @@ async fn rest_after(error: &std::io::Error) {
 pub(super) fn render_plugins(reports: &[PluginMetrics]) -> String {
     let mut out = String::new();
     for report in reports {
-        let plugin = report
-            .plugin
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
         for (metric, samples) in &report.metrics {
-            let family = format!("warden_plugin_{plugin}_{}", metric.name);
+            let family = format!(
+                "warden_{}",
+                warden_policy::stats::family(&report.plugin, &metric.name)
+            );
             let kind = match metric.kind {
                 MetricKind::Counter => "counter",
                 MetricKind::Gauge => "gauge",
