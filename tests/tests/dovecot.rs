@@ -535,11 +535,22 @@ fn a_full_login_service_tells_its_processes_to_make_room() {
     let (mut third, answer) = Client::imap_login(mail.imap, "alice", "secret");
     assert!(answer.starts_with("a1 OK"), "{answer}");
     third.imap("a2", "LOGOUT");
-    assert!(
-        first.closed(),
-        "the oldest client that had not logged in made room"
-    );
-    drop(second);
+    // The process whose listener woke for the third connection closed
+    // its client, which had not logged in; which of the two that is, the
+    // race for the accept decides.
+    let closed = [&mut first, &mut second]
+        .into_iter()
+        .filter_map(|client| {
+            client
+                .reader
+                .get_ref()
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .ok()?;
+            Some(client.closed())
+        })
+        .filter(|closed| *closed)
+        .count();
+    assert!(closed >= 1, "a client that had not logged in made room");
 }
 
 /// Whether Dovecot's configuration tools are installed, or why the test

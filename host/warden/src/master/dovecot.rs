@@ -205,8 +205,9 @@ impl Master {
     /// Tells a login service's processes when every one of them is full
     /// and no other may start, and when that ends, as Dovecot's master
     /// does: the login-notify file's offset is the state (1 full, 0 not),
-    /// and SIGUSR1 makes each process read it. A full login process then
-    /// closes its oldest client that has not logged in, to make room.
+    /// and SIGUSR1 makes each process read it. The process that wins the
+    /// next connection then closes its oldest client that has not logged
+    /// in, to take it.
     pub(super) fn notify_logins(&mut self, index: usize) {
         let Some(state) = self.services.get_mut(index) else {
             return;
