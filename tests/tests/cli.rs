@@ -649,3 +649,49 @@ fn completions_and_the_manual_page_are_printed_for_installing() {
     let unknown = warden(&["completions", "tcsh"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn config_n_prints_only_what_the_file_writes_and_reads_back_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = warden_tests::write_config(
+        dir.path(),
+        "default_process_limit = 50\n\
+         [service.imap-login]\nexecutable = \"/bin/cat\"\nprocess_min_avail = 2\n\
+         [[service.imap-login.inet_listener]]\nname = \"imap\"\nport = 10143\n",
+    );
+    let output = Command::new(warden_tests::warden())
+        .args(["config", "-n", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run warden config -n");
+    let written = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    for line in written.lines().filter(|l| l.contains(" = ")) {
+        assert!(
+            line.ends_with("# file"),
+            "a setting the file does not write: {line}"
+        );
+    }
+    assert!(written.contains("default_process_limit = 50"), "{written}");
+    assert!(written.contains("process_min_avail = 2"), "{written}");
+    assert!(written.contains("name = \"imap\""), "{written}");
+    assert!(!written.contains("default_client_limit"), "{written}");
+    // The login plugin's own listeners (imaps) are not the file's.
+    assert!(!written.contains("imaps"), "{written}");
+    // Read back, it gives the same effective configuration.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, written.as_bytes()).expect("write");
+    let full = |file: &Path| {
+        let output = Command::new(warden_tests::warden())
+            .args(["config", "-c"])
+            .arg(file)
+            .output()
+            .expect("run warden config");
+        text(&output.stdout)
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(full(&config), full(&again));
+}

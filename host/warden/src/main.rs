@@ -87,6 +87,10 @@ enum Command {
         /// Print only this service.
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
+        /// Print only what the file writes, as `doveconf -n` prints only
+        /// what differs from the defaults.
+        #[arg(short = 'n', long = "written")]
+        written: bool,
     },
     /// Show the running supervisor's services and their state; with a
     /// service, also why it was throttled and its last exits.
@@ -229,7 +233,14 @@ fn main() -> ExitCode {
                 Outcome::Failed
             }
         },
-        Command::Config { service } => show(&cli.config, service.as_deref()),
+        Command::Config { service, written } => {
+            let shown = if *written {
+                config::Shown::Written
+            } else {
+                config::Shown::All
+            };
+            show(&cli.config, service.as_deref(), shown)
+        }
         Command::Run {
             daemonize,
             pid_file,
@@ -830,7 +841,7 @@ fn check_plugin(file: &Path) -> Outcome {
     }
 }
 
-fn show(path: &Path, service: Option<&str>) -> Outcome {
+fn show(path: &Path, service: Option<&str>, shown: config::Shown) -> Outcome {
     let checked = match load(path) {
         Ok(checked) => checked,
         Err(outcome) => return outcome,
@@ -839,7 +850,7 @@ fn show(path: &Path, service: Option<&str>) -> Outcome {
         eprintln!("warden config: {failure}");
     }
     let config = checked.config;
-    let Some(text) = config::render(&config, service) else {
+    let Some(text) = config::render(&config, service, shown) else {
         let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
         eprintln!(
             "warden config: there is no service {:?} in {}; the services are: {}",
@@ -850,7 +861,11 @@ fn show(path: &Path, service: Option<&str>) -> Outcome {
         return Outcome::Usage;
     };
     let mut stdout = std::io::stdout().lock();
-    match writeln!(stdout, "# effective configuration of {}\n", path.display())
+    let heading = match shown {
+        config::Shown::All => "effective configuration of",
+        config::Shown::Written => "what is written in",
+    };
+    match writeln!(stdout, "# {heading} {}\n", path.display())
         .and_then(|()| stdout.write_all(text.as_bytes()))
     {
         Ok(()) => Outcome::Success,

@@ -30,7 +30,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use problem::{Problem, Problems};
-pub use show::render;
+pub use show::{Shown, render};
 use value::{Duration, ListenAddress, Mode, Network, ServiceName, Size};
 use warden_policy::Defaults;
 pub use warden_policy::ServiceKind;

@@ -4,6 +4,8 @@
 //! that reads back to the same effective values, so an operator can start
 //! from it; the comment after each setting says whether the file, a global
 //! default, a policy plugin or warden's built-in default supplied it.
+//! `warden config -n` prints only what the file writes, as `doveconf -n`
+//! prints only what differs from the defaults.
 
 use std::fmt::Write as _;
 
@@ -15,21 +17,31 @@ use super::{
     Setting, Ssl, VszLimit,
 };
 
+/// Which settings a rendering shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// Every setting, with where its value came from.
+    All,
+    /// Only the settings the file writes (and the listeners it declares).
+    Written,
+}
+
 /// Renders `config`: the globals and every service, or only the service
-/// named `only`. Returns `None` if there is no such service.
-pub fn render(config: &Config, only: Option<&str>) -> Option<String> {
+/// named `only`, with the settings `shown` says. Returns `None` if there
+/// is no such service.
+pub fn render(config: &Config, only: Option<&str>, shown: Shown) -> Option<String> {
     let mut out = String::new();
     match only {
-        Some(name) => render_service(&mut out, config, config.service(name)?),
+        Some(name) => render_service(&mut out, config, config.service(name)?, shown),
         None => {
-            render_globals(&mut out, config);
+            render_globals(&mut out, config, shown);
             for service in &config.services {
                 out.push('\n');
-                render_service(&mut out, config, service);
+                render_service(&mut out, config, service, shown);
             }
             for plugin in &config.plugins {
                 let _ = writeln!(out, "\n[plugin.{}]", plugin.name.as_str().to_toml_key());
-                let mut s = Section::default();
+                let mut s = Section::new(shown);
                 s.add("deadline", &plugin.deadline, |d| string(&d.to_string()));
                 s.add("memory", &plugin.memory, |m| string(&m.to_string()));
                 s.add("directory", &plugin.directory, |d| match d {
@@ -44,13 +56,23 @@ pub fn render(config: &Config, only: Option<&str>) -> Option<String> {
 }
 
 /// Lines of one table, written with their comments aligned.
-#[derive(Default)]
 struct Section {
     lines: Vec<(String, String)>,
+    shown: Shown,
 }
 
 impl Section {
+    fn new(shown: Shown) -> Section {
+        Section {
+            lines: Vec::new(),
+            shown,
+        }
+    }
+
     fn add<T>(&mut self, key: &str, setting: &Setting<T>, show: impl FnOnce(&T) -> String) {
+        if self.shown == Shown::Written && !setting.is_from_file() {
+            return;
+        }
         self.lines.push((
             format!("{key} = {}", show(&setting.value)),
             describe(&setting.origin),
@@ -117,9 +139,9 @@ fn vsz(limit: &VszLimit) -> String {
     }
 }
 
-fn render_globals(out: &mut String, config: &Config) {
+fn render_globals(out: &mut String, config: &Config, shown: Shown) {
     let g = &config.globals;
-    let mut s = Section::default();
+    let mut s = Section::new(shown);
     s.add("base_dir", &g.base_dir, |p| path(p));
     s.add("protocols", &g.protocols, |p| strings(p));
     s.add("listen", &g.listen, |l| addresses(l));
@@ -181,7 +203,7 @@ fn render_globals(out: &mut String, config: &Config) {
     s.write(out);
 }
 
-fn render_service(out: &mut String, config: &Config, service: &Service) {
+fn render_service(out: &mut String, config: &Config, service: &Service, shown: Shown) {
     let table = format!("service.{}", service.name.as_str().to_toml_key());
     let _ = writeln!(out, "[{table}]");
     if !config.runs(service) {
@@ -191,7 +213,7 @@ fn render_service(out: &mut String, config: &Config, service: &Service) {
             string(&service.protocol.value)
         );
     }
-    let mut s = Section::default();
+    let mut s = Section::new(shown);
     s.add("executable", &service.executable, |e| {
         string(&shlex::try_join(e.argv.iter().map(String::as_str)).unwrap_or_default())
     });
@@ -235,24 +257,38 @@ fn render_service(out: &mut String, config: &Config, service: &Service) {
     );
     s.add("per_source_rate", &service.per_source_rate, u32::to_string);
     s.write(out);
+    // With only what is written, only the listeners the file declares.
+    let declared = |key_from_file: bool| shown == Shown::All || key_from_file;
     for listener in &service.unix_listeners {
-        render_file_listener(out, &table, "unix_listener", listener);
+        if declared(listener.path.is_from_file()) {
+            render_file_listener(out, &table, "unix_listener", listener, shown);
+        }
     }
     for listener in &service.fifo_listeners {
-        render_file_listener(out, &table, "fifo_listener", listener);
+        if declared(listener.path.is_from_file()) {
+            render_file_listener(out, &table, "fifo_listener", listener, shown);
+        }
     }
     let ssl_off = config.globals.ssl.value == Ssl::No;
     for listener in &service.inet_listeners {
-        render_inet_listener(out, &table, listener, ssl_off);
+        if declared(listener.name.is_from_file()) {
+            render_inet_listener(out, &table, listener, ssl_off, shown);
+        }
     }
 }
 
-fn render_file_listener(out: &mut String, table: &str, kind: &str, listener: &FileListener) {
+fn render_file_listener(
+    out: &mut String,
+    table: &str,
+    kind: &str,
+    listener: &FileListener,
+    shown: Shown,
+) {
     let _ = writeln!(out, "\n[[{table}.{kind}]]");
     if listener.mode.value.disables() {
         let _ = writeln!(out, "# not created: mode 0 disables the listener");
     }
-    let mut s = Section::default();
+    let mut s = Section::new(shown);
     s.add("path", &listener.path, |p| path(p));
     s.add("user", &listener.user, |u| string(u));
     s.add("group", &listener.group, |g| string(g));
@@ -261,14 +297,20 @@ fn render_file_listener(out: &mut String, table: &str, kind: &str, listener: &Fi
     s.write(out);
 }
 
-fn render_inet_listener(out: &mut String, table: &str, listener: &InetListener, ssl_off: bool) {
+fn render_inet_listener(
+    out: &mut String,
+    table: &str,
+    listener: &InetListener,
+    ssl_off: bool,
+    shown: Shown,
+) {
     let _ = writeln!(out, "\n[[{table}.inet_listener]]");
     if listener.port.value == 0 {
         let _ = writeln!(out, "# not created: port 0 disables the listener");
     } else if listener.ssl.value && ssl_off {
         let _ = writeln!(out, "# not created: ssl = \"no\" removes TLS listeners");
     }
-    let mut s = Section::default();
+    let mut s = Section::new(shown);
     s.add("name", &listener.name, |n| string(n));
     s.add("address", &listener.address, |a| addresses(a));
     s.add("port", &listener.port, u16::to_string);
