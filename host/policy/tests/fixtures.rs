@@ -8,7 +8,6 @@
 )]
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use warden_policy::contract::Problem;
@@ -91,34 +90,43 @@ fn idle_processes() -> Vec<ProcessView> {
         .collect()
 }
 
-/// Runs `body` with warden's log captured, and returns it.
-fn with_log(body: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+thread_local! {
+    /// Where this thread's log lines go while [`with_log`] runs.
+    static CAPTURE: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes a log line into the capture of the thread that logs it.
+struct ThreadCapture;
+
+impl Write for ThreadCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with_borrow_mut(|capture| {
+            if let Some(capture) = capture {
+                capture.extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
     }
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, body);
-    let bytes = capture
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `body` with warden's log captured, and returns it. One subscriber
+/// serves every test thread, each line going to the capture of the thread
+/// that logs it: with a subscriber per test, a test running beside it
+/// without one could have a log line's callsite cached as disabled.
+fn with_log(body: impl FnOnce()) -> String {
+    static SUBSCRIBER: std::sync::Once = std::sync::Once::new();
+    SUBSCRIBER.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(|| ThreadCapture)
+            .try_init();
+    });
+    CAPTURE.with_borrow_mut(|capture| *capture = Some(Vec::new()));
+    body();
+    let bytes = CAPTURE.with_borrow_mut(Option::take).unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
