@@ -467,8 +467,6 @@ pub(super) struct Child {
 
 /// What the master knows that a child's plan needs.
 pub(super) struct Context<'a> {
-    /// The service's kind.
-    pub kind: ServiceKind,
     /// The process's `GENERATION`.
     pub generation: u32,
     /// Anvil's pipes, when an anvil service runs.
@@ -496,7 +494,7 @@ pub(super) fn child(
     let set = |env: &mut Vec<(OsString, OsString)>, key: &str, value: &str| {
         env.push((key.into(), value.into()));
     };
-    let kind = context.kind;
+    let kind = service.kind.value;
     let uses_anvil = !matches!(
         kind,
         ServiceKind::Log | ServiceKind::Anvil | ServiceKind::Config

@@ -397,7 +397,10 @@ pub(super) fn dovecot(
         .ok_or_else(|| io("opening its status pipes")(std::io::Error::other("not open")))?;
     // Its stderr is its service's pipe to the log service, if there is
     // one (not for log itself); else a pipe warden decodes.
-    let log_pipe = match context.log.filter(|_| context.kind != ServiceKind::Log) {
+    let log_pipe = match context
+        .log
+        .filter(|_| service.kind.value != ServiceKind::Log)
+    {
         Some(log) => log
             .stderr_of(service.name.as_str())
             .transpose()

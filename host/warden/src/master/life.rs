@@ -87,10 +87,23 @@ impl Master {
     /// Starts a process of service `index`, for `connection` if given.
     pub(super) fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<i32> {
         let now = Instant::now();
-        let stats_writer = dovecot::stats_writer(&self.services);
-        let log_runs = self.services.iter().any(|s| {
-            s.runs && s.interface() == Interface::Dovecot && s.config.kind.value == ServiceKind::Log
-        });
+        // What a Dovecot process is told of its neighbours; looked for only
+        // then, not on every other interface's spawn (an inetd service
+        // spawns per connection).
+        let (stats_writer, log_runs) = if self
+            .services
+            .get(index)
+            .is_some_and(|s| s.interface() == Interface::Dovecot)
+        {
+            let log_runs = self.services.iter().any(|s| {
+                s.runs
+                    && s.interface() == Interface::Dovecot
+                    && s.config.kind.value == ServiceKind::Log
+            });
+            (dovecot::stats_writer(&self.services), log_runs)
+        } else {
+            (None, false)
+        };
         let state = self.services.get_mut(index)?;
         if !state.below_limit(&self.processes) {
             // Whatever a policy asked for, process_limit holds.
@@ -122,7 +135,6 @@ impl Master {
                 launch::dovecot(
                     state,
                     dovecot::Context {
-                        kind: state.config.kind.value,
                         generation: generation.unwrap_or_default(),
                         anvil: self.anvil.as_mut(),
                         log: self.log_pipes.as_ref().filter(|_| log_runs),
