@@ -1,6 +1,7 @@
 //! `warden policy test`, as a plugin author runs it: a scenario replayed
 //! against a plugin in the master's runtime, its decisions checked, a
-//! failing plugin caught, two plugins compared.
+//! failing plugin caught, two plugins compared; and `warden policy
+//! record`, a running master's decisions written as a scenario.
 
 #![allow(
     clippy::expect_used,
@@ -10,7 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use warden_tests::{fixture, warden};
+use std::time::Duration;
+
+use warden_tests::{LineClient, Running, echo, fixture, free_port};
 
 /// The example scenario for the built-in `dovecot` plugin.
 fn example() -> PathBuf {
@@ -19,7 +22,7 @@ fn example() -> PathBuf {
 }
 
 fn policy_test(args: &[&Path]) -> (Output, String) {
-    let output = std::process::Command::new(warden())
+    let output = std::process::Command::new(warden_tests::warden())
         .arg("policy")
         .arg("test")
         .args(args)
@@ -129,5 +132,74 @@ fn compare_shows_where_two_plugins_decide_differently() {
     assert!(
         stdout.contains("1 steps, 1 decided differently"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn a_scenario_recorded_from_a_running_master_replays_with_every_decision_equal() {
+    let port = free_port();
+    let warden = Running::start(&format!(
+        "[service.echo]\nexecutable = {echo:?}\nclient_limit = 1\nprocess_min_avail = 2\n\
+         idle_kill = \"1s\"\n\n[[service.echo.inet_listener]]\nname = \"echo\"\n\
+         address = \"127.0.0.1\"\nport = {port}\n",
+        echo = echo().display().to_string(),
+    ));
+    let wait = Duration::from_secs(20);
+    warden.wait_for("two echo processes", wait, || {
+        warden.pids("echo").len() == 2
+    });
+    let scenario = warden.dir().join("recorded.toml");
+    let recorder = std::process::Command::new(warden_tests::warden())
+        .arg("--socket")
+        .arg(warden.control_socket())
+        .args(["policy", "record", "echo", "--seconds", "4", "-o"])
+        .arg(&scenario)
+        .spawn()
+        .expect("start warden policy record");
+    // What the recording sees: connections that start processes beyond
+    // the preforked ones, their idle retirement, and a process killed.
+    std::thread::sleep(Duration::from_millis(500));
+    let clients: Vec<LineClient> = (0..4)
+        .map(|_| LineClient::connect(port).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(clients);
+    let victim = warden.pids("echo")[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill an echo process");
+    let recorded = recorder.wait_with_output().expect("wait for the recording");
+    assert!(recorded.status.success(), "{recorded:?}\n{}", warden.log());
+    let text = std::fs::read_to_string(&scenario).expect("the scenario was written");
+    for hook in ["scaling", "idle", "lifecycle"] {
+        assert!(
+            text.contains(&format!("hook = \"{hook}\"")),
+            "no {hook} call recorded:\n{text}"
+        );
+    }
+    assert!(text.contains(&format!("pid = {victim}")), "{text}");
+
+    let (output, stdout) = policy_test(&[Path::new("builtin:dovecot"), &scenario]);
+    assert!(output.status.success(), "{stdout}\n{text}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.ends_with(" passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn recording_an_unknown_service_names_the_services_there_are() {
+    let port = free_port();
+    let warden = Running::start(&format!(
+        "[service.echo]\nexecutable = {echo:?}\n\n[[service.echo.inet_listener]]\n\
+         name = \"echo\"\naddress = \"127.0.0.1\"\nport = {port}\n",
+        echo = echo().display().to_string(),
+    ));
+    let output = warden.cli(&["policy", "record", "imap", "--seconds", "1"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("there is no service \"imap\"") && stderr.contains("echo"),
+        "{stderr}"
     );
 }

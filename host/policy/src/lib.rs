@@ -11,6 +11,8 @@
 //!   checks every answer;
 //! - [`defaults`] and [`stats`] are the settings and metrics plugins
 //!   supply;
+//! - [`record`] keeps a service's calls and answers as they are made, for
+//!   replay in the harness;
 //! - [`BUILTINS`] are the plugins embedded in warden, built from
 //!   `plugins/` by the build script: `dovecot`, Dovecot's master, and one
 //!   plugin per documented Dovecot service.
@@ -26,6 +28,7 @@ pub mod chain;
 pub mod contract;
 pub mod decide;
 pub mod defaults;
+pub mod record;
 pub mod runtime;
 pub mod stats;
 
@@ -90,4 +93,5 @@ pub use decide::{
     SourceCounts,
 };
 pub use defaults::{Defaults, InetDefault, Supplied, UnixDefault};
+pub use record::{Recorder, Recording};
 pub use runtime::{Budget, Failure, Hooks, LoadError, Origin, Plugin, Runtime, RuntimeError};

@@ -83,6 +83,21 @@ pub enum Request {
         /// The service.
         service: String,
     },
+    /// Starts recording the policy calls made for one service and the
+    /// answers acted on, for `seconds`; a recording already under way is
+    /// replaced.
+    Record {
+        /// The service.
+        service: String,
+        /// How long to record.
+        seconds: u64,
+    },
+    /// The recording `Record` started, as a scenario for `warden policy
+    /// test`; the recording ends.
+    Recorded {
+        /// The service.
+        service: String,
+    },
 }
 
 /// The master's answer.
@@ -113,6 +128,15 @@ pub enum Response {
     Stats {
         /// The text.
         text: String,
+    },
+    /// A recording of a service's policy calls.
+    Recording {
+        /// The scenario file's text.
+        scenario: String,
+        /// The calls it holds.
+        calls: usize,
+        /// Calls made after the recording was full, not in it.
+        dropped: u64,
     },
     /// The command was carried out.
     Done {

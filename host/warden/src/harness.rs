@@ -40,12 +40,17 @@
 //! | `lifecycle` | `exit` | `decision` (`continue`, `throttle`, `throttle MS`, `give-up`) |
 //! | `admission` | `connection`, `concurrent`, `last_second` | `decision` (`accept`, `reject`, `delay`, `delay MS`) |
 //! | `eviction` | `candidates`, `waiting` | `victims`, `at_most`, `never` |
-//! | `typing` | `listener` | `decision` (the client type) |
+//! | `typing` | `listener`, `peer` | `decision` (the client type) |
+//!
+//! `warden policy record SERVICE` writes a scenario from a running
+//! master's calls for one service, each step expecting exactly what the
+//! master decided: replayed against another plugin, it shows where that
+//! plugin would have decided otherwise.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use warden_policy::{
     Admission, Budget, ConnectionView, ExitCause, ExitView, IdleAction, Lifecycle, ListenerKind,
     ListenerView, PeerView, Plugin, Plugins, Policy, ProcessView, ServiceKind, ServiceView,
@@ -53,6 +58,8 @@ use warden_policy::{
 };
 
 use crate::config::value::{Duration, Size};
+
+mod recorded;
 
 /// Why a scenario could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -81,10 +88,10 @@ pub enum ScenarioError {
 }
 
 /// A scenario: a service and the calls made for it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "PluginSpec::is_empty")]
     plugin: PluginSpec,
     service: ServiceSpec,
     #[serde(rename = "step", default)]
@@ -97,7 +104,7 @@ pub struct Scenario {
 
 /// The plugin's budget and grant, as `[plugin.NAME]` gives them in the
 /// configuration.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct PluginSpec {
     /// The directory the plugin may read, at `/grant`; relative to the
@@ -109,31 +116,37 @@ struct PluginSpec {
     memory: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+impl PluginSpec {
+    fn is_empty(&self) -> bool {
+        self.directory.is_none() && self.deadline.is_none() && self.memory.is_none()
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceSpec {
     name: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     kind: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     protocol: String,
     #[serde(default = "default_client_limit")]
     client_limit: u32,
     #[serde(default = "default_process_limit")]
     process_limit: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     process_min_avail: u32,
     /// 0 is unlimited.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     service_count: u32,
     /// A duration, or `infinite`.
     #[serde(default)]
     idle_kill: Option<String>,
     /// 0 is no limit.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     per_source_limit: u32,
     /// 0 is no limit.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     per_source_rate: u32,
 }
 
@@ -145,8 +158,32 @@ const fn default_process_limit() -> u32 {
     100
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+const fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+const fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+const fn is_true(b: &bool) -> bool {
+    *b
+}
+
 /// The hooks a step may call.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 enum Hook {
     Scaling,
@@ -157,45 +194,48 @@ enum Hook {
     Typing,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Step {
     /// The clock: time since the scenario began.
     #[serde(default)]
     at: Option<String>,
     hook: Hook,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     processes: Vec<ProcessSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     at_startup: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     busy: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     lowwater: u32,
     #[serde(default)]
     exit: Option<ExitSpec>,
     #[serde(default)]
     connection: Option<ConnectionSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     concurrent: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     last_second: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     candidates: Vec<ConnectionSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     waiting: u32,
     #[serde(default)]
     listener: Option<ListenerSpec>,
+    /// typing: the peer of a connection the master accepted itself.
+    #[serde(default)]
+    peer: Option<PeerSpec>,
     expect: Expect,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ProcessSpec {
     pid: u32,
     #[serde(default)]
     started: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     ready: bool,
     #[serde(default)]
     clients: Option<u32>,
@@ -203,7 +243,7 @@ struct ProcessSpec {
     idle_since: Option<String>,
     #[serde(default)]
     asked_to_exit: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     retired: bool,
 }
 
@@ -211,7 +251,7 @@ const fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ExitSpec {
     pid: u32,
@@ -221,19 +261,19 @@ struct ExitSpec {
     signal: Option<i32>,
     #[serde(default)]
     age: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     was_ready: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     was_asked: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     service_proven: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     failures_in_last_second: u32,
     #[serde(default)]
     last_throttle: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ConnectionSpec {
     id: u64,
@@ -243,15 +283,41 @@ struct ConnectionSpec {
     address: Option<String>,
     #[serde(default)]
     port: Option<u16>,
+    /// A unix socket peer's user.
+    #[serde(default)]
+    uid: Option<u32>,
+    /// A unix socket peer's group.
+    #[serde(default)]
+    gid: Option<u32>,
+    /// A unix socket peer's process.
+    #[serde(default)]
+    peer_pid: Option<u32>,
     #[serde(default)]
     accepted: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     authenticated: bool,
-    #[serde(default)]
+    /// The process serving it.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pid: u32,
 }
 
-#[derive(Debug, Deserialize)]
+/// Who is at the other end, for `typing`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PeerSpec {
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    uid: Option<u32>,
+    #[serde(default)]
+    gid: Option<u32>,
+    #[serde(default)]
+    pid: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ListenerSpec {
     name: String,
@@ -260,11 +326,18 @@ struct ListenerSpec {
     kind: String,
     #[serde(default)]
     path: Option<String>,
-    #[serde(rename = "type", default)]
+    /// A socket's or fifo's permission bits.
+    #[serde(default)]
+    mode: Option<u32>,
+    #[serde(default)]
+    owner_uid: Option<u32>,
+    #[serde(default)]
+    owner_gid: Option<u32>,
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     configured_type: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     ssl: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     haproxy: bool,
 }
 
@@ -273,7 +346,7 @@ fn unix() -> String {
 }
 
 /// What a step expects of the answer.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Expect {
     /// scaling: exactly this many processes started.
@@ -627,7 +700,8 @@ fn call(
             let Some(listener) = &step.listener else {
                 return (String::new(), Some("no listener".into()));
             };
-            let client_type = plugins.typing(service, &listener_view(listener), None);
+            let peer = step.peer.as_ref().map(peer_view);
+            let client_type = plugins.typing(service, &listener_view(listener), peer.as_ref());
             let missed = decision_matches(&client_type.name, expect.decision.as_deref());
             (client_type.name, missed)
         }
@@ -702,10 +776,22 @@ fn connection_view(spec: &ConnectionSpec) -> ConnectionView {
         peer: PeerView {
             address: spec.address.clone(),
             port: spec.port,
-            ..PeerView::default()
+            uid: spec.uid,
+            gid: spec.gid,
+            pid: spec.peer_pid,
         },
         accepted_ms: millis(spec.accepted.as_deref()).unwrap_or_default(),
         authenticated: spec.authenticated,
+        pid: spec.pid,
+    }
+}
+
+fn peer_view(spec: &PeerSpec) -> PeerView {
+    PeerView {
+        address: spec.address.clone(),
+        port: spec.port,
+        uid: spec.uid,
+        gid: spec.gid,
         pid: spec.pid,
     }
 }
@@ -719,9 +805,9 @@ fn listener_view(spec: &ListenerSpec) -> ListenerView {
             _ => ListenerKind::Unix,
         },
         path: spec.path.clone(),
-        mode: None,
-        owner_uid: None,
-        owner_gid: None,
+        mode: spec.mode,
+        owner_uid: spec.owner_uid,
+        owner_gid: spec.owner_gid,
         configured_type: spec.configured_type.clone(),
         ssl: spec.ssl,
         haproxy: spec.haproxy,
@@ -784,6 +870,68 @@ pub fn compare(old: &[Outcome], new: &[Outcome]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recording_is_written_as_a_scenario_that_reads_back() {
+        use std::time::{Duration, Instant};
+        use warden_policy::{Fallback, Policy, Recorder, Recording};
+
+        let origin = Instant::now();
+        let mut recorder = Recorder::new(Fallback);
+        recorder.start(Recording::new(
+            "imap",
+            origin,
+            origin + Duration::from_secs(60),
+        ));
+        let policies = Vec::new();
+        let service = ServiceView {
+            name: "imap",
+            kind: ServiceKind::Default,
+            protocol: "imap",
+            policies: &policies,
+            service_count: Some(1),
+            client_limit: 1,
+            process_limit: 10,
+            process_min_avail: 2,
+            idle_kill_ms: None,
+            per_source_limit: None,
+            per_source_rate: Some(5),
+        };
+        let process = ProcessView {
+            pid: 7,
+            started_ms: 1500,
+            ready: false,
+            clients: Some(0),
+            idle_since_ms: Some(1600),
+            asked_to_exit_ms: None,
+            retired: false,
+        };
+        recorder.scaling(&service, std::slice::from_ref(&process), true, false);
+        recorder.idle(&service, &[process], 0, 90_000);
+        let exit = ExitView {
+            pid: 7,
+            cause: ExitCause::Signal(9),
+            age_ms: 88_500,
+            was_ready: true,
+            was_asked: false,
+            service_proven: true,
+            failures_in_last_second: 1,
+            last_throttle_ms: 0,
+        };
+        recorder.lifecycle(&service, &exit);
+        let recording = recorder.take("imap").expect("recorded");
+        let text = Scenario::from_recording(&recording).to_toml("recorded from a test");
+        assert!(text.starts_with("# recorded from a test\n"), "{text}");
+        let scenario = Scenario::parse(Path::new("recorded.toml"), &text).expect(&text);
+        assert_eq!(scenario.steps.len(), 3, "{text}");
+        assert_eq!(scenario.service.per_source_rate, 5);
+        assert_eq!(scenario.service.idle_kill.as_deref(), Some("infinite"));
+        let replayed = process_view(&scenario.steps[0].processes[0]);
+        assert_eq!(replayed.started_ms, 1500);
+        assert!(!replayed.ready);
+        let exit_again = exit_view(scenario.steps[2].exit.as_ref().expect("an exit"));
+        assert_eq!(exit_again, exit);
+    }
 
     #[test]
     fn a_scenario_reads_with_its_steps_and_expectations() {

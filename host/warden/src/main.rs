@@ -167,7 +167,8 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Test policy plugins before deploying them.
+    /// Test policy plugins before deploying them, against scenarios
+    /// written by hand or recorded from a running master.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -201,6 +202,20 @@ enum PolicyCommand {
         /// and the calls with what each must answer).
         #[arg(required = true, num_args = 2..=3, value_name = "FILE")]
         files: Vec<PathBuf>,
+    },
+    /// Record the policy calls a running master makes for one service,
+    /// and the answers it acts on, as a scenario: replayed with `policy
+    /// test` against a new plugin, it shows where the plugin would decide
+    /// otherwise.
+    Record {
+        /// The service.
+        service: String,
+        /// How long to record.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        seconds: u64,
+        /// Write the scenario here instead of to standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -342,6 +357,14 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Test { compare, files },
         } => policy_test(*compare, files),
+        Command::Policy {
+            command:
+                PolicyCommand::Record {
+                    service,
+                    seconds,
+                    output,
+                },
+        } => policy_record(&cli, service, *seconds, output.as_deref()),
     };
     ExitCode::from(outcome as u8)
 }
@@ -411,6 +434,85 @@ fn policy_test(compare: bool, files: &[PathBuf]) -> Outcome {
             }
         }
         _ => Outcome::Usage,
+    }
+}
+
+/// `warden policy record`: asks the running master to record `service`'s
+/// policy calls for `seconds`, waits, and writes the scenario.
+fn policy_record(cli: &Cli, service: &str, seconds: u64, output: Option<&Path>) -> Outcome {
+    let socket = match control_socket(cli) {
+        Ok(socket) => socket,
+        Err(error) => return load_failed(&error),
+    };
+    let asked = |request: &Request| match control::request(&socket, request) {
+        Ok(Response::Failed { message }) => {
+            eprintln!("warden policy record: {message}");
+            Err(Outcome::Failed)
+        }
+        Ok(unknown @ Response::UnknownService { .. }) => {
+            eprint!("warden policy record: {}", show_response(&unknown));
+            Err(Outcome::Usage)
+        }
+        Ok(response) => Ok(response),
+        Err(error) => {
+            eprintln!("warden policy record: {}", warden::error_chain(&error));
+            Err(Outcome::Unavailable)
+        }
+    };
+    let service = service.to_owned();
+    if let Err(outcome) = asked(&Request::Record {
+        service: service.clone(),
+        seconds,
+    }) {
+        return outcome;
+    }
+    eprintln!("warden policy record: recording the policy calls of {service} for {seconds} s");
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    let (scenario, calls, dropped) = match asked(&Request::Recorded {
+        service: service.clone(),
+    }) {
+        Ok(Response::Recording {
+            scenario,
+            calls,
+            dropped,
+        }) => (scenario, calls, dropped),
+        Ok(other) => {
+            eprintln!(
+                "warden policy record: unexpected answer: {}",
+                show_response(&other)
+            );
+            return Outcome::Failed;
+        }
+        Err(outcome) => return outcome,
+    };
+    if dropped > 0 {
+        eprintln!(
+            "warden policy record: the recording was full; the last {dropped} calls are not in it (record for less time)"
+        );
+    }
+    match output {
+        None => {
+            print!("{scenario}");
+            eprintln!("warden policy record: {calls} calls of {service} recorded");
+            Outcome::Success
+        }
+        Some(path) => match std::fs::write(path, scenario) {
+            Ok(()) => {
+                eprintln!(
+                    "warden policy record: {calls} calls of {service} recorded in {}; replay them with warden policy test PLUGIN.wasm {}",
+                    path.display(),
+                    path.display()
+                );
+                Outcome::Success
+            }
+            Err(error) => {
+                eprintln!(
+                    "warden policy record: cannot write {}: {error}",
+                    path.display()
+                );
+                Outcome::Failed
+            }
+        },
     }
 }
 
@@ -749,6 +851,7 @@ fn show_response(response: &Response) -> String {
             }
         }
         Response::Stats { text } => out.push_str(text),
+        Response::Recording { scenario, .. } => out.push_str(scenario),
         Response::Done { message } | Response::Failed { message } => {
             out.push_str(message);
             out.push('\n');

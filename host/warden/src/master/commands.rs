@@ -1,5 +1,6 @@
 //! The control socket's commands, as the master answers them: status,
-//! ps, reload (answered once done), plugins, stop, stats, who and kick.
+//! ps, reload (answered once done), plugins, stop, stats, who, kick, and
+//! the recording of a service's policy calls.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use super::reload::Loading;
 use super::service::ServiceState;
 use super::table::Slot;
 use crate::control::{ExitStatus, ProcessStatus, Request, Response, ServiceStatus};
+use crate::harness::Scenario;
+use warden_policy::Recording;
 
 pub(super) fn process_status(
     service: &str,
@@ -106,6 +109,8 @@ impl Master {
             Request::StopService { service }
             | Request::StartService { service }
             | Request::RestartService { service }
+            | Request::Record { service, .. }
+            | Request::Recorded { service }
                 if let Some(unknown) = unknown(&Some(service.clone())) =>
             {
                 unknown
@@ -115,6 +120,34 @@ impl Master {
             Request::RestartService { service } => {
                 self.service_command(&service, Operation::Restart)
             }
+            Request::Record { service, seconds } => {
+                let now = Instant::now();
+                let until = now + Duration::from_secs(seconds);
+                self.policy
+                    .start(Recording::new(&service, self.origin, until));
+                Response::Done {
+                    message: format!("recording the policy calls of {service} for {seconds} s"),
+                }
+            }
+            Request::Recorded { service } => match self.policy.take(&service) {
+                Some(recording) => {
+                    let comment = format!(
+                        "The policy calls of {service} recorded by warden, each step expecting\n\
+                         what the master decided. Replay it against a plugin with\n\
+                         warden policy test PLUGIN.wasm THIS-FILE"
+                    );
+                    Response::Recording {
+                        scenario: Scenario::from_recording(&recording).to_toml(&comment),
+                        calls: recording.calls.len(),
+                        dropped: recording.dropped,
+                    }
+                }
+                None => Response::Failed {
+                    message: format!(
+                        "no recording of {service} is under way; start one with warden policy record {service}"
+                    ),
+                },
+            },
             Request::Status => Response::Status {
                 services: self.services.iter().map(|s| self.status_of(s)).collect(),
             },

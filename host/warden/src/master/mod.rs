@@ -82,7 +82,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use warden_child::protocol::FromService;
 use warden_policy::stats::Event as StatsEvent;
-use warden_policy::{Plugins, Runtime};
+use warden_policy::{Plugins, Recorder, Runtime};
 
 use crate::config::{Config, LoadError, Parsed, Problems};
 use crate::control::{Request, Response};
@@ -106,6 +106,10 @@ const ROUND: Duration = Duration::from_millis(100);
 
 /// How long a control client still being answered may delay the exit.
 const CONTROL_LINGER: Duration = Duration::from_secs(1);
+
+/// How long a recording that ended waits to be taken (`warden policy
+/// record` takes it as it ends) before its calls are dropped.
+const RECORDING_KEPT: Duration = Duration::from_secs(60);
 
 /// What `warden run` was asked to do.
 #[derive(Debug, Clone)]
@@ -312,7 +316,9 @@ struct Master {
     runtime: Runtime,
     /// How plugins not yet compiled get compiled: by a helper process.
     compiler: plugins::Compiler,
-    policy: Plugins,
+    /// The plugins, asked for every decision; a service's calls are
+    /// recorded while `warden policy record` asks.
+    policy: Recorder<Plugins>,
     /// What `plugins_dir` held when the plugins were last loaded.
     plugins_listing: plugins::Listing,
     /// When `plugins_dir` was last looked at.
@@ -506,5 +512,6 @@ impl Master {
         self.round_stopping(now);
         self.update_gauges(&due);
         self.summarise_noise(now);
+        self.policy.expire(now, RECORDING_KEPT);
     }
 }

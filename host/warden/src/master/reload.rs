@@ -147,7 +147,7 @@ impl Master {
         let Some(done) = self.loading.take() else {
             return;
         };
-        self.policy = loaded.into_plugins(std::mem::take(&mut self.policy));
+        *self.policy = loaded.into_plugins(std::mem::take(&mut *self.policy));
         self.plugins_listing = done.listing;
         // New plugins may decide otherwise for any service.
         self.agenda.reset(self.services.len());

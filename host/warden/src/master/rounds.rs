@@ -32,7 +32,8 @@ impl Master {
             return;
         }
         self.plugin_metrics_at = Some(now);
-        let reports = self.policy.report(self.now_ms(now));
+        let now_ms = self.now_ms(now);
+        let reports = self.policy.report(now_ms);
         let text = metrics::render_plugins(&reports);
         *self
             .plugin_metrics

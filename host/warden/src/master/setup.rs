@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use warden_policy::{Plugins, Policy, Runtime};
+use warden_policy::{Plugins, Policy, Recorder, Runtime};
 use warden_sys::Listener;
 
 use super::accept::{ACCEPT_BACKOFF, Acceptor, ProxyRules, accept_task};
@@ -169,7 +169,7 @@ impl Master {
             origin: Instant::now(),
             runtime,
             compiler,
-            policy,
+            policy: Recorder::new(policy),
             plugins_listing,
             plugins_checked: Instant::now(),
             loading: None,
