@@ -1,5 +1,5 @@
 //! What loading a large plugin costs the running master: an 18 MB Python
-//! component (`examples/policies/python-idle`, built with componentize-py)
+//! component (`examples/plugins/python/idle`, built with componentize-py)
 //! is dropped into `plugins_dir` while a client connects to an inetd
 //! service without pause. The plugin cache starts empty, so the component
 //! is compiled — by the helper process, never by the master — and then
@@ -37,7 +37,7 @@ fn build_python_plugin(out: &Path) -> Option<PathBuf> {
         .arg("-d")
         .arg(root.join("wit"))
         .args(["-w", "idle-plugin", "componentize", "-p"])
-        .arg(root.join("examples/policies/python-idle"))
+        .arg(root.join("examples/plugins/python/idle"))
         .args(["app", "-o"])
         .arg(&wasm)
         .current_dir(out)

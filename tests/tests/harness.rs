@@ -18,7 +18,7 @@ use warden_tests::{LineClient, Running, echo, fixture, free_port};
 /// The example scenario for the built-in `dovecot` plugin.
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/policies/scenarios/dovecot-imap-login.toml")
+        .join("../examples/plugins/scenarios/dovecot-imap-login.toml")
 }
 
 fn policy_test(args: &[&Path]) -> (Output, String) {

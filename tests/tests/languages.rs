@@ -1,8 +1,9 @@
-//! Plugins written in other languages, as their authors build them: the
-//! example is built with its toolchain, passes its scenario in `warden
-//! policy test`, and, dropped into a running master's `plugins_dir`,
-//! decides there. A test whose toolchain is not installed says so and
-//! skips; CI installs them.
+//! Plugins written in Rust, Python, JavaScript and C, as their authors
+//! build them: each example of `examples/plugins/LANGUAGE/POLICY` is built
+//! by its `build.sh`, passes its scenario in `warden policy test`, and,
+//! dropped into a running master's `plugins_dir`, decides there. An
+//! example whose toolchain is not installed (its `build.sh` exits 77) says
+//! so and is skipped; CI installs them all.
 
 #![allow(
     clippy::expect_used,
@@ -19,53 +20,127 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds `examples/policies/python-admission` into `out` with
-/// componentize-py; `None` (with the reason printed) when it is not
-/// installed.
-fn build_python_admission(test: &str, out: &Path) -> Option<PathBuf> {
-    let wasm = out.join("python-admission.wasm");
-    let built = std::process::Command::new("componentize-py")
-        .arg("-d")
-        .arg(root().join("wit"))
-        .args(["-w", "admission-plugin", "componentize", "app", "-o"])
-        .arg(&wasm)
-        .current_dir(root().join("examples/policies/python-admission"))
-        .output();
-    match built {
-        Ok(output) if output.status.success() => Some(wasm),
-        Ok(output) => panic!(
-            "componentize-py failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-        Err(_) => {
-            eprintln!(
-                "skipped {test}: componentize-py is not installed (pip install componentize-py==0.25.1)"
-            );
-            None
+/// An example plugin: where it is, and the name it describes itself by.
+struct Example {
+    language: &'static str,
+    policy: &'static str,
+}
+
+impl Example {
+    fn dir(&self) -> PathBuf {
+        root()
+            .join("examples/plugins")
+            .join(self.language)
+            .join(self.policy)
+    }
+
+    /// The name the plugin gives in `describe`.
+    fn name(&self) -> String {
+        let prefix = match self.language {
+            "javascript" => "js",
+            other => other,
+        };
+        format!("{prefix}-{}", self.policy)
+    }
+
+    /// The scenario it must pass: its own for admission (with its grant),
+    /// the one every idle example shares.
+    fn scenario(&self) -> PathBuf {
+        match self.policy {
+            "admission" => self.dir().join("scenario.toml"),
+            _ => root().join("examples/plugins/scenarios/idle.toml"),
         }
+    }
+
+    /// Builds the example into `out`; `None` (with the reason printed)
+    /// when its toolchain is not installed.
+    fn build(&self, out: &Path) -> Option<PathBuf> {
+        let wasm = out.join(format!("{}.wasm", self.name()));
+        // Rust examples build in a target directory kept between runs.
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("example-plugins");
+        let built = std::process::Command::new("sh")
+            .arg(self.dir().join("build.sh"))
+            .arg(&wasm)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("run build.sh");
+        match built.status.code() {
+            Some(0) => Some(wasm),
+            Some(77) => {
+                eprintln!(
+                    "skipped the {} example: {}",
+                    self.name(),
+                    String::from_utf8_lossy(&built.stderr).trim()
+                );
+                None
+            }
+            _ => panic!(
+                "building the {} example failed:\n{}{}",
+                self.name(),
+                String::from_utf8_lossy(&built.stdout),
+                String::from_utf8_lossy(&built.stderr)
+            ),
+        }
+    }
+
+    /// Builds the example and replays its scenario; the component, or
+    /// `None` when the example was skipped.
+    fn passes_its_scenario(&self, out: &Path) -> Option<PathBuf> {
+        let wasm = self.build(out)?;
+        let tested = std::process::Command::new(warden())
+            .args(["policy", "test"])
+            .arg(&wasm)
+            .arg(self.scenario())
+            .output()
+            .expect("run warden policy test");
+        let report = String::from_utf8_lossy(&tested.stdout);
+        assert!(
+            tested.status.success(),
+            "{} failed its scenario:\n{report}{}",
+            self.name(),
+            String::from_utf8_lossy(&tested.stderr)
+        );
+        assert!(report.contains("3 steps, 3 passed, 0 failed"), "{report}");
+        Some(wasm)
     }
 }
 
-#[test]
-fn the_python_admission_example_passes_its_scenario_and_decides_in_a_running_master() {
-    let test = "the_python_admission_example_passes_its_scenario_and_decides_in_a_running_master";
+/// The deadline of an example's calls in the master: generous, as the
+/// tests run side by side on a CI machine's two cores, and an
+/// interpreter's first calls after it is instantiated are its slowest.
+const DEADLINE: &str = "5s";
+
+/// Drops `wasm` into the running master's `plugins` directory and waits
+/// until it is loaded (compiled by the helper off the event loop: minutes,
+/// the first time, for a debug build of an interpreter's component).
+fn drop_in(warden: &Running, plugins: &Path, name: &str, wasm: &Path) {
+    std::fs::copy(wasm, plugins.join(format!("{name}.wasm"))).expect("drop the plugin in");
+    let loaded = format!("plugin loaded plugin=\"{name}\"");
+    warden.wait_for(
+        "the plugin loaded, or refused",
+        Duration::from_secs(600),
+        || {
+            let log = warden.log();
+            log.contains(&loaded) || log.contains("is not used")
+        },
+    );
+    let log = warden.log();
+    assert!(log.contains(&loaded), "{name} was not loaded:\n{log}");
+}
+
+/// The admission example: its scenario, then in a master a login-like
+/// inetd service whose clients come from 127.0.0.1, which the granted
+/// deny list names: the client is closed, the refusal logged and counted.
+fn admission(language: &'static str) {
+    let example = Example {
+        language,
+        policy: "admission",
+    };
     let out = tempfile::tempdir().expect("tempdir");
-    let Some(wasm) = build_python_admission(test, out.path()) else {
+    let Some(wasm) = example.passes_its_scenario(out.path()) else {
         return;
     };
-    let example = root().join("examples/policies/python-admission");
-    let tested = std::process::Command::new(warden())
-        .args(["policy", "test"])
-        .arg(&wasm)
-        .arg(example.join("scenario.toml"))
-        .output()
-        .expect("run warden policy test");
-    let report = String::from_utf8_lossy(&tested.stdout);
-    assert!(tested.status.success(), "{report}");
-    assert!(report.contains("3 steps, 3 passed, 0 failed"), "{report}");
-
-    // Dropped into a running master: a login-like inetd service whose
-    // clients come from 127.0.0.1, which the granted deny list names.
+    let name = example.name();
     let plugins = out.path().join("plugins");
     let grant = out.path().join("grant");
     std::fs::create_dir(&plugins).expect("mkdir plugins");
@@ -75,9 +150,9 @@ fn the_python_admission_example_passes_its_scenario_and_decides_in_a_running_mas
     let warden = Running::start(&format!(
         r#"plugins_dir = "{plugins}"
 
-[plugin.python-admission]
+[plugin.{name}]
 directory = "{grant}"
-deadline = "500ms"
+deadline = "{DEADLINE}"
 
 [service.whoami-login]
 executable = "{whoami}"
@@ -92,25 +167,15 @@ port = {port}
         grant = grant.display(),
         whoami = whoami().display(),
     ));
-    // Dropped in while warden runs: compiled by the helper and loaded off
-    // the event loop (minutes, the first time, for a debug build).
-    std::fs::copy(&wasm, plugins.join("python-admission.wasm")).expect("drop the plugin in");
-    warden.wait_for(
-        "the plugin loaded, or refused",
-        Duration::from_secs(600),
-        || {
-            let log = warden.log();
-            log.contains("plugin loaded plugin=\"python-admission\"") || log.contains("is not used")
-        },
-    );
-    let log = warden.log();
-    assert!(
-        log.contains("plugin loaded plugin=\"python-admission\""),
-        "the plugin was not loaded:\n{log}"
-    );
+    drop_in(&warden, &plugins, &name, &wasm);
     let mut client = LineClient::connect(port).expect("connect");
     let answer = client.line().expect("read");
-    assert_eq!(answer, None, "a denied address is closed unanswered");
+    assert_eq!(
+        answer,
+        None,
+        "a denied address is closed unanswered:\n{}",
+        warden.log()
+    );
     warden.wait_for("the refusal logged", Duration::from_secs(20), || {
         warden
             .log()
@@ -122,4 +187,103 @@ port = {port}
         metrics.contains("reason=\"deny-list\""),
         "the refusal is counted by its reason:\n{metrics}"
     );
+}
+
+/// The idle example: its scenario, then in a master a service with an
+/// idle kill of a second, whose idle rounds the plugin answers.
+fn idle(language: &'static str) {
+    let example = Example {
+        language,
+        policy: "idle",
+    };
+    let out = tempfile::tempdir().expect("tempdir");
+    let Some(wasm) = example.passes_its_scenario(out.path()) else {
+        return;
+    };
+    let name = example.name();
+    let plugins = out.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir plugins");
+    let port = free_port();
+    let warden = Running::start(&format!(
+        r#"plugins_dir = "{plugins}"
+
+[plugin.{name}]
+deadline = "{DEADLINE}"
+
+[service.whoami]
+executable = "{whoami}"
+interface = "inetd"
+process_min_avail = 0
+idle_kill = "1s"
+policies = ["{name}"]
+
+[[service.whoami.inet_listener]]
+name = "whoami"
+address = "127.0.0.1"
+port = {port}
+"#,
+        plugins = plugins.display(),
+        whoami = whoami().display(),
+    ));
+    drop_in(&warden, &plugins, &name, &wasm);
+    // A connection makes a process, whose idle rounds the plugin answers.
+    let mut client = LineClient::connect(port).expect("connect");
+    let _ = client.line();
+    let calls = || {
+        let listing = warden.cli(&["plugins", "--json"]);
+        let json: serde_json::Value =
+            serde_json::from_slice(&listing.stdout).expect("plugins as JSON");
+        json["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name.as_str())
+            .and_then(|p| p["calls"].as_u64())
+            .unwrap_or(0)
+    };
+    warden.wait_for(
+        "an idle round answered by the plugin",
+        Duration::from_secs(30),
+        || calls() > 0,
+    );
+}
+
+#[test]
+fn the_rust_admission_example_passes_its_scenario_and_decides_in_a_running_master() {
+    admission("rust");
+}
+
+#[test]
+fn the_rust_idle_example_passes_its_scenario_and_decides_in_a_running_master() {
+    idle("rust");
+}
+
+#[test]
+fn the_python_admission_example_passes_its_scenario_and_decides_in_a_running_master() {
+    admission("python");
+}
+
+#[test]
+fn the_python_idle_example_passes_its_scenario_and_decides_in_a_running_master() {
+    idle("python");
+}
+
+#[test]
+fn the_javascript_admission_example_passes_its_scenario_and_decides_in_a_running_master() {
+    admission("javascript");
+}
+
+#[test]
+fn the_javascript_idle_example_passes_its_scenario_and_decides_in_a_running_master() {
+    idle("javascript");
+}
+
+#[test]
+fn the_c_admission_example_passes_its_scenario_and_decides_in_a_running_master() {
+    admission("c");
+}
+
+#[test]
+fn the_c_idle_example_passes_its_scenario_and_decides_in_a_running_master() {
+    idle("c");
 }

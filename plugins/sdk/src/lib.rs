@@ -12,10 +12,35 @@
 //! - [`typing`]: the auth service's client type of a listener;
 //! - [`login`]: eviction and idle kill for login services;
 //! - [`stats`]: the figures a plugin reports for its services.
+//!
+//! With the feature named like a world of the contract
+//! (`admission-plugin`, `idle-plugin`, …) the crate also carries that
+//! world's bindings, in `bindings`, with an `export!` macro: a plugin
+//! crate outside warden's repository depends on it alone.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+// The generated bindings name this crate by its name, as they do in a
+// plugin crate.
+extern crate self as warden_plugin_sdk;
 
 pub mod admission;
+#[cfg(any(
+    feature = "admission-plugin",
+    feature = "defaults-plugin",
+    feature = "eviction-plugin",
+    feature = "idle-plugin",
+    feature = "policy",
+    feature = "scheduling-plugin",
+    feature = "stats-plugin",
+    feature = "typing-plugin",
+))]
+#[allow(
+    unsafe_code,
+    missing_docs,
+    reason = "the generated bindings export functions with unsafe attributes, and carry the WIT's documentation"
+)]
+pub mod bindings;
 pub mod defaults;
 pub mod dovecot;
 pub mod login;

@@ -8,7 +8,7 @@ second a source that opened more than BURST connections in the last one.
 Build it into a component, test it against its scenario, then drop the
 `.wasm` into warden's `plugins_dir`:
 
-    componentize-py -d ../../../wit -w admission-plugin componentize app -o python-admission.wasm
+    componentize-py -d ../../../../wit -w admission-plugin componentize app -o python-admission.wasm
     warden policy test python-admission.wasm scenario.toml
 
 The class names follow the interfaces (`Plugin`, `Admission`), and every
