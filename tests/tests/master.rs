@@ -586,6 +586,9 @@ fn metrics_are_served_in_openmetrics_text() {
         "warden_spawns_total{service=\"echo\"} 1",
         "# TYPE warden_plugin_ssl_params_processes_started counter",
         "warden_plugin_ssl_params_processes_started_total{service=\"ssl-params\"} 1",
+        "# TYPE warden_policy_calls counter",
+        "warden_policy_quarantined{plugin=\"dovecot\"} 0",
+        "warden_policy_failures_total{plugin=\"dovecot\"} 0",
         "# EOF",
     ] {
         assert!(answer.contains(expected), "no {expected} in:\n{answer}");

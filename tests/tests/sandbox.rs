@@ -251,6 +251,15 @@ port = {whoami_port}
                 warden.wait_for(&format!("{} to be quarantined", case.fixture), WAIT, || {
                     plugin(&warden, case.fixture).is_some_and(|p| p.quarantined)
                 });
+                // And shown where an alert sees it.
+                let quarantined =
+                    format!("warden_policy_quarantined{{plugin=\"{}\"}} 1", case.fixture);
+                warden.wait_for(&quarantined, WAIT, || {
+                    matches!(
+                        warden.request(&Request::Stats),
+                        Response::Stats { text } if text.contains(&quarantined)
+                    )
+                });
             } else {
                 assert_eq!(status.failures, 0, "{status:?}");
             }

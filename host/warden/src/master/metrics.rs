@@ -10,7 +10,9 @@
 //! descriptor table) is logged and retried after a rest, so the endpoint
 //! serves again as soon as descriptors are free.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -57,6 +59,21 @@ pub(super) struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels naming a policy plugin.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct PluginLabel {
+    /// The plugin's name.
+    pub plugin: String,
+}
+
+/// A plugin's call figures as last published, so the counters go on
+/// rising across a reload that made the plugin afresh.
+#[derive(Debug, Default, Clone, Copy)]
+struct Published {
+    calls: u64,
+    failures: u64,
+}
+
 /// Every metric the master keeps.
 #[derive(Debug, Default)]
 pub(super) struct Metrics {
@@ -88,6 +105,18 @@ pub(super) struct Metrics {
     /// When the configuration was last loaded (start or reload), in
     /// seconds since the epoch.
     pub last_reload: Gauge,
+    /// Calls made to each policy plugin.
+    plugin_calls: Family<PluginLabel, Counter>,
+    /// Calls to each policy plugin that failed, and fell back.
+    plugin_failures: Family<PluginLabel, Counter>,
+    /// Whether each policy plugin is quarantined now.
+    plugin_quarantined: Family<PluginLabel, Gauge>,
+    /// The mean time of each plugin's recent calls.
+    plugin_call_mean: Family<PluginLabel, Gauge<f64, AtomicU64>>,
+    /// The 99th percentile of each plugin's recent calls.
+    plugin_call_p99: Family<PluginLabel, Gauge<f64, AtomicU64>>,
+    /// What was last published of each plugin's calls.
+    published: Mutex<HashMap<String, Published>>,
 }
 
 impl Metrics {
@@ -160,6 +189,31 @@ impl Metrics {
         }
         metrics.loaded_now();
         registry.register(
+            "policy_calls",
+            "Calls made to the policy plugin",
+            metrics.plugin_calls.clone(),
+        );
+        registry.register(
+            "policy_failures",
+            "Calls to the policy plugin that failed (trap, deadline, memory cap, invalid answer) and fell back",
+            metrics.plugin_failures.clone(),
+        );
+        registry.register(
+            "policy_quarantined",
+            "Whether the policy plugin is quarantined until the next reload",
+            metrics.plugin_quarantined.clone(),
+        );
+        registry.register(
+            "policy_call_mean_seconds",
+            "The mean time of the policy plugin's last 1024 calls",
+            metrics.plugin_call_mean.clone(),
+        );
+        registry.register(
+            "policy_call_p99_seconds",
+            "The 99th percentile time of the policy plugin's last 1024 calls",
+            metrics.plugin_call_p99.clone(),
+        );
+        registry.register(
             "dovecot_ignored_status_records",
             "Status records of dovecot-interface services ignored: unknown pid or wrong generation",
             metrics.ignored_status.clone(),
@@ -182,6 +236,45 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
         self.last_reload.set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+
+    /// Publishes each loaded plugin's calls, failures, quarantine and
+    /// call times.
+    pub(super) fn plugins_now(&self, plugins: &[warden_policy::Plugin]) {
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for plugin in plugins {
+            let name = &plugin.identity().name;
+            let label = PluginLabel {
+                plugin: name.clone(),
+            };
+            let stats = plugin.stats();
+            let last = published.entry(name.clone()).or_default();
+            // A plugin made afresh (a reload, a new file) counts from 0
+            // again: what it counted since is all new.
+            let rise = |now: u64, before: u64| if now >= before { now - before } else { now };
+            self.plugin_calls
+                .get_or_create(&label)
+                .inc_by(rise(stats.calls, last.calls));
+            self.plugin_failures
+                .get_or_create(&label)
+                .inc_by(rise(stats.failures, last.failures));
+            *last = Published {
+                calls: stats.calls,
+                failures: stats.failures,
+            };
+            self.plugin_quarantined
+                .get_or_create(&label)
+                .set(i64::from(plugin.quarantined()));
+            self.plugin_call_mean
+                .get_or_create(&label)
+                .set(stats.mean().as_secs_f64());
+            self.plugin_call_p99
+                .get_or_create(&label)
+                .set(stats.p99().as_secs_f64());
+        }
     }
 
     /// Counts a reload that ended `ok` or not.

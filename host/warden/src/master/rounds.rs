@@ -32,6 +32,7 @@ impl Master {
             return;
         }
         self.plugin_metrics_at = Some(now);
+        self.metrics.plugins_now(self.policy.plugins());
         let now_ms = self.now_ms(now);
         let reports = self.policy.report(now_ms);
         let text = metrics::render_plugins(&reports);
