@@ -100,7 +100,7 @@ impl Example {
             self.name(),
             String::from_utf8_lossy(&tested.stderr)
         );
-        assert!(report.contains("3 steps, 3 passed, 0 failed"), "{report}");
+        assert!(report.contains(" passed, 0 failed"), "{report}");
         Some(wasm)
     }
 }
