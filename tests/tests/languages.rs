@@ -13,80 +13,30 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use warden_tests::{LineClient, Running, free_port, warden, whoami};
+use warden_tests::{ExamplePlugin, LineClient, Running, free_port, warden, whoami};
 
 /// The repository's root.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// An example plugin: where it is, and the name it describes itself by.
-struct Example {
-    language: &'static str,
-    policy: &'static str,
-}
+/// An example plugin and its scenario.
+struct Example(ExamplePlugin);
 
 impl Example {
-    fn dir(&self) -> PathBuf {
-        root()
-            .join("examples/plugins")
-            .join(self.language)
-            .join(self.policy)
-    }
-
-    /// The name the plugin gives in `describe`.
-    fn name(&self) -> String {
-        let prefix = match self.language {
-            "javascript" => "js",
-            other => other,
-        };
-        format!("{prefix}-{}", self.policy)
-    }
-
     /// The scenario it must pass: its own for admission (with its grant),
     /// the one every idle example shares.
     fn scenario(&self) -> PathBuf {
-        match self.policy {
-            "admission" => self.dir().join("scenario.toml"),
+        match self.0.policy {
+            "admission" => self.0.dir().join("scenario.toml"),
             _ => root().join("examples/plugins/scenarios/idle.toml"),
-        }
-    }
-
-    /// Builds the example into `out`; `None` (with the reason printed)
-    /// when its toolchain is not installed.
-    fn build(&self, out: &Path) -> Option<PathBuf> {
-        let wasm = out.join(format!("{}.wasm", self.name()));
-        // Rust examples build in a target directory kept between runs.
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("example-plugins");
-        let built = std::process::Command::new("sh")
-            .arg(self.dir().join("build.sh"))
-            .arg(&wasm)
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .expect("run build.sh");
-        match built.status.code() {
-            Some(0) => Some(wasm),
-            Some(77) => {
-                eprintln!(
-                    "skipped the {} example: {}",
-                    self.name(),
-                    String::from_utf8_lossy(&built.stderr).trim()
-                );
-                None
-            }
-            _ => panic!(
-                "building the {} example failed:\n{}{}",
-                self.name(),
-                String::from_utf8_lossy(&built.stdout),
-                String::from_utf8_lossy(&built.stderr)
-            ),
         }
     }
 
     /// Builds the example and replays its scenario; the component, or
     /// `None` when the example was skipped.
     fn passes_its_scenario(&self, out: &Path) -> Option<PathBuf> {
-        let wasm = self.build(out)?;
+        let wasm = self.0.build(out)?;
         let tested = std::process::Command::new(warden())
             .args(["policy", "test"])
             .arg(&wasm)
@@ -97,7 +47,7 @@ impl Example {
         assert!(
             tested.status.success(),
             "{} failed its scenario:\n{report}{}",
-            self.name(),
+            self.0.name(),
             String::from_utf8_lossy(&tested.stderr)
         );
         assert!(report.contains(" passed, 0 failed"), "{report}");
@@ -132,15 +82,15 @@ fn drop_in(warden: &Running, plugins: &Path, name: &str, wasm: &Path) {
 /// inetd service whose clients come from 127.0.0.1, which the granted
 /// deny list names: the client is closed, the refusal logged and counted.
 fn admission(language: &'static str) {
-    let example = Example {
+    let example = Example(ExamplePlugin {
         language,
         policy: "admission",
-    };
+    });
     let out = tempfile::tempdir().expect("tempdir");
     let Some(wasm) = example.passes_its_scenario(out.path()) else {
         return;
     };
-    let name = example.name();
+    let name = example.0.name();
     let plugins = out.path().join("plugins");
     let grant = out.path().join("grant");
     std::fs::create_dir(&plugins).expect("mkdir plugins");
@@ -192,15 +142,15 @@ port = {port}
 /// The idle example: its scenario, then in a master a service with an
 /// idle kill of a second, whose idle rounds the plugin answers.
 fn idle(language: &'static str) {
-    let example = Example {
+    let example = Example(ExamplePlugin {
         language,
         policy: "idle",
-    };
+    });
     let out = tempfile::tempdir().expect("tempdir");
     let Some(wasm) = example.passes_its_scenario(out.path()) else {
         return;
     };
-    let name = example.name();
+    let name = example.0.name();
     let plugins = out.path().join("plugins");
     std::fs::create_dir(&plugins).expect("mkdir plugins");
     let port = free_port();
@@ -286,4 +236,41 @@ fn the_c_admission_example_passes_its_scenario_and_decides_in_a_running_master()
 #[test]
 fn the_c_idle_example_passes_its_scenario_and_decides_in_a_running_master() {
     idle("c");
+}
+
+#[test]
+fn warden_check_says_which_plugin_it_compiles_how_large_and_for_how_long() {
+    let example = ExamplePlugin {
+        language: "python",
+        policy: "idle",
+    };
+    let out = tempfile::tempdir().expect("tempdir");
+    let Some(wasm) = example.build(out.path()) else {
+        return;
+    };
+    // A plugin cache of its own, empty: the component is compiled here.
+    let plugins = out.path().join("plugins");
+    let cache = out.path().join("cache");
+    std::fs::create_dir(&plugins).expect("mkdir plugins");
+    std::fs::create_dir(&cache).expect("mkdir cache");
+    let installed = plugins.join("python-idle.wasm");
+    std::fs::copy(&wasm, &installed).expect("install the plugin");
+    let config = warden_tests::write_config(
+        out.path(),
+        &format!(
+            "plugins_dir = {:?}\nplugin_cache = {:?}\n\n[plugin.python-idle]\ndeadline = \"{DEADLINE}\"\n\n[service.echo]\nexecutable = \"/bin/cat\"\n",
+            plugins.display().to_string(),
+            cache.display().to_string(),
+        ),
+    );
+    let checked = warden_tests::check(&config);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{stderr}");
+    // Off a terminal, one line once it is done; the component takes
+    // seconds to compile.
+    assert!(
+        stderr.contains(&format!("compiled plugin {} (18.", installed.display()))
+            && stderr.contains(" MB) in "),
+        "{stderr}"
+    );
 }

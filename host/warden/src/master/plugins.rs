@@ -266,10 +266,11 @@ fn compile(
                     Origin::Builtin => format!("(built-in {})", candidate.shown),
                     Origin::File { .. } => candidate.shown.clone(),
                 };
-                runtime
-                    .compile(&candidate.bytes, &source)
-                    .err()
-                    .map(|error| (candidate.shown.clone(), error.to_string()))
+                with_progress(&candidate.shown, candidate.bytes.len(), || {
+                    runtime.compile(&candidate.bytes, &source)
+                })
+                .err()
+                .map(|error| (candidate.shown.clone(), error.to_string()))
             })
             .collect(),
         Compiler::Helper(executable) => {
@@ -277,11 +278,13 @@ fn compile(
                 return Vec::new();
             };
             let started = Instant::now();
-            let names: Vec<&str> = candidates.iter().map(|c| c.shown.as_str()).collect();
-            tracing::info!(
-                plugins = names.join(","),
-                "compiling plugins in a helper process"
-            );
+            for candidate in candidates {
+                tracing::info!(
+                    plugin = candidate.shown,
+                    "compiling the plugin ({}) in a helper process",
+                    megabytes(candidate.bytes.len())
+                );
+            }
             let refused = run_helper(executable, cache, candidates);
             tracing::info!(
                 took_ms = started.elapsed().as_millis(),
@@ -291,6 +294,72 @@ fn compile(
             refused
         }
     }
+}
+
+/// `bytes` as megabytes, for people.
+fn megabytes(bytes: usize) -> String {
+    // Component sizes are far below f64's exact integers.
+    #[expect(clippy::cast_precision_loss, reason = "a size shown to one decimal")]
+    let megabytes = bytes as f64 / 1e6;
+    format!("{megabytes:.1} MB")
+}
+
+/// Runs `compile`, the compiling of the plugin `shown` of `bytes`, with a
+/// sign of life on stderr once it has taken a second: on a terminal a line
+/// counting the seconds, otherwise a line when it is done. Only commands
+/// compile here (`warden check`, `warden config`); the master's helper is
+/// logged by the master.
+fn with_progress<T>(shown: &str, bytes: usize, compile: impl FnOnce() -> T) -> T {
+    use std::io::IsTerminal as _;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    let started = Instant::now();
+    let size = megabytes(bytes);
+    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    let ticker = std::io::stderr().is_terminal().then(|| {
+        let done = Arc::clone(&done);
+        let (shown, size) = (shown.to_owned(), size.clone());
+        std::thread::spawn(move || {
+            let (lock, wake) = &*done;
+            let mut finished = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut shown_once = false;
+            while !*finished {
+                let (guard, timeout) = wake
+                    .wait_timeout(finished, std::time::Duration::from_secs(1))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                finished = guard;
+                if timeout.timed_out() && !*finished {
+                    eprint!(
+                        "\rcompiling plugin {shown} ({size})… {} s",
+                        started.elapsed().as_secs()
+                    );
+                    shown_once = true;
+                }
+            }
+            if shown_once {
+                // The line is finished below.
+                eprint!("\r");
+            }
+            shown_once
+        })
+    });
+    let result = compile();
+    let (lock, wake) = &*done;
+    *lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+    wake.notify_all();
+    let shown_once = ticker.is_some_and(|ticker| ticker.join().unwrap_or(false));
+    let took = started.elapsed();
+    if shown_once || took >= std::time::Duration::from_secs(1) {
+        eprintln!(
+            "compiled plugin {shown} ({size}) in {:.1} s",
+            took.as_secs_f64()
+        );
+    }
+    result
 }
 
 /// One line of the helper's report: a component it could not compile.
