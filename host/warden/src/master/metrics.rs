@@ -79,6 +79,10 @@ struct Published {
 pub(super) struct Metrics {
     /// Processes of each service now.
     pub processes: Family<ServiceLabel, Gauge>,
+    /// Each service's `process_limit`, for saturation.
+    pub process_limit: Family<ServiceLabel, Gauge>,
+    /// The master's resident memory, in bytes.
+    pub resident: Gauge,
     /// Connections each service can take now without a new process.
     pub available_slots: Family<ServiceLabel, Gauge>,
     /// Clients of each service now, as its processes report them.
@@ -128,6 +132,16 @@ impl Metrics {
             "processes",
             "Processes of the service",
             metrics.processes.clone(),
+        );
+        registry.register(
+            "process_limit",
+            "The service's process_limit: processes over it is its saturation",
+            metrics.process_limit.clone(),
+        );
+        registry.register(
+            "master_resident_memory_bytes",
+            "The master's resident memory",
+            metrics.resident.clone(),
         );
         registry.register(
             "available_slots",
@@ -289,6 +303,20 @@ impl Metrics {
             self.loaded_now();
         }
     }
+}
+
+/// The master's resident memory, from `/proc/self/status`; `None` where
+/// there is no such file.
+pub(super) fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// The label of `service`.

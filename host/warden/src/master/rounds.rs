@@ -33,6 +33,11 @@ impl Master {
         }
         self.plugin_metrics_at = Some(now);
         self.metrics.plugins_now(self.policy.plugins());
+        if let Some(bytes) = metrics::resident_bytes() {
+            self.metrics
+                .resident
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         let now_ms = self.now_ms(now);
         let reports = self.policy.report(now_ms);
         let text = metrics::render_plugins(&reports);
@@ -242,6 +247,10 @@ impl Master {
             let service = label(state.name());
             let count = i64::try_from(self.processes.count(state.place)).unwrap_or(i64::MAX);
             self.metrics.processes.get_or_create(&service).set(count);
+            self.metrics
+                .process_limit
+                .get_or_create(&service)
+                .set(i64::from(state.config.process_limit.value));
             self.metrics
                 .available_slots
                 .get_or_create(&service)

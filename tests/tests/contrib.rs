@@ -1,0 +1,100 @@
+//! What `contrib/` ships for operators holds against a running warden:
+//! the Grafana dashboard and the Prometheus alert rules use only metrics
+//! the metrics page of a running warden has.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on what it cannot set up"
+)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use warden::control::{Request, Response};
+use warden_tests::{Running, echo, free_port};
+
+/// Every `warden_…` name in `text`.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("warden_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        // A word that merely contains the prefix (`my_warden_x`) is not
+        // a metric.
+        let before = rest[..at].chars().next_back();
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            names.insert(tail[..end].to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Whether the metrics page `page` has `name`: a family it declares, or a
+/// counter's `_total` samples.
+fn exposes(page: &str, name: &str) -> bool {
+    let declared = |family: &str| {
+        page.lines().any(|line| {
+            line.strip_prefix("# TYPE ")
+                .is_some_and(|rest| rest.split(' ').next() == Some(family))
+        })
+    };
+    declared(name)
+        || name
+            .strip_suffix("_total")
+            .is_some_and(|family| page.contains(&format!("# TYPE {family} counter")))
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_use_only_metrics_warden_serves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/grafana");
+    let dashboard = std::fs::read_to_string(root.join("warden.json")).expect("the dashboard");
+    let parsed: serde_json::Value =
+        serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = parsed["panels"].as_array().expect("panels");
+    assert!(
+        panels
+            .iter()
+            .all(|panel| panel["targets"].as_array().is_some_and(|t| !t.is_empty())),
+        "every panel queries something"
+    );
+    let alerts = std::fs::read_to_string(root.join("warden-alerts.yml")).expect("the alert rules");
+    let mut used = metric_names(&dashboard);
+    let alert_names = metric_names(&alerts);
+    assert!(
+        !alert_names.is_empty(),
+        "the alert rules query warden's metrics"
+    );
+    used.extend(alert_names);
+
+    let port = free_port();
+    let warden = Running::start(&format!(
+        "[service.echo]\nexecutable = {echo:?}\nprocess_min_avail = 1\n\n\
+         [[service.echo.inet_listener]]\nname = \"echo\"\naddress = \"127.0.0.1\"\nport = {port}\n",
+        echo = echo().display().to_string(),
+    ));
+    warden.wait_for("the echo process", Duration::from_secs(20), || {
+        warden.pids("echo").len() == 1
+    });
+    let Response::Stats { text: page } = warden.request(&Request::Stats) else {
+        panic!("no metrics");
+    };
+    let missing: Vec<&String> = used.iter().filter(|name| !exposes(&page, name)).collect();
+    assert!(
+        missing.is_empty(),
+        "contrib/grafana uses metrics warden does not serve: {missing:?}\nthe page:\n{page}"
+    );
+}
+
+#[test]
+fn metric_names_are_found_whole() {
+    let names = metric_names("rate(warden_spawns_total{a=\"b\"}[1m]) / my_warden_x warden_up");
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["warden_spawns_total", "warden_up"]
+    );
+}
