@@ -491,10 +491,19 @@ pub struct LineClient {
 impl LineClient {
     /// Connects to 127.0.0.1:`port`.
     pub fn connect(port: u16) -> std::io::Result<LineClient> {
-        let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-        let reader = std::io::BufReader::new(stream.try_clone()?);
-        Ok(LineClient { stream, reader })
+        Ok(LineClient::from_stream(std::net::TcpStream::connect((
+            "127.0.0.1",
+            port,
+        ))?))
+    }
+
+    /// A client over `stream`, connected by the caller.
+    pub fn from_stream(stream: std::net::TcpStream) -> LineClient {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("a read timeout");
+        let reader = std::io::BufReader::new(stream.try_clone().expect("a second handle"));
+        LineClient { stream, reader }
     }
 
     /// The next line, without its newline; `None` at end of input.
@@ -534,5 +543,64 @@ impl LineClient {
             .strip_prefix("hello from ")
             .and_then(|pid| pid.parse().ok())
             .unwrap_or_else(|| panic!("not an echo greeting: {greeting:?}"))
+    }
+}
+
+/// One of the example plugins of `examples/plugins/LANGUAGE/POLICY`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExamplePlugin {
+    /// `rust`, `python`, `javascript` or `c`.
+    pub language: &'static str,
+    /// `admission` or `idle`.
+    pub policy: &'static str,
+}
+
+impl ExamplePlugin {
+    /// Its directory.
+    pub fn dir(&self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/plugins")
+            .join(self.language)
+            .join(self.policy)
+    }
+
+    /// The name the plugin gives in `describe`.
+    pub fn name(&self) -> String {
+        let prefix = match self.language {
+            "javascript" => "js",
+            other => other,
+        };
+        format!("{prefix}-{}", self.policy)
+    }
+
+    /// Builds it into `out` with its `build.sh`; `None`, with the reason
+    /// printed, when its toolchain is not installed (the script exits 77).
+    pub fn build(&self, out: &Path) -> Option<PathBuf> {
+        let wasm = out.join(format!("{}.wasm", self.name()));
+        // Rust examples build in a target directory kept between runs.
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/example-plugins");
+        let built = std::process::Command::new("sh")
+            .arg(self.dir().join("build.sh"))
+            .arg(&wasm)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("run build.sh");
+        match built.status.code() {
+            Some(0) => Some(wasm),
+            Some(77) => {
+                eprintln!(
+                    "skipped the {} example: {}",
+                    self.name(),
+                    String::from_utf8_lossy(&built.stderr).trim()
+                );
+                None
+            }
+            _ => panic!(
+                "building the {} example failed:\n{}{}",
+                self.name(),
+                String::from_utf8_lossy(&built.stdout),
+                String::from_utf8_lossy(&built.stderr)
+            ),
+        }
     }
 }
