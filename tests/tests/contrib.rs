@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use warden::control::{Request, Response};
-use warden_tests::{Running, echo, free_port};
+use warden_tests::{LineClient, Running, echo, free_port, whoami};
 
 /// Every `warden_…` name in `text`.
 fn metric_names(text: &str) -> BTreeSet<String> {
@@ -71,14 +71,31 @@ fn the_dashboard_and_the_alert_rules_use_only_metrics_warden_serves() {
     );
     used.extend(alert_names);
 
-    let port = free_port();
+    // A service whose series exist from its start, and one that refuses
+    // a connection (a malformed PROXY header), whose refusals are labelled
+    // by the reason that comes with the first.
+    let (port, proxied) = (free_port(), free_port());
     let warden = Running::start(&format!(
-        "[service.echo]\nexecutable = {echo:?}\nprocess_min_avail = 1\n\n\
-         [[service.echo.inet_listener]]\nname = \"echo\"\naddress = \"127.0.0.1\"\nport = {port}\n",
+        "haproxy_trusted_networks = \"127.0.0.0/8\"\n\n\
+         [service.echo]\nexecutable = {echo:?}\nprocess_min_avail = 1\n\n\
+         [[service.echo.inet_listener]]\nname = \"echo\"\naddress = \"127.0.0.1\"\nport = {port}\n\n\
+         [service.whoami]\nexecutable = {whoami:?}\ninterface = \"inetd\"\n\n\
+         [[service.whoami.inet_listener]]\nname = \"proxied\"\naddress = \"127.0.0.1\"\n\
+         port = {proxied}\nhaproxy = true\n",
         echo = echo().display().to_string(),
+        whoami = whoami().display().to_string(),
     ));
     warden.wait_for("the echo process", Duration::from_secs(20), || {
         warden.pids("echo").len() == 1
+    });
+    let mut refused = LineClient::connect(proxied).expect("connect");
+    refused.send("NOT A PROXY HEADER").expect("send");
+    assert_eq!(refused.line().ok().flatten(), None, "refused");
+    warden.wait_for("the refusal counted", Duration::from_secs(20), || {
+        matches!(
+            warden.request(&Request::Stats),
+            Response::Stats { text } if text.contains("warden_rejected_connections_total{")
+        )
     });
     let Response::Stats { text: page } = warden.request(&Request::Stats) else {
         panic!("no metrics");

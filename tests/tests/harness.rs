@@ -203,3 +203,55 @@ fn recording_an_unknown_service_names_the_services_there_are() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_harness_replays_from_rust_code_as_the_command_does() {
+    // The library form a plugin's own `cargo test` calls.
+    let outcomes = warden::harness::replay(Path::new("builtin:dovecot"), &example())
+        .expect("the example replays");
+    assert_eq!(outcomes.len(), 5);
+    assert!(
+        outcomes.iter().all(warden::harness::Outcome::passed),
+        "{}",
+        warden::harness::report(&outcomes)
+    );
+    let missing =
+        warden::harness::replay(Path::new("builtin:dovecot"), Path::new("/nonexistent.toml"));
+    assert!(
+        matches!(
+            missing,
+            Err(warden::harness::ReplayError::Scenario(
+                warden::harness::ScenarioError::Read { .. }
+            ))
+        ),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn steps_after_a_plugin_is_quarantined_fail_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("trap.wasm");
+    std::fs::write(&plugin, fixture("trap")).expect("write the plugin");
+    let scenario = dir.path().join("idle.toml");
+    let step = "[[step]]\nat = \"90s\"\nhook = \"idle\"\nlowwater = 1\n\
+                processes = [{ pid = 7, clients = 0, idle_since = \"1s\" }]\n\
+                expect = { at_most = 1 }\n";
+    std::fs::write(
+        &scenario,
+        format!(
+            "[service]\nname = \"imap\"\nidle_kill = \"60s\"\n{}",
+            step.repeat(7)
+        ),
+    )
+    .expect("write the scenario");
+    let (output, stdout) = policy_test(&[&plugin, &scenario]);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    // Five failures quarantine it; the two steps after are answered by
+    // warden, and fail as well.
+    assert!(stdout.contains("7 steps, 0 passed, 7 failed"), "{stdout}");
+    assert!(
+        stdout.contains("the plugin is quarantined after repeated failures"),
+        "{stdout}"
+    );
+}

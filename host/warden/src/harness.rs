@@ -87,6 +87,40 @@ pub enum ScenarioError {
     },
 }
 
+/// Why [`replay`] could not replay a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The scenario could not be read, or is not one.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// The plugin could not be loaded.
+    #[error("{0}")]
+    Plugin(String),
+}
+
+/// Replays the scenario at `scenario` against the plugin component at
+/// `plugin` (or `builtin:NAME`), as `warden policy test` does: the same
+/// runtime, budgets, answer checks and fallback. The library form, for a
+/// plugin's own `cargo test`:
+///
+/// ```no_run
+/// use std::path::Path;
+/// use warden::harness::{Outcome, replay, report};
+///
+/// let outcomes = replay(
+///     Path::new("target/wasm32-wasip2/release/my_idle.wasm"),
+///     Path::new("tests/idle.toml"),
+/// )
+/// .expect("the scenario replays");
+/// assert!(outcomes.iter().all(Outcome::passed), "{}", report(&outcomes));
+/// ```
+pub fn replay(plugin: &Path, scenario: &Path) -> Result<Vec<Outcome>, ReplayError> {
+    let scenario = Scenario::read(scenario)?;
+    let budget = scenario.budget().unwrap_or_default();
+    let plugin = crate::master::load_plugin(plugin, budget).map_err(ReplayError::Plugin)?;
+    Ok(run(plugin, &scenario))
+}
+
 /// A scenario: a service and the calls made for it.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -602,14 +636,22 @@ pub fn run(mut plugin: Plugin, scenario: &Scenario) -> Vec<Outcome> {
             let failures_before = failures(&plugins);
             let now = millis(step.at.as_deref()).unwrap_or_default();
             let (answer, missed) = call(&mut plugins, &service, step, now);
-            let plugin_failed = (failures(&plugins) > failures_before).then(|| {
-                let why = plugins
-                    .plugins()
-                    .first()
+            let plugin = plugins.plugins().first();
+            let plugin_failed = if failures(&plugins) > failures_before {
+                let why = plugin
                     .and_then(Plugin::last_failure)
                     .map_or_else(|| "failed".to_owned(), ToString::to_string);
-                format!("the plugin {why}; warden's fallback answered")
-            });
+                Some(format!("the plugin {why}; warden's fallback answered"))
+            } else if plugin.is_some_and(Plugin::quarantined) {
+                // A quarantined plugin is not asked: its failures before
+                // made warden answer instead, as it would in the master.
+                Some(
+                    "the plugin is quarantined after repeated failures; warden's fallback answered"
+                        .to_owned(),
+                )
+            } else {
+                None
+            };
             Outcome {
                 step: index + 1,
                 hook: format!("{:?}", step.hook).to_lowercase(),

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use warden::config::{self, Config, LoadError};
 use warden::control::{self, Request, Response};
+use warden::harness::{ReplayError, ScenarioError};
 use warden::master;
 
 /// Exit codes, shown after `--help` and listed in the README.
@@ -386,22 +387,14 @@ fn policy_test(compare: bool, files: &[PathBuf]) -> Outcome {
     };
     // The plugins' log lines and output go to stderr as they come.
     let _ = warden::logging::init(None);
-    let scenario = match warden::harness::Scenario::read(scenario) {
-        Ok(scenario) => scenario,
-        Err(error @ warden::harness::ScenarioError::Read { .. }) => {
-            eprintln!("warden policy test: {error}");
-            return Outcome::NoInput;
-        }
-        Err(error) => {
-            eprintln!("{error}");
-            return Outcome::BadConfig;
-        }
-    };
     let mut runs = Vec::new();
-    let budget = scenario.budget().unwrap_or_default();
-    for file in plugins {
-        match master::load_plugin(file, budget) {
-            Ok(plugin) => runs.push(warden::harness::run(plugin, &scenario)),
+    for plugin in plugins {
+        match warden::harness::replay(plugin, scenario) {
+            Ok(outcomes) => runs.push(outcomes),
+            Err(ReplayError::Scenario(error @ ScenarioError::Read { .. })) => {
+                eprintln!("warden policy test: {error}");
+                return Outcome::NoInput;
+            }
             Err(error) => {
                 eprintln!("{error}");
                 return Outcome::BadConfig;

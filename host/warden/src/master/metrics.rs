@@ -291,6 +291,23 @@ impl Metrics {
         }
     }
 
+    /// Makes every series of `service` whose labels are known in advance
+    /// exist, at 0 until something happens: an alert on a rate or an
+    /// absence sees the service from its start. Refusals are labelled by
+    /// reasons that come with them, so they appear with the first.
+    pub(super) fn service_present(&self, service: &ServiceLabel) {
+        for family in [&self.spawns, &self.throttles, &self.dropped, &self.evicted] {
+            drop(family.get_or_create(service));
+        }
+        drop(self.throttled.get_or_create(service));
+        for cause in ["clean", "failure", "signal", "asked"] {
+            drop(self.exits.get_or_create(&ExitLabels {
+                service: service.service.clone(),
+                cause: cause.to_owned(),
+            }));
+        }
+    }
+
     /// Counts a reload that ended `ok` or not.
     pub(super) fn reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };

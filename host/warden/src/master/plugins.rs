@@ -278,13 +278,14 @@ fn compile(
                 return Vec::new();
             };
             let started = Instant::now();
-            for candidate in candidates {
-                tracing::info!(
-                    plugin = candidate.shown,
-                    "compiling the plugin ({}) in a helper process",
-                    megabytes(candidate.bytes.len())
-                );
-            }
+            let plugins: Vec<String> = candidates
+                .iter()
+                .map(|c| format!("{} ({})", c.shown, megabytes(c.bytes.len())))
+                .collect();
+            tracing::info!(
+                plugins = plugins.join(", "),
+                "compiling plugins in a helper process"
+            );
             let refused = run_helper(executable, cache, candidates);
             tracing::info!(
                 took_ms = started.elapsed().as_millis(),
@@ -307,8 +308,8 @@ fn megabytes(bytes: usize) -> String {
 /// Runs `compile`, the compiling of the plugin `shown` of `bytes`, with a
 /// sign of life on stderr once it has taken a second: on a terminal a line
 /// counting the seconds, otherwise a line when it is done. Only commands
-/// compile here (`warden check`, `warden config`); the master's helper is
-/// logged by the master.
+/// compile here (`warden check`, `warden config`); the master logs what
+/// its helper compiles, with each plugin's size, and how long it took.
 fn with_progress<T>(shown: &str, bytes: usize, compile: impl FnOnce() -> T) -> T {
     use std::io::IsTerminal as _;
     use std::sync::{Arc, Condvar, Mutex};
