@@ -255,3 +255,23 @@ fn steps_after_a_plugin_is_quarantined_fail_too() {
         "{stdout}"
     );
 }
+
+#[test]
+fn each_example_scenario_of_a_built_in_plugin_passes() {
+    // The behaviour of the built-ins, as scenarios a plugin author can
+    // compare theirs against with --compare.
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/scenarios");
+    for (plugin, file, steps) in [
+        ("builtin:dovecot", "dovecot-imap-login.toml", 5),
+        ("builtin:admission", "admission.toml", 3),
+        ("builtin:login", "login-eviction.toml", 2),
+        ("builtin:auth", "auth-typing.toml", 4),
+    ] {
+        let (output, stdout) = policy_test(&[Path::new(plugin), &scenarios.join(file)]);
+        assert!(output.status.success(), "{plugin} {file}:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("{steps} steps, {steps} passed, 0 failed")),
+            "{plugin} {file}:\n{stdout}"
+        );
+    }
+}
