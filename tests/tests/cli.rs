@@ -510,8 +510,8 @@ fn a_reload_to_an_executable_that_cannot_run_is_refused_and_the_old_one_serves()
 /// Runs `warden run` on an empty configuration until its control socket
 /// answers, then stops it; what it wrote to stderr, a pipe. With
 /// `journal_stream`, `JOURNAL_STREAM` is set: to the pipe's device and
-/// inode for `"the pipe"`, else to the value given.
-fn run_briefly(journal_stream: Option<&str>) -> String {
+/// inode for `"the pipe"`, else to the value given; `env` is added.
+fn run_briefly(journal_stream: Option<&str>, env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = warden_tests::write_config(dir.path(), "");
     let (read, write) = nix::unistd::pipe().expect("a pipe");
@@ -522,6 +522,7 @@ fn run_briefly(journal_stream: Option<&str>) -> String {
         .arg(&config)
         .env("WARDEN_LOG", "debug")
         .env_remove("JOURNAL_STREAM")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::from(write));
     if let Some(stream_of) = journal_stream {
         let value = match stream_of {
@@ -548,7 +549,7 @@ fn run_briefly(journal_stream: Option<&str>) -> String {
 
 #[test]
 fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
-    let log = run_briefly(None);
+    let log = run_briefly(None, &[]);
     assert!(log.contains("warden started"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes on a pipe:\n{log}");
     assert!(
@@ -557,14 +558,19 @@ fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
     );
     // Another stream than stderr is not the journal.
     assert!(
-        !run_briefly(Some("1:2")).starts_with('<'),
+        !run_briefly(Some("1:2"), &[]).starts_with('<'),
         "not the journal's stream"
     );
 }
 
 #[test]
 fn under_the_journal_each_line_carries_its_priority_and_no_time() {
-    let log = run_briefly(Some("the pipe"));
+    // The contract parser's debug lines, asked for by name, are debug
+    // lines an empty configuration has.
+    let log = run_briefly(
+        Some("the pipe"),
+        &[("WARDEN_LOG", "debug,wit_parser=debug")],
+    );
     let started = log
         .lines()
         .find(|line| line.contains("warden started"))
@@ -580,6 +586,27 @@ fn under_the_journal_each_line_carries_its_priority_and_no_time() {
         "every line prioritised, without a timestamp:\n{log}"
     );
     assert!(!log.contains('\u{1b}'), "{log}");
+}
+
+#[test]
+fn with_the_json_log_format_each_line_is_one_object_with_its_fields() {
+    let log = run_briefly(None, &[("WARDEN_LOG_FORMAT", "json")]);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let started = lines
+        .iter()
+        .find(|line| line["message"] == "warden started")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(started["level"], "INFO", "{started}");
+    assert!(started["timestamp"].is_string(), "{started}");
+    // A field is a key of its own, for a log shipper to index.
+    assert!(started["config"].is_string(), "{started}");
+    assert!(
+        !log.contains("wit_parser"),
+        "the contract parser's debug lines at WARDEN_LOG=debug:\n{log}"
+    );
 }
 
 #[test]

@@ -64,7 +64,7 @@ impl<'a> MakeWriter<'a> for FileMaker {
 /// What `WARDEN_LOG` adds unless it names them itself: the plugin
 /// runtime's internals stay at warn, so `WARDEN_LOG=debug` shows warden's
 /// own debug lines rather than the compiler's.
-const QUIET_INTERNALS: [&str; 3] = ["wasmtime", "cranelift", "wasmtime_wasi"];
+const QUIET_INTERNALS: [&str; 4] = ["wasmtime", "cranelift", "wasmtime_wasi", "wit_parser"];
 
 /// The filter `WARDEN_LOG` (default `info`) asks for.
 fn filter() -> EnvFilter {
@@ -78,21 +78,36 @@ fn filter() -> EnvFilter {
     EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Sends the log to `file`, or to stderr when `None`. Call once. Colours
-/// only on a terminal: a file, a pipe or the journal gets plain text.
-pub fn init(file: Option<&Path>) -> io::Result<()> {
+/// How each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The message, then its fields as `key=value`.
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `message` and each
+    /// field by its name, for a log shipper.
+    Json,
+}
+
+/// Sends the log to `file`, or to stderr when `None`, in `format`. Call
+/// once. Colours only on a terminal: a file, a pipe or the journal gets
+/// plain text.
+pub fn init(file: Option<&Path>, format: Format) -> io::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_target(false);
-    match file {
-        Some(path) => {
-            let log = Arc::new(LogFile {
-                path: path.to_path_buf(),
-                file: Mutex::new(LogFile::open(path)?),
-            });
-            let _ = LOG_FILE.set(Arc::clone(&log));
-            builder.with_ansi(false).with_writer(FileMaker(log)).init();
+    if format == Format::Json {
+        let json = builder.json().flatten_event(true).with_current_span(false);
+        match file {
+            Some(path) => json.with_writer(FileMaker(open_log(path)?)).init(),
+            None => json.with_writer(io::stderr).init(),
         }
+        return Ok(());
+    }
+    match file {
+        Some(path) => builder
+            .with_ansi(false)
+            .with_writer(FileMaker(open_log(path)?))
+            .init(),
         None if stderr_is_journal() => builder
             .with_ansi(false)
             .without_time()
@@ -109,6 +124,16 @@ pub fn init(file: Option<&Path>) -> io::Result<()> {
             .init(),
     }
     Ok(())
+}
+
+/// Opens the log file at `path`, kept for SIGUSR1 to reopen.
+fn open_log(path: &Path) -> io::Result<Arc<LogFile>> {
+    let log = Arc::new(LogFile {
+        path: path.to_path_buf(),
+        file: Mutex::new(LogFile::open(path)?),
+    });
+    let _ = LOG_FILE.set(Arc::clone(&log));
+    Ok(log)
 }
 
 /// Whether stderr is the journal's stream: `JOURNAL_STREAM` names its

@@ -74,6 +74,10 @@ enum Command {
         /// Log to this file instead of stderr; SIGUSR1 reopens it.
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
+        /// How each log line is written: `text`, or `json` (one object a
+        /// line, for a log shipper).
+        #[arg(long, value_enum, default_value_t = warden::logging::Format::Text, env = "WARDEN_LOG_FORMAT")]
+        log_format: warden::logging::Format,
     },
     /// Check the configuration and report every problem in it; start nothing.
     /// With --plugin, check one plugin component instead.
@@ -261,6 +265,7 @@ fn main() -> ExitCode {
             daemonize,
             pid_file,
             log_file,
+            log_format,
         } => {
             // A daemon leaves its working directory for `/`: every path it
             // was given is made absolute first, against where it started.
@@ -271,6 +276,7 @@ fn main() -> ExitCode {
                 daemonize: *daemonize,
                 pid_file: pid_file.as_deref().map(absolute),
                 log_file: log_file.as_deref().map(absolute),
+                log_format: *log_format,
             })
         }
         Command::Status { service } => ask_with(&cli, &Request::Status, |response| {
@@ -386,7 +392,7 @@ fn policy_test(compare: bool, files: &[PathBuf]) -> Outcome {
         }
     };
     // The plugins' log lines and output go to stderr as they come.
-    let _ = warden::logging::init(None);
+    let _ = warden::logging::init(None, warden::logging::Format::Text);
     let mut runs = Vec::new();
     for plugin in plugins {
         match warden::harness::replay(plugin, scenario) {

@@ -15,7 +15,7 @@
 fn a_panic_is_logged_to_the_log_file_with_its_message_and_location() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("warden.log");
-    warden::logging::init(Some(&log)).expect("set up logging");
+    warden::logging::init(Some(&log), warden::logging::Format::Text).expect("set up logging");
     warden::logging::log_panics();
     let line = line!() + 4;
     let outcome = std::thread::Builder::new()

@@ -122,6 +122,8 @@ pub struct Options {
     pub pid_file: Option<PathBuf>,
     /// Log to this file instead of stderr.
     pub log_file: Option<PathBuf>,
+    /// How each log line is written.
+    pub log_format: crate::logging::Format,
 }
 
 /// Why the master could not run.
@@ -275,7 +277,7 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     if options.daemonize {
         warden_sys::daemon::daemonize().map_err(|e| RunError::start("cannot daemonize", e))?;
     }
-    crate::logging::init(options.log_file.as_deref())
+    crate::logging::init(options.log_file.as_deref(), options.log_format)
         .map_err(|e| RunError::start("cannot open the log file", e))?;
     crate::logging::log_panics();
     descriptors::raise_limit();
