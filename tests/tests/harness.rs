@@ -188,13 +188,26 @@ fn a_scenario_recorded_from_a_running_master_replays_with_every_decision_equal()
 }
 
 #[test]
-fn recording_an_unknown_service_names_the_services_there_are() {
+fn recording_an_unknown_service_or_for_too_long_is_refused_with_what_to_do() {
     let port = free_port();
     let warden = Running::start(&format!(
         "[service.echo]\nexecutable = {echo:?}\n\n[[service.echo.inet_listener]]\n\
          name = \"echo\"\naddress = \"127.0.0.1\"\nport = {port}\n",
         echo = echo().display().to_string(),
     ));
+    // Too long a recording is refused, and the master goes on.
+    let too_long = warden.cli(&[
+        "policy",
+        "record",
+        "echo",
+        "--seconds",
+        &u64::MAX.to_string(),
+    ]);
+    assert_eq!(too_long.status.code(), Some(1), "{too_long:?}");
+    assert!(
+        String::from_utf8_lossy(&too_long.stderr).contains("a recording lasts 3600 s at most"),
+        "{too_long:?}"
+    );
     let output = warden.cli(&["policy", "record", "imap", "--seconds", "1"]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);

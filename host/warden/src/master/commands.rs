@@ -35,6 +35,11 @@ pub(super) fn process_status(
     }
 }
 
+/// The longest recording of a service's policy calls: past it, a
+/// recording would hold more calls than it keeps, and a huge length would
+/// overflow the clock.
+const MAX_RECORDING: Duration = Duration::from_secs(3600);
+
 /// What an operator asked of one service.
 #[derive(Debug, Clone, Copy)]
 enum Operation {
@@ -120,9 +125,16 @@ impl Master {
             Request::RestartService { service } => {
                 self.service_command(&service, Operation::Restart)
             }
+            Request::Record { seconds, .. } if seconds > MAX_RECORDING.as_secs() => {
+                Response::Failed {
+                    message: format!(
+                        "a recording lasts {} s at most; record for less, and again for more",
+                        MAX_RECORDING.as_secs()
+                    ),
+                }
+            }
             Request::Record { service, seconds } => {
-                let now = Instant::now();
-                let until = now + Duration::from_secs(seconds);
+                let until = Instant::now() + Duration::from_secs(seconds);
                 self.policy
                     .start(Recording::new(&service, self.origin, until));
                 Response::Done {
