@@ -24,22 +24,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use warden::control::{Request, Response};
-use warden_tests::{ExamplePlugin, LineClient, Running, free_port, whoami};
+use warden_tests::{ExamplePlugin, LineClient, Running, free_port, resident_mb, whoami};
 
 /// Connections made once the plugin decides.
 const CONNECTIONS: usize = 1000;
-
-/// The master's resident set, in MB.
-fn rss_mb(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the status");
-    let kb: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse().ok())
-        .expect("VmRSS");
-    kb / 1024.0
-}
 
 /// A connection to `port` on 127.0.0.1 from the `n`th of 250 loopback
 /// addresses, so that no source opens more than the example's burst
@@ -137,7 +125,7 @@ port = {port}
         language,
         size_kb: std::fs::metadata(&wasm).expect("the component").len() / 1024,
         ready,
-        rss_mb: rss_mb(warden.pid()),
+        rss_mb: resident_mb(warden.pid()),
         calls: sample(&text, "warden_policy_calls_total", &name),
         mean_us: sample(&text, "warden_policy_call_mean_seconds", &name) * 1e6,
         p99_us: sample(&text, "warden_policy_call_p99_seconds", &name) * 1e6,

@@ -1,5 +1,5 @@
 //! What loading a large plugin costs the running master: an 18 MB Python
-//! component (`examples/plugins/python/idle`, built with componentize-py)
+//! component (`examples/plugins/python/idle`, built by its `build.sh`)
 //! is dropped into `plugins_dir` while a client connects to an inetd
 //! service without pause. The plugin cache starts empty, so the component
 //! is compiled — by the helper process, never by the master — and then
@@ -19,47 +19,13 @@
 )]
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use warden_tests::{LineClient, Running, free_port, whoami};
+use warden_tests::{ExamplePlugin, LineClient, Running, free_port, resident_mb, whoami};
 
 const WAIT: Duration = Duration::from_secs(600);
-
-/// Builds the Python example into `out`; `None` when componentize-py is
-/// not installed.
-fn build_python_plugin(out: &Path) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = out.join("python-idle.wasm");
-    let status = std::process::Command::new("componentize-py")
-        .arg("-d")
-        .arg(root.join("wit"))
-        .args(["-w", "idle-plugin", "componentize", "-p"])
-        .arg(root.join("examples/plugins/python/idle"))
-        .args(["app", "-o"])
-        .arg(&wasm)
-        .current_dir(out)
-        .status();
-    match status {
-        Ok(status) if status.success() => Some(wasm),
-        Ok(status) => panic!("componentize-py failed: {status}"),
-        Err(_) => None,
-    }
-}
-
-/// The master's resident set, in MB.
-fn rss_mb(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the status");
-    let kb: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse().ok())
-        .expect("VmRSS");
-    kb / 1024.0
-}
 
 /// Connection latencies, each with when it was measured.
 type Samples = Arc<Mutex<Vec<(Instant, Duration)>>>;
@@ -86,7 +52,11 @@ fn summary(samples: &[(Instant, Duration)], from: Instant, to: Instant) -> (usiz
 
 fn main() {
     let work = tempfile::tempdir().expect("tempdir");
-    let Some(component) = build_python_plugin(work.path()) else {
+    let python_idle = ExamplePlugin {
+        language: "python",
+        policy: "idle",
+    };
+    let Some(component) = python_idle.build(work.path()) else {
         println!("skipped: componentize-py is not installed (pip install componentize-py==0.25.1)");
         return;
     };
@@ -130,7 +100,7 @@ port = {port}
         })
     };
     std::thread::sleep(Duration::from_secs(3));
-    let before_rss = rss_mb(warden.pid());
+    let before_rss = resident_mb(warden.pid());
     let dropped = Instant::now();
     std::fs::copy(&component, plugins_dir.join("python-idle.wasm")).expect("drop the plugin in");
     warden.wait_for("the Python plugin to load", WAIT, || {
@@ -140,12 +110,12 @@ port = {port}
     });
     let loaded = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
-    let loaded_rss = rss_mb(warden.pid());
+    let loaded_rss = resident_mb(warden.pid());
     std::fs::remove_file(plugins_dir.join("python-idle.wasm")).expect("remove the plugin");
     let unloaded = |log: &str| log.matches("plugins_dir changed").count() >= 2;
     warden.wait_for("the plugin to be removed", WAIT, || unloaded(&warden.log()));
     std::thread::sleep(Duration::from_secs(3));
-    let removed_rss = rss_mb(warden.pid());
+    let removed_rss = resident_mb(warden.pid());
     stop.store(true, Ordering::Relaxed);
     client.join().expect("the client");
 

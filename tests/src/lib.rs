@@ -546,6 +546,18 @@ impl LineClient {
     }
 }
 
+/// The resident memory of process `pid`, in MB, from `/proc/PID/status`.
+pub fn resident_mb(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the status");
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+        .expect("VmRSS");
+    kb / 1024.0
+}
+
 /// One of the example plugins of `examples/plugins/LANGUAGE/POLICY`.
 #[derive(Debug, Clone, Copy)]
 pub struct ExamplePlugin {

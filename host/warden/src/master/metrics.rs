@@ -294,8 +294,13 @@ impl Metrics {
     /// Makes every series of `service` whose labels are known in advance
     /// exist, at 0 until something happens: an alert on a rate or an
     /// absence sees the service from its start. Refusals are labelled by
-    /// reasons that come with them, so they appear with the first.
-    pub(super) fn service_present(&self, service: &ServiceLabel) {
+    /// reasons that come with them, so they appear with the first. Called
+    /// as the service is set up, at start and at each reload, with its
+    /// `process_limit`.
+    pub(super) fn service_present(&self, service: &ServiceLabel, process_limit: u32) {
+        self.process_limit
+            .get_or_create(service)
+            .set(i64::from(process_limit));
         for family in [&self.spawns, &self.throttles, &self.dropped, &self.evicted] {
             drop(family.get_or_create(service));
         }

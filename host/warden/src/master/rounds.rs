@@ -245,13 +245,8 @@ impl Master {
         let states = visited.iter().filter_map(|&index| self.services.get(index));
         for state in states.filter(|s| s.runs) {
             let service = label(state.name());
-            self.metrics.service_present(&service);
             let count = i64::try_from(self.processes.count(state.place)).unwrap_or(i64::MAX);
             self.metrics.processes.get_or_create(&service).set(count);
-            self.metrics
-                .process_limit
-                .get_or_create(&service)
-                .set(i64::from(state.config.process_limit.value));
             self.metrics
                 .available_slots
                 .get_or_create(&service)

@@ -408,6 +408,12 @@ impl Master {
             timeout: config.globals.haproxy_timeout.value.to_std(),
         });
         for (index, state) in services.iter_mut().enumerate() {
+            if state.runs {
+                self.metrics.service_present(
+                    &metrics::label(state.name()),
+                    state.config.process_limit.value,
+                );
+            }
             let accepts = matches!(state.interface(), Interface::Inetd | Interface::Warden);
             if state.runs && accepts && state.acceptors.is_empty() {
                 let name = state.name().to_owned();
