@@ -30,8 +30,10 @@ pub mod limits;
 pub mod listener;
 pub mod process;
 pub mod spawn;
+pub mod spawner;
 pub mod watch;
 
 pub use listener::{Endpoint, FileAccess, ListenError, Listener};
 pub use process::{Child, Exit, StopChange, next_stop_change};
 pub use spawn::{Identity, SpawnError, SpawnPlan, Step};
+pub use spawner::Spawner;

@@ -53,9 +53,9 @@
 //! the child exits instead. Three limits of the mechanism:
 //!
 //! - the signal follows the *thread* that spawned the child, not the
-//!   process: it is sent when that thread exits. warden spawns from its
-//!   event loop's thread, which lives as long as the master; any future
-//!   spawner thread must live as long too;
+//!   process: it is sent when that thread exits. The master spawns from
+//!   the threads of a [`Spawner`](crate::Spawner), which live as long as
+//!   the master;
 //! - exec of a setuid, setgid or file-capability program clears it;
 //! - so does a service that changes its own credentials after exec, as
 //!   Dovecot's binaries do when they drop privileges themselves

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc;
 use warden_policy::stats::Event as StatsEvent;
 use warden_policy::{ExitCause, ExitView, Lifecycle, Policy};
-use warden_sys::Exit;
+use warden_sys::{Child, Exit, SpawnError};
 
 use super::dovecot;
 use super::launch::{self, Connection};
@@ -20,14 +20,15 @@ use super::metrics::{ExitLabels, label};
 use super::notify::Message;
 use super::output::{self, Stream};
 use super::process::{IdleStage, PROVEN_AFTER, Process};
-use super::service::{LAST_EXITS, ServiceState};
+use super::service::{Coming, LAST_EXITS, ServiceState};
+use super::starting::{Starting, Ticket};
 use super::table::Slot;
 use super::{Event, Master, Noise, Phase};
 use super::{ROUND, native};
 use crate::config::{Interface, ServiceCount, ServiceKind};
 
 /// Forwards the exit of `child` as an event when its pidfd is readable.
-pub(super) fn watch_exit(child: &warden_sys::Child, events: mpsc::UnboundedSender<Event>) {
+pub(super) fn watch_exit(child: &Child, events: mpsc::UnboundedSender<Event>) {
     let pid = child.pid().as_raw();
     let watched = child
         .as_fd()
@@ -84,8 +85,11 @@ pub(super) fn record_failure(state: &mut ServiceState, now: Instant) -> u32 {
 }
 
 impl Master {
-    /// Starts a process of service `index`, for `connection` if given.
-    pub(super) fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<i32> {
+    /// Starts a process of service `index`, for `connection` if given: the
+    /// plan is made here and carried out by the spawner, whose outcome
+    /// comes back as [`Event::Spawned`]. Returns the ticket it comes back
+    /// with; `None` when no process may start or the plan cannot be made.
+    pub(super) fn spawn(&mut self, index: usize, connection: Option<Connection>) -> Option<Ticket> {
         let now = Instant::now();
         // What a Dovecot process is told of its neighbours; looked for only
         // then, not on every other interface's spawn (an inetd service
@@ -112,7 +116,7 @@ impl Master {
         let service = &state.config;
         let base_dir = &self.config.globals.base_dir.value;
         let mut channel = None;
-        let mut generation = None;
+        let mut dovecot_generation = None;
         let peer = connection.as_ref().and_then(|c| native::source(&c.ends));
         let planned = match (service.interface.value, connection) {
             (Interface::Inetd, Some(connection)) => {
@@ -130,12 +134,13 @@ impl Master {
                 }),
             },
             (Interface::Dovecot, _) => {
-                generation = Some(self.next_dovecot_generation);
-                self.next_dovecot_generation = self.next_dovecot_generation.wrapping_add(1).max(1);
+                let generation = self.next_dovecot_generation;
+                dovecot_generation = Some(generation);
+                self.next_dovecot_generation = generation.wrapping_add(1).max(1);
                 launch::dovecot(
                     state,
                     dovecot::Context {
-                        generation: generation.unwrap_or_default(),
+                        generation,
                         anvil: self.anvil.as_mut(),
                         log: self.log_pipes.as_ref().filter(|_| log_runs),
                         base_dir: &self.config.globals.base_dir.value,
@@ -152,59 +157,130 @@ impl Master {
                 &self.notify.address,
             ),
         };
-        let name = state.name().to_owned();
-        // The whole chain: the OS error is what says why.
-        let spawned = planned
-            .map_err(|e| crate::error_chain(&e))
-            .and_then(|(plan, output)| {
-                plan.spawn()
-                    .map(|child| (child, output))
-                    .map_err(|e| crate::error_chain(&e))
-            });
-        let (child, output) = match spawned {
-            Ok(spawned) => spawned,
-            Err(message) => {
-                tracing::error!(service = name, "cannot start a process: {message}");
+        let (plan, output) = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                // The whole chain: the OS error is what says why.
+                let message = crate::error_chain(&error);
+                tracing::error!(service = state.name(), "cannot start a process: {message}");
                 self.after_failed_start(index, now);
                 return None;
             }
         };
+        let ticket = self.starting.insert(Starting {
+            place: Some(index),
+            service: state.name().to_owned(),
+            asked: now,
+            output,
+            channel,
+            peer,
+            dovecot_generation,
+            outcome: None,
+        });
+        if let Err(ticket) = self.spawner.spawn(ticket, plan) {
+            self.starting.forget(ticket);
+            tracing::error!(
+                service = state.name(),
+                "cannot start a process: the spawner threads are gone"
+            );
+            self.after_failed_start(index, now);
+            return None;
+        }
+        state.starting += 1;
+        self.spawned_this_round = true;
+        Some(ticket)
+    }
+
+    /// The spawner's `outcome` for `starting`, asked for with `ticket`:
+    /// the process is taken in, or the failure is logged and decided on.
+    pub(super) fn spawned(
+        &mut self,
+        ticket: Ticket,
+        starting: Starting,
+        outcome: Result<Child, SpawnError>,
+    ) {
+        let now = Instant::now();
+        let name = starting.service;
+        let place = starting.place;
+        if let Some(index) = place {
+            self.agenda.touch(index);
+        }
+        if let Some(state) = place.and_then(|index| self.services.get_mut(index)) {
+            state.starting = state.starting.saturating_sub(1);
+            if state.spawn_pending == Some(Coming::Starting(ticket)) {
+                state.spawn_pending = outcome
+                    .as_ref()
+                    .ok()
+                    .map(|child| Coming::Started(child.pid().as_raw()));
+            }
+        }
+        let child = match outcome {
+            Ok(child) => child,
+            Err(error) => {
+                // The whole chain: the OS error is what says why.
+                let message = crate::error_chain(&error);
+                tracing::error!(service = name, "cannot start a process: {message}");
+                if let Some(index) = place
+                    && self.phase == Phase::Running
+                {
+                    self.after_failed_start(index, now);
+                }
+                return;
+            }
+        };
         let pid = child.pid().as_raw();
-        if let Some(stdout) = output.stdout {
+        let interface = place
+            .and_then(|index| self.services.get(index))
+            .map(|state| (state.interface(), state.config.kind.value));
+        if let Some(stdout) = starting.output.stdout {
             output::capture(name.clone(), pid, Stream::Stdout, stdout);
         }
-        let stderr = match state.interface() {
-            Interface::Dovecot if state.config.kind.value != ServiceKind::Log => Stream::DovecotLog,
+        let stderr = match interface {
+            Some((Interface::Dovecot, kind)) if kind != ServiceKind::Log => Stream::DovecotLog,
             _ => Stream::Stderr,
         };
-        if let Some(output) = output.stderr {
+        if let Some(output) = starting.output.stderr {
             output::capture(name.clone(), pid, stderr, output);
         }
         watch_exit(&child, self.events.clone());
-        let mut process = Process::new(child, now, state.config.effective_client_limit());
-        process.peer = peer;
-        process.generation = generation;
-        if state.config.kind.value == ServiceKind::Anvil
-            && let Some(anvil) = generation.and(self.anvil.as_ref())
-            && let Err(error) = anvil.greet()
-        {
-            tracing::warn!(service = name, pid, %error, "cannot greet anvil; it will refuse its clients' lines");
-        }
-        if state.interface() == Interface::Inetd {
+        let client_limit = place
+            .and_then(|index| self.services.get(index))
+            .map_or(1, |state| state.config.effective_client_limit());
+        let mut process = Process::new(child, starting.asked, client_limit);
+        process.peer = starting.peer;
+        process.generation = starting.dovecot_generation;
+        let (Some(index), Phase::Running) = (place, self.phase) else {
+            // Its service was replaced, or the master is stopping, while it
+            // started: it goes at once.
+            tracing::debug!(service = name, pid, "process started too late; stopping it");
+            let _ = process.stop(Signal::SIGTERM, now, true);
+            match place {
+                Some(index) => self.processes.add(pid, index, process),
+                None => self.processes.add_draining(pid, &name, now, process),
+            }
+            return;
+        };
+        if let Some((Interface::Inetd, _)) = interface {
             // It serves its one connection from the start and takes no other.
             process.ready(now);
             process.clients = Some(1);
         }
+        if let Some((_, ServiceKind::Anvil)) = interface
+            && let Some(anvil) = starting.dovecot_generation.and(self.anvil.as_ref())
+            && let Err(error) = anvil.greet()
+        {
+            tracing::warn!(service = name, pid, %error, "cannot greet anvil; it will refuse its clients' lines");
+        }
         self.processes.add(pid, index, process);
-        state.spawns += 1;
+        if let Some(state) = self.services.get_mut(index) {
+            state.spawns += 1;
+        }
         self.metrics.spawns.get_or_create(&label(&name)).inc();
-        self.spawned_this_round = true;
         tracing::debug!(service = name, pid, "process started");
-        if let Some(channel) = channel {
+        if let Some(channel) = starting.channel {
             self.open_channel(index, pid, channel);
         }
         self.observe(index, StatsEvent::Spawned(pid.unsigned_abs()));
-        Some(pid)
     }
 
     /// A process could not even be started: the policy decides, as for a
@@ -288,7 +364,7 @@ impl Master {
         let Some(state) = self.services.get_mut(index) else {
             return;
         };
-        if state.spawn_pending == Some(pid) {
+        if state.spawn_pending == Some(Coming::Started(pid)) {
             state.spawn_pending = None;
         }
         if !asked {

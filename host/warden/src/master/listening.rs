@@ -10,7 +10,7 @@ use std::time::Instant;
 use nix::sys::socket::SockFlag;
 use warden_sys::Endpoint;
 
-use super::service::ServiceState;
+use super::service::{Coming, ServiceState};
 use super::{Event, Master, Phase};
 
 pub(super) fn stop_watching(state: &mut ServiceState) {
@@ -60,9 +60,9 @@ impl Master {
             return;
         }
         if state.below_limit(&self.processes) {
-            let pid = self.spawn(index, None);
+            let ticket = self.spawn(index, None);
             if let Some(state) = self.services.get_mut(index) {
-                state.spawn_pending = pid;
+                state.spawn_pending = ticket.map(Coming::Starting);
             }
             return;
         }

@@ -6,7 +6,10 @@
 //! readable while no process could take the connection, a connection
 //! accepted for an inetd service, a control command, a signal, and a round
 //! every 100 ms. Helper tasks only watch descriptors and forward events;
-//! they never change state. Nothing here blocks on a child. The round
+//! they never change state. Nothing here blocks on a child: a spawn plan
+//! is made on the loop and carried out by the spawner's threads, whose
+//! outcome comes back as an event, so accepting and reaping go on while a
+//! process executes its program. The round
 //! visits only the services on its [`agenda`]: those an event touched,
 //! those whose last round left work, and those whose own clock is due, so
 //! an idle master's work does not grow with the services configured.
@@ -26,8 +29,9 @@
 //!   configuration read again and the service table replaced; a
 //!   configuration that does not check is refused and the running one
 //!   stays;
-//! - `life`: a process's life as the master drives it — spawn, reports,
-//!   stops and continues, exits and the lifecycle policy's decision;
+//! - `life`: a process's life as the master drives it — spawn (and
+//!   `starting`, the processes on their way), reports, stops and
+//!   continues, exits and the lifecycle policy's decision;
 //! - `rounds`: the round — throttles, scaling, the idle kill, gauges;
 //! - `stop`: the draining of old processes after a reload, and the staged
 //!   stop (the log service last);
@@ -67,6 +71,7 @@ mod reload;
 mod rounds;
 mod service;
 mod setup;
+mod starting;
 mod stop;
 mod table;
 
@@ -98,6 +103,7 @@ use process::Process;
 use ratelimit::LogLimiter;
 use reload::Loading;
 use service::ServiceState;
+use starting::{StartingTable, Ticket};
 use table::ProcessTable;
 
 /// How often the master runs its round: prefork, throttles, idle kill,
@@ -110,6 +116,10 @@ const CONTROL_LINGER: Duration = Duration::from_secs(1);
 /// How long a recording that ended waits to be taken (`warden policy
 /// record` takes it as it ends) before its calls are dropped.
 const RECORDING_KEPT: Duration = Duration::from_secs(60);
+
+/// How many reports from processes not known yet the master holds while
+/// processes are on their way; beyond it they are heard at once.
+const EARLY_HELD: usize = 256;
 
 /// What `warden run` was asked to do.
 #[derive(Debug, Clone)]
@@ -161,6 +171,13 @@ impl RunError {
 /// Something the master reacts to.
 #[derive(Debug)]
 enum Event {
+    /// The spawner started a process, or could not.
+    Spawned {
+        /// The ticket [`Master::spawn`] handed the plan over with.
+        ticket: Ticket,
+        /// The process, or why it could not start.
+        outcome: Result<warden_sys::Child, warden_sys::SpawnError>,
+    },
     /// A process's pidfd became readable: it exited.
     Exited {
         /// Its pid.
@@ -306,6 +323,16 @@ struct Master {
     services: Vec<ServiceState>,
     /// Every process: of a running service, or draining.
     processes: ProcessTable<Process>,
+    /// Processes handed to the spawner that have not started yet.
+    starting: StartingTable,
+    /// The threads that start processes, so the event loop never waits
+    /// for an exec; kept for the master's life, as the parent-death signal
+    /// of each child follows the thread that started it.
+    spawner: warden_sys::Spawner<Ticket>,
+    /// Reports from processes the master does not know yet: a process may
+    /// speak before the spawner's word that it started has arrived. Held
+    /// until then (at most [`EARLY_HELD`]).
+    early: Vec<Event>,
     /// Which services the round visits.
     agenda: Agenda,
     /// The `NOTIFY_SOCKET` of every systemd-interface process.
@@ -451,15 +478,35 @@ impl Master {
                 request: Request::Kick { pid },
                 ..
             } => self.processes.place(*pid),
-            // A new plugin set resets the whole agenda when it is installed.
-            Event::PluginsLoaded(_) | Event::ControlClient(_) | Event::Control { .. } => None,
+            // A new plugin set resets the whole agenda when it is installed;
+            // a started process touches its service when it is taken in.
+            Event::Spawned { .. }
+            | Event::PluginsLoaded(_)
+            | Event::ControlClient(_)
+            | Event::Control { .. } => None,
         }
     }
 
     fn handle_event(&mut self, event: Event) {
         match event {
+            Event::Spawned { ticket, outcome } => {
+                self.starting.arrived(ticket, outcome);
+                while let Some((ticket, starting, outcome)) = self.starting.next_arrived() {
+                    self.spawned(ticket, starting, outcome);
+                }
+                // Whatever its process said before the word came is heard now.
+                for early in std::mem::take(&mut self.early) {
+                    self.handle(early);
+                }
+            }
             Event::Exited { pid } => self.exited(pid),
+            Event::Notify { pid, message } if self.too_early(pid.as_raw()) => {
+                self.early.push(Event::Notify { pid, message });
+            }
             Event::Notify { pid, message } => self.notified(pid, message),
+            Event::Status(status) if self.too_early(status.pid) => {
+                self.early.push(Event::Status(status));
+            }
             Event::Status(status) => self.status(status),
             Event::Readable { generation, index } if generation == self.generation => {
                 self.readable(index);
@@ -496,6 +543,16 @@ impl Master {
             }
             Event::Control { request, reply } => self.control(request, reply),
         }
+    }
+
+    /// Whether a report from `pid` may come from a process the spawner has
+    /// started and not told of yet: no process has that pid, some are on
+    /// their way, and the reports held are not too many (a stranger's
+    /// flood is not held).
+    fn too_early(&self, pid: i32) -> bool {
+        !self.starting.is_empty()
+            && self.processes.slot(pid).is_none()
+            && self.early.len() < EARLY_HELD
     }
 
     /// The periodic round.

@@ -39,6 +39,7 @@ use super::connections::Handed;
 use super::launch::{Connection, Ends};
 use super::metrics::{RejectLabels, label};
 use super::process::{IdleStage, Life, Process};
+use super::service::Coming;
 use super::table::ProcessTable;
 use super::{Event, Master, Noise};
 use crate::config::ServiceKind;
@@ -417,11 +418,14 @@ impl Master {
                 continue;
             }
             let full = !state.below_limit(&self.processes);
+            // Processes that have not said hello, and those the spawner
+            // is starting.
             let starting = self
                 .processes
                 .of(index)
                 .filter(|(_, p)| p.life() == Life::Starting && p.channel.is_some())
-                .count();
+                .count()
+                .saturating_add(usize::try_from(state.starting).unwrap_or(usize::MAX));
             let limit =
                 usize::try_from(state.config.effective_client_limit()).unwrap_or(usize::MAX);
             let room = starting.saturating_mul(limit);
@@ -430,9 +434,9 @@ impl Master {
                 return;
             }
             if !full && state.spawn_pending.is_none() && state.may_spawn(now) {
-                let pid = self.spawn(index, None);
+                let ticket = self.spawn(index, None);
                 if let Some(state) = self.services.get_mut(index) {
-                    state.spawn_pending = pid;
+                    state.spawn_pending = ticket.map(Coming::Starting);
                 }
                 return;
             }

@@ -289,13 +289,15 @@ impl Master {
         self.generation = generation;
         let old_names: Vec<String> = old_services.iter().map(|s| s.name().to_owned()).collect();
         let old_places: Vec<usize> = old_services.iter().map(|s| s.place).collect();
+        let moved = |old| {
+            moves
+                .iter()
+                .find(|(from, _)| *from == old)
+                .map(|(_, to)| *to)
+        };
+        self.starting.replace_services(moved);
         let drained = self.processes.replace_services(
-            |old| {
-                moves
-                    .iter()
-                    .find(|(from, _)| *from == old)
-                    .map(|(_, to)| *to)
-            },
+            moved,
             |old| {
                 old_places
                     .iter()

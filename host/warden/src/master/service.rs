@@ -19,6 +19,7 @@ use warden_sys::Identity;
 use super::dovecot;
 use super::launch::Connection;
 use super::process::{FirstReport, Life, PROVEN_AFTER, Process, escalate};
+use super::starting::Ticket;
 use super::table::ProcessTable;
 use crate::config::{IdleKill, Interface, Service};
 use crate::listen::OpenListener;
@@ -33,6 +34,15 @@ pub(super) struct Throttle {
     pub last_ms: u64,
     /// Why it was last throttled.
     pub reason: Option<String>,
+}
+
+/// A process the master started for waiting connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Coming {
+    /// Handed to the spawner, under this ticket.
+    Starting(Ticket),
+    /// Started, with this pid, and not ready yet.
+    Started(i32),
 }
 
 /// How many exits of a service `warden status` shows.
@@ -63,7 +73,9 @@ pub(super) struct ServiceState {
     /// Tasks watching its listeners for a connection no process can take.
     pub watchers: Vec<tokio::task::JoinHandle<()>>,
     /// A process started for a waiting connection, until it is ready.
-    pub spawn_pending: Option<i32>,
+    pub spawn_pending: Option<Coming>,
+    /// Its processes handed to the spawner that have not started yet.
+    pub starting: u32,
     /// Since when connections have waited at `process_limit`.
     pub waiting_since: Option<Instant>,
     /// Whether connections are dropped as they come (they waited too long).
@@ -124,6 +136,7 @@ impl ServiceState {
             failures: VecDeque::new(),
             watchers: Vec::new(),
             spawn_pending: None,
+            starting: 0,
             waiting_since: None,
             dropping: false,
             last_drop_warning: None,
@@ -210,7 +223,7 @@ impl ServiceState {
                                 within.as_secs()
                             );
                             let _ = process.stop(then, now, true);
-                            if self.spawn_pending == Some(pid) {
+                            if self.spawn_pending == Some(Coming::Started(pid)) {
                                 self.spawn_pending = None;
                             }
                         }
@@ -227,7 +240,7 @@ impl ServiceState {
                 self.proven = true;
             }
         }
-        if let Some(pid) = self.spawn_pending
+        if let Some(Coming::Started(pid)) = self.spawn_pending
             && processes.get(pid).is_none_or(|p| p.ready_at().is_some())
         {
             self.spawn_pending = None;
@@ -293,9 +306,10 @@ impl ServiceState {
         self.count(processes, |p| p.life().counts_toward_limit())
     }
 
-    /// Whether another process may exist under `process_limit`.
+    /// Whether another process may exist under `process_limit`, counting
+    /// those on their way.
     pub(super) fn below_limit(&self, processes: &ProcessTable<Process>) -> bool {
-        self.active(processes) < self.config.process_limit.value
+        self.active(processes).saturating_add(self.starting) < self.config.process_limit.value
     }
 
     /// Processes that can take a connection now.
@@ -304,11 +318,13 @@ impl ServiceState {
     }
 
     /// Whether a process is on its way that will take the connections
-    /// waiting now: one the master started for them, or, on Dovecot's
+    /// waiting now: one the master started for them, one the spawner is
+    /// starting, or, on Dovecot's
     /// interface, any that has not sent its first status yet, which
     /// Dovecot counts available from fork with its whole `CLIENT_LIMIT`.
     pub(super) fn one_coming(&self, processes: &ProcessTable<Process>) -> bool {
         self.spawn_pending.is_some()
+            || self.starting > 0
             || (self.interface() == Interface::Dovecot
                 && self.count(processes, |p| p.life() == Life::Starting) > 0)
     }

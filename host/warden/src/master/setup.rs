@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use warden_policy::{Plugins, Policy, Recorder, Runtime};
-use warden_sys::Listener;
+use warden_sys::{Listener, Spawner};
 
 use super::accept::{ACCEPT_BACKOFF, Acceptor, ProxyRules, accept_task};
 use super::agenda::Agenda;
@@ -27,6 +27,7 @@ use super::metrics::{self, Metrics};
 use super::notify::NotifySocket;
 use super::ratelimit::{self, LogLimiter};
 use super::service::ServiceState;
+use super::starting::StartingTable;
 use super::table::ProcessTable;
 use super::{Event, Master, Phase, RunError};
 use super::{descriptors, dovecot, plugins};
@@ -51,6 +52,17 @@ pub(super) fn effective(
         Ok(accounts) => Ok((config, accounts)),
         Err(problems) => Err(RunError::Config(parsed.locate(problems))),
     }
+}
+
+/// The most spawner threads the master keeps.
+const MAX_SPAWNER_THREADS: usize = 4;
+
+/// How many spawner threads: one per core, up to
+/// [`MAX_SPAWNER_THREADS`], so as many execs overlap as the machine can
+/// run at once while the event loop goes on. Their outcomes are taken in
+/// the order the processes were asked for (see [`super::starting`]).
+fn spawner_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SPAWNER_THREADS))
 }
 
 /// Startup order: log first, then config, then anvil, then the rest in the
@@ -154,6 +166,11 @@ impl Master {
         let (config, accounts) = effective(&parsed, &mut policy)?;
         let notify = NotifySocket::open(events.clone())
             .map_err(|e| RunError::start("cannot open the notify socket", e))?;
+        let spawned = events.clone();
+        let spawner = Spawner::new(spawner_threads(), move |ticket, outcome| {
+            let _ = spawned.send(Event::Spawned { ticket, outcome });
+        })
+        .map_err(|e| RunError::start("cannot start the spawner threads", e))?;
         let mut master = Master {
             config_path,
             config: config.clone(),
@@ -161,6 +178,9 @@ impl Master {
             next_generation: 0,
             services: Vec::new(),
             processes: ProcessTable::default(),
+            starting: StartingTable::default(),
+            spawner,
+            early: Vec::new(),
             agenda: Agenda::default(),
             notify,
             noise: LogLimiter::new(ratelimit::INTERVAL),

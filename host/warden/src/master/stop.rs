@@ -122,6 +122,8 @@ impl Master {
     }
 
     pub(super) fn finished(&self) -> bool {
-        matches!(self.phase, Phase::Stopping { .. }) && self.processes.is_empty()
+        matches!(self.phase, Phase::Stopping { .. })
+            && self.processes.is_empty()
+            && self.starting.is_empty()
     }
 }

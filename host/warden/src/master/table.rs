@@ -71,6 +71,23 @@ impl<P> ProcessTable<P> {
         );
     }
 
+    /// Adds the process `pid`, just started for a service of `service`'s
+    /// name that a reload has replaced meanwhile: it drains from `now`.
+    pub(super) fn add_draining(&mut self, pid: i32, service: &str, now: Instant, process: P) {
+        self.slots.insert(pid, Slot::Draining);
+        self.entries.insert(
+            (Slot::Draining, pid),
+            Entry {
+                process,
+                drain: Some(Drain {
+                    service: service.to_owned(),
+                    since: now,
+                    killed: false,
+                }),
+            },
+        );
+    }
+
     /// Removes the process `pid`, which exited; `None` if it is not here.
     pub(super) fn remove(&mut self, pid: i32) -> Option<(Slot, Entry<P>)> {
         let slot = self.slots.remove(&pid)?;
@@ -256,6 +273,9 @@ mod tests {
                 (30, "imap".to_owned())
             ]
         );
+        // A process started for a replaced service drains as it arrives.
+        table.add_draining(50, "imap", now, "imap late");
+        assert_eq!(table.slot(50), Some(Slot::Draining));
         // A drained process's exit finds it still.
         let (slot, entry) = table.remove(20).expect("it drains");
         assert_eq!(slot, Slot::Draining);
