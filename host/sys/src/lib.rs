@@ -3,7 +3,8 @@
 //! This crate owns listeners (unix, fifo, inet), the spawn plan and the code
 //! between fork and exec, privileges (user, groups, privileged gid, chroot),
 //! `RLIMIT_AS`/`RLIMIT_DATA`, the master's own descriptor limit and the
-//! advice to give when a limit is met, descriptor passing and reaping. It
+//! advice to give when a limit is met, descriptor passing and reaping, and
+//! the init that stands in front of a master running as PID 1. It
 //! is the only crate in warden allowed to contain `unsafe`, and each
 //! `unsafe` block here carries a `// SAFETY:` comment naming the invariants
 //! it relies on.
@@ -26,6 +27,7 @@ pub mod activation;
 pub mod daemon;
 pub mod fdpass;
 pub mod ids;
+pub mod init;
 pub mod limits;
 pub mod listener;
 pub mod process;

@@ -293,6 +293,11 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     }
     if options.daemonize {
         warden_sys::daemon::daemonize().map_err(|e| RunError::start("cannot daemonize", e))?;
+    } else if warden_sys::init::is_pid1() {
+        // A container's first process: an init stays PID 1, reaping what
+        // is re-parented to it, and this process goes on as the master.
+        warden_sys::init::become_init()
+            .map_err(|e| RunError::start("cannot start the init in front of the master", e))?;
     }
     crate::logging::init(options.log_file.as_deref(), options.log_format)
         .map_err(|e| RunError::start("cannot open the log file", e))?;
