@@ -237,9 +237,25 @@ impl Metrics {
 }
 
 impl super::Master {
-    /// Records why the host should get no traffic now, or that it should.
+    /// Records why the host should get no traffic now, or that it should,
+    /// for `/ready` and in the status line systemd shows.
     pub(super) fn set_unready(&self, why: Option<String>) {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(
+            &self.status_line(why.as_deref()),
+        )]);
         *self.unready.lock().unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
+    /// The status line systemd shows (`STATUS=`): how many services run,
+    /// or why the host is not ready.
+    pub(super) fn status_line(&self, unready: Option<&str>) -> String {
+        match unready {
+            Some(why) => format!("not ready: {why}"),
+            None => format!(
+                "{} services",
+                self.services.iter().filter(|s| s.runs).count()
+            ),
+        }
     }
 }
 

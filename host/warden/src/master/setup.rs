@@ -65,6 +65,18 @@ fn spawner_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SPAWNER_THREADS))
 }
 
+/// Tells systemd the master is alive (`WATCHDOG=1`) at half of
+/// `WATCHDOG_USEC`, as `sd_watchdog_enabled(3)` asks. It runs on the event
+/// loop's own thread, so an event loop that hangs stops the pings and
+/// systemd restarts the master.
+async fn keep_watchdog(interval: std::time::Duration) {
+    let mut ping = tokio::time::interval(interval / 2);
+    loop {
+        ping.tick().await;
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+    }
+}
+
 /// Startup order: log first, then config, then anvil, then the rest in the
 /// order of the file.
 pub(super) fn startup_rank(kind: ServiceKind) -> u8 {
@@ -243,8 +255,11 @@ impl Master {
         );
         let _ = sd_notify::notify(&[
             sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&format!("{running} services")),
+            sd_notify::NotifyState::Status(&master.status_line(None)),
         ]);
+        if let Some(interval) = sd_notify::watchdog_enabled() {
+            master.tasks.push(tokio::spawn(keep_watchdog(interval)));
+        }
         Ok(master)
     }
 
