@@ -366,12 +366,25 @@ fn a_broken_configuration_on_reload_keeps_the_running_one() {
     let warden = Running::start(&body);
     let mut before = LineClient::connect(port).expect("connect");
     before.echo_pid();
-    warden.reload_with(&format!("default_process_limit = \"lots\"\n{body}"));
+    warden.reload_with(&format!(
+        "default_process_limit = \"lots\"\ndefault_client_limit = \"many\"\n{body}"
+    ));
     warden.wait_for("the refused reload", WAIT, || {
         warden
             .log()
             .contains("configuration reload failed; the running configuration stays")
     });
+    // One log record per problem, each naming the file, line and setting
+    // (base_dir and plugin_cache are the file's first two lines).
+    let log = warden.log();
+    for (line, setting) in [(3, "default_process_limit"), (4, "default_client_limit")] {
+        let record = format!("warden.toml:{line}:");
+        assert!(
+            log.lines()
+                .any(|l| l.contains(" ERROR ") && l.contains(&record) && l.contains(setting)),
+            "no record of its own for {setting}:\n{log}"
+        );
+    }
     let mut after = LineClient::connect(port).expect("still serving");
     after.echo_pid();
     match warden.request(&Request::Reload) {

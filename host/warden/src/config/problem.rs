@@ -65,17 +65,25 @@ impl Problems {
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
-}
 
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (line, column, problem) in &self.lines {
+    /// Each problem on a line of its own, `FILE:LINE:COLUMN: KEY: what`,
+    /// for a log that keeps one record per problem.
+    pub fn each(&self) -> impl Iterator<Item = String> {
+        self.lines.iter().map(|(line, column, problem)| {
             let key = if problem.key.is_empty() {
                 String::new()
             } else {
                 format!(" {}:", problem.key)
             };
-            writeln!(f, "{}:{line}:{column}:{key} {}", self.file, problem.message)?;
+            format!("{}:{line}:{column}:{key} {}", self.file, problem.message)
+        })
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for problem in self.each() {
+            writeln!(f, "{problem}")?;
         }
         let count = self.lines.len();
         write!(

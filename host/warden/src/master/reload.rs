@@ -130,7 +130,21 @@ impl Master {
     /// Logs why a reload was refused, and answers `replies` so.
     fn refused(&self, error: &ReloadError, replies: Vec<oneshot::Sender<Response>>) {
         let message = crate::error_chain(error);
-        tracing::error!("configuration reload failed; the running configuration stays:\n{message}");
+        match error {
+            // One record per problem, so a log search finds each.
+            ReloadError::Refused(RunError::Config(problems)) => {
+                for problem in problems.each() {
+                    tracing::error!("{problem}");
+                }
+                tracing::error!(
+                    problems = problems.len(),
+                    "configuration reload failed; the running configuration stays"
+                );
+            }
+            _ => tracing::error!(
+                "configuration reload failed; the running configuration stays:\n{message}"
+            ),
+        }
         self.metrics.reloaded(false);
         for reply in replies {
             let _ = reply.send(Response::Failed {
