@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use warden_tests::{Running, echo};
+use warden_tests::{Running, echo, proc_stat};
 
 /// How long the master settles after it answers, before measuring.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -29,10 +29,7 @@ const MEASURE: Duration = Duration::from_secs(5);
 
 /// The CPU time the process `pid` has used, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    // The command name (field 2) may hold spaces; the fields after it do not.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let fields = proc_stat(pid).expect("read /proc/PID/stat");
     // utime and stime are fields 14 and 15, so 11 and 12 after the name.
     let field = |n: usize| -> u64 {
         fields

@@ -8,8 +8,8 @@
 //! warden hands over), both with per-source limits set so admission is
 //! asked. A client connects at a steady rate for a while; then the
 //! per-plugin call count, mean and 99th percentile the master measured
-//! (the `warden_policy_call_*` series of its metrics, as `warden plugins`
-//! shows them) are printed, next to the same decisions made natively in a
+//! (the `warden_policy_call_*` series of `warden stats`, as `warden
+//! plugins` shows them) are printed, next to the same decisions made natively in a
 //! hot loop, the floor a call into the sandbox is measured against.
 //!
 //!     cargo bench -p warden-tests --bench in_situ
@@ -21,9 +21,9 @@
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
 use std::hint::black_box;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use warden::control::{Request, Response};
 use warden_policy::{
     ConnectionView, ExitCause, ExitView, Fallback, PeerView, Policy, ServiceKind, ServiceView,
     SourceCounts,
@@ -38,14 +38,12 @@ const SECONDS: u32 = 20;
 const NATIVE_CALLS: u32 = 100_000;
 
 fn main() {
-    let (native, inetd, metrics) = (free_port(), free_port(), free_port());
+    let (native, inetd) = (free_port(), free_port());
     let users = std::env::temp_dir().join(format!("warden-in-situ-users-{}", std::process::id()));
     std::fs::write(&users, "alice:secret\n").expect("write the users");
     let warden = Running::start_with(
         &format!(
             r#"
-metrics_listen = "127.0.0.1:{metrics}"
-
 [service.login]
 executable = "{login} {users}"
 interface = "warden"
@@ -85,7 +83,7 @@ port = {inetd}
         Duration::from_secs(20),
         || warden.status("login").available == 2,
     );
-    let before = plugin_calls(metrics);
+    let before = plugin_calls(&warden);
     let interval = Duration::from_secs(1) / RATE;
     let start = Instant::now();
     for n in 0..RATE * SECONDS {
@@ -100,7 +98,7 @@ port = {inetd}
     }
     // The last inetd processes exit and their exits are decided on.
     std::thread::sleep(Duration::from_millis(500));
-    let after = plugin_calls(metrics);
+    let after = plugin_calls(&warden);
     println!(
         "{} connections to each of an inetd and a native service, {RATE}/s each for {SECONDS} s",
         RATE * SECONDS
@@ -130,14 +128,11 @@ port = {inetd}
 }
 
 /// Each plugin's calls and call time, mean and p99, in seconds, from the
-/// master's metrics page.
-fn plugin_calls(port: u16) -> std::collections::BTreeMap<String, (f64, f64, f64)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .expect("ask for the metrics");
-    let mut page = String::new();
-    stream.read_to_string(&mut page).expect("read the metrics");
+/// master's metrics (`warden stats`).
+fn plugin_calls(warden: &Running) -> std::collections::BTreeMap<String, (f64, f64, f64)> {
+    let Response::Stats { text: page } = warden.request(&Request::Stats) else {
+        panic!("the master gave no metrics");
+    };
     let mut plugins = std::collections::BTreeMap::<String, (f64, f64, f64)>::new();
     for line in page.lines() {
         let Some((series, value)) = line.rsplit_once(' ') else {

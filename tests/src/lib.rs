@@ -546,6 +546,21 @@ impl LineClient {
     }
 }
 
+/// The fields of `/proc/PID/stat` after the command name, which may hold
+/// spaces: the state first (`R`, `S`, `Z`…), then the parent's pid, and
+/// so on (field N of proc(5) is at N - 3). `None` once the process is
+/// gone.
+pub fn proc_stat(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    Some(after_name.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Whether process `pid` still runs: it exists and is not a zombie.
+pub fn running(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|fields| fields.first().is_some_and(|state| state != "Z"))
+}
+
 /// The resident memory of process `pid`, in MB, from `/proc/PID/status`.
 pub fn resident_mb(pid: i32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the status");

@@ -13,30 +13,22 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use warden_tests::{LineClient, free_port, root_or_skip, warden, write_config};
+use warden_tests::{LineClient, free_port, proc_stat, root_or_skip, warden, write_config};
 
 /// How long anything here may take.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A process's parent and state letter, from `/proc/PID/stat`.
-fn parent_and_state(pid: i32) -> Option<(i32, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    let parent = fields.next()?.parse().ok()?;
-    Some((parent, state))
-}
-
-/// The states of the processes whose parent is `parent`.
-fn children_states(parent: i32) -> Vec<char> {
+/// The children of `parent` and their state letters (`Z` for a zombie),
+/// from `/proc/PID/stat`.
+fn children(parent: i32) -> Vec<(i32, String)> {
     std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(parent_and_state)
-        .filter(|(of, _)| *of == parent)
-        .map(|(_, state)| state)
+        .filter_map(|pid| {
+            let fields = proc_stat(pid)?;
+            let state = fields.first()?.clone();
+            (fields.get(1)?.parse::<i32>().ok()? == parent).then_some((pid, state))
+        })
         .collect()
 }
 
@@ -96,7 +88,7 @@ port = {port}
     // PID 1 of the namespace is unshare's only child.
     let mut init = 0;
     wait_until("PID 1 of the namespace", || {
-        init = children_of(unshare_pid).first().copied().unwrap_or(0);
+        init = children(unshare_pid).first().map_or(0, |(pid, _)| *pid);
         init != 0
     });
     let control = dir.path().join("run").join("control");
@@ -108,12 +100,13 @@ port = {port}
     // The background jobs are PID 1's now, and once they end, PID 1 has
     // waited for them: no zombie is left.
     wait_until("the orphaned jobs to be re-parented to PID 1", || {
-        children_states(init).len() > 1
+        children(init).len() > 1
     });
-    wait_until("PID 1 to reap every orphan", || {
-        let states = children_states(init);
-        states.len() == 1 && !states.contains(&'Z')
-    });
+    // Only the master is left, and it is no zombie.
+    wait_until(
+        "PID 1 to reap every orphan",
+        || matches!(children(init).as_slice(), [(_, state)] if state != "Z"),
+    );
     let log = std::fs::read_to_string(dir.path().join("warden.log")).unwrap_or_default();
     assert!(
         log.contains("warden started"),
@@ -145,27 +138,11 @@ impl Drop for Namespace {
     fn drop(&mut self) {
         if self.0.try_wait().ok().flatten().is_none() {
             // PID 1's death takes the whole namespace with it.
-            for init in children_of(i32::try_from(self.0.id()).unwrap_or(0)) {
+            for (init, _) in children(i32::try_from(self.0.id()).unwrap_or(0)) {
                 let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
             }
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
     }
-}
-
-/// The children of `pid`, from `/proc/PID/task/*/children`.
-fn children_of(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
-        .flat_map(|children| {
-            children
-                .split_whitespace()
-                .filter_map(|pid| pid.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
 }

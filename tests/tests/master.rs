@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use warden::control::{Request, Response};
-use warden_tests::{LineClient, Running, echo, free_port, probe, whoami};
+use warden_tests::{LineClient, Running, echo, free_port, probe, running, whoami};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -722,10 +722,6 @@ fn warden_stop_returns_once_the_master_and_its_processes_are_gone() {
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("stopped"), "{stdout}");
     // Gone, or a zombie the test has not collected yet.
-    let running = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| !stat.contains(") Z "))
-    };
     assert!(!running(master), "the master still runs after warden stop");
     for pid in processes {
         assert!(

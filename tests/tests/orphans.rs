@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 use warden_child::protocol::{ConnectionInfo, FromService, MAX_MESSAGE, Peer, ToService, VERSION};
 use warden_sys::{Exit, SpawnPlan};
-use warden_tests::{LineClient, Running, echo, free_port, login, whoami};
+use warden_tests::{LineClient, Running, echo, free_port, login, running, whoami};
 
 /// How long the children of a killed master may take to go, and a new
 /// master to serve.
@@ -82,13 +82,7 @@ fn greeted(port: u16) -> (LineClient, String) {
 /// Whether process `pid` has ended: it is gone, or a zombie no one has
 /// collected yet (it holds no descriptor any more).
 fn ended(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command, which is in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-        Err(_) => true,
-    }
+    !running(pid)
 }
 
 /// Whether anything listens on 127.0.0.1:`port`: a second listener could

@@ -181,7 +181,7 @@ impl Master {
             self.starting.forget(ticket);
             tracing::error!(
                 service = state.name(),
-                "cannot start a process: the spawner threads are gone"
+                "cannot start a process: the spawner threads are gone; this is a fault in warden (please report it), and restarting warden starts them again"
             );
             self.after_failed_start(index, now);
             return None;

@@ -296,8 +296,13 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     } else if warden_sys::init::is_pid1() {
         // A container's first process: an init stays PID 1, reaping what
         // is re-parented to it, and this process goes on as the master.
-        warden_sys::init::become_init()
-            .map_err(|e| RunError::start("cannot start the init in front of the master", e))?;
+        warden_sys::init::become_init().map_err(|e| {
+            RunError::start(
+                "cannot fork the init that stands in front of the master as PID 1; \
+                     give the container an init of its own (docker run --init)",
+                e,
+            )
+        })?;
     }
     crate::logging::init(options.log_file.as_deref(), options.log_format)
         .map_err(|e| RunError::start("cannot open the log file", e))?;

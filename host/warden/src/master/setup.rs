@@ -257,7 +257,8 @@ impl Master {
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&master.status_line(None)),
         ]);
-        if let Some(interval) = sd_notify::watchdog_enabled() {
+        // WATCHDOG_USEC=0 asks for nothing (and would make an interval of 0).
+        if let Some(interval) = sd_notify::watchdog_enabled().filter(|d| !d.is_zero()) {
             master.tasks.push(tokio::spawn(keep_watchdog(interval)));
         }
         Ok(master)
