@@ -114,6 +114,25 @@ pub fn echo() -> &'static Path {
     BINARY.get_or_init(|| build_example("warden-example-echo", "warden-echo"))
 }
 
+/// The configuration of a service `name` running the example echo
+/// service, with `settings` written under it and an inet listener on
+/// 127.0.0.1:`port`.
+pub fn echo_service(name: &str, port: u16, settings: &str) -> String {
+    format!(
+        r#"
+[service.{name}]
+executable = {executable:?}
+{settings}
+
+[[service.{name}.inet_listener]]
+name = "{name}"
+address = "127.0.0.1"
+port = {port}
+"#,
+        executable = echo().display().to_string()
+    )
+}
+
 /// The example login service (`examples/login`), on the native interface.
 pub fn login() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();

@@ -13,25 +13,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use warden::control::{Request, Response};
-use warden_tests::{LineClient, Running, echo, free_port, probe, running, whoami};
+use warden_tests::{LineClient, Running, echo_service, free_port, probe, running, whoami};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn echo_service(name: &str, port: u16, settings: &str) -> String {
-    format!(
-        r#"
-[service.{name}]
-executable = {executable:?}
-{settings}
-
-[[service.{name}.inet_listener]]
-name = "{name}"
-address = "127.0.0.1"
-port = {port}
-"#,
-        executable = echo().display().to_string()
-    )
-}
 
 // seed: limits.client_limit
 // seed: limits.process_limit

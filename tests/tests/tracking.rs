@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use warden_tests::{LineClient, Running, echo, free_port, probe};
+use warden_tests::{LineClient, Running, echo_service, free_port, probe};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -90,22 +90,6 @@ client_limit = 5
     assert!(log.contains("raise service.liar.client_limit"), "{log}");
     assert_eq!(warden.ps("liar")[0].clients, Some(5));
     assert_eq!(warden.status("liar").clients, 5);
-}
-
-fn echo_service(name: &str, port: u16, settings: &str) -> String {
-    format!(
-        r#"
-[service.{name}]
-executable = {executable:?}
-{settings}
-
-[[service.{name}.inet_listener]]
-name = "{name}"
-address = "127.0.0.1"
-port = {port}
-"#,
-        executable = echo().display().to_string()
-    )
 }
 
 #[test]
