@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use warden::control::{Request, Response};
-use warden_tests::{LineClient, Running, echo, fixture, free_port};
+use warden_tests::{LineClient, Running, echo, echo_service, fixture, free_port};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -235,4 +235,88 @@ fn check_reports_a_policy_naming_no_loaded_plugin() {
         "{stderr}"
     );
     assert!(!stderr.contains("\"dovecot\""), "{stderr}");
+}
+
+/// The Python that has `prometheus_client`, the parser Prometheus's
+/// own client library ships; `None` (saying so) where there is none.
+fn python_with_prometheus_client() -> Option<&'static str> {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import prometheus_client.openmetrics.parser"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        eprintln!(
+            "skipped: no python3 with prometheus_client (pip install prometheus-client; .ci/run installs it)"
+        );
+    }
+    found.then_some("python3")
+}
+
+#[test]
+fn the_metrics_page_parses_as_openmetrics_while_plugins_with_bad_metrics_are_refused() {
+    let Some(python) = python_with_prometheus_client() else {
+        return;
+    };
+    let plugins_dir = tempfile::tempdir().expect("tempdir");
+    for name in ["metrics-bad-label", "metrics-negative", "metrics-clash"] {
+        install(
+            &plugins_dir.path().join(format!("{name}.wasm")),
+            fixture(name),
+        );
+    }
+    let (port, metrics) = (free_port(), free_port());
+    let warden = Running::start(&format!(
+        "plugins_dir = {dir:?}\nmetrics_listen = \"127.0.0.1:{metrics}\"\n{}",
+        echo_service("echo", port, "process_min_avail = 1"),
+        dir = plugins_dir.path().display().to_string(),
+    ));
+    LineClient::connect(port).expect("connect").echo_pid();
+    warden.wait_for("the negative counter refused", WAIT, || {
+        warden
+            .log()
+            .contains("the negative value -1 for the counter ticks")
+    });
+    let log = warden.log();
+    for refusal in [
+        "labels [\"__x\"] for ticks",
+        "its metric would be shown as warden_plugin_metrics_negative_ticks, as plugin metrics-negative's is",
+    ] {
+        assert!(log.contains(refusal), "no {refusal:?} in:\n{log}");
+    }
+
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics)).expect("connect");
+    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).expect("read");
+    let (_, page) = answer.split_once("\r\n\r\n").expect("a body");
+    assert!(!page.contains("ticks"), "a refused metric shown:\n{page}");
+    // The parser refuses the whole page on any line it cannot hold;
+    // it prints each family it read.
+    let mut parser = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys\n\
+             from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+             for family in text_string_to_metric_families(sys.stdin.read()):\n    print(family.name)",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    std::io::Write::write_all(&mut parser.stdin.take().expect("stdin"), page.as_bytes())
+        .expect("feed the parser");
+    let parsed = parser.wait_with_output().expect("the parser");
+    assert!(
+        parsed.status.success(),
+        "the parser refused the page: {}\n{page}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let families = String::from_utf8_lossy(&parsed.stdout);
+    for family in ["warden_processes", "warden_policy_calls", "warden_build"] {
+        assert!(
+            families.lines().any(|line| line == family),
+            "no family {family} parsed from:\n{families}"
+        );
+    }
 }

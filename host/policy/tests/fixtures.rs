@@ -521,3 +521,58 @@ fn a_plugin_built_against_another_version_is_refused_naming_both() {
         "a version mismatch is the one problem: {error}"
     );
 }
+
+#[test]
+fn metrics_prometheus_cannot_hold_are_refused_and_the_others_shown() {
+    let runtime = Runtime::new(None).expect("the runtime");
+    let loaded = [
+        fixture("metrics-bad-label"),
+        fixture("metrics-negative"),
+        fixture("metrics-clash"),
+    ]
+    .into_iter()
+    .map(|name| {
+        runtime
+            .load(
+                bytes_of(name),
+                Origin::File {
+                    path: format!("{name}.wasm"),
+                    sha256: String::new(),
+                },
+                patient(),
+            )
+            .expect("it loads")
+    })
+    .collect();
+    let mut plugins = Plugins::new(loaded);
+    let failure = |plugins: &Plugins, name: &str| {
+        plugins
+            .plugins()
+            .iter()
+            .find(|p| p.identity().name == name)
+            .and_then(|p| p.last_failure().cloned())
+    };
+    assert!(
+        matches!(failure(&plugins, "metrics-bad-label"), Some(Failure::Invalid(ref reason)) if reason.contains("[\"__x\"]")),
+        "{:?}",
+        failure(&plugins, "metrics-bad-label")
+    );
+    assert!(
+        matches!(failure(&plugins, "metrics_negative"), Some(Failure::Invalid(ref reason)) if reason.contains("warden_plugin_metrics_negative_ticks, as plugin metrics-negative's is")),
+        "{:?}",
+        failure(&plugins, "metrics_negative")
+    );
+    assert_eq!(
+        failure(&plugins, "metrics-negative"),
+        None,
+        "its declaration is sound"
+    );
+    // Only the plugin whose declaration stood reports, and its negative
+    // counter is refused.
+    assert_eq!(plugins.report(1_000), []);
+    assert!(
+        matches!(failure(&plugins, "metrics-negative"), Some(Failure::Invalid(ref reason)) if reason.contains("the negative value -1 for the counter ticks")),
+        "{:?}",
+        failure(&plugins, "metrics-negative")
+    );
+}
