@@ -186,10 +186,32 @@ pub struct ServiceStatus {
     pub last_exits: Vec<ExitStatus>,
     /// Why the service was given up, if it was.
     pub given_up: Option<String>,
-    /// Processes started since the master started.
+    /// Processes started since the service was set up (at the master's
+    /// start or the last reload), as the counters below.
     pub spawns: u64,
+    /// Processes ended.
+    pub exits: u64,
+    /// Connections it got: accepted by the master (inetd and native
+    /// interfaces), or new clients its processes reported (dovecot and
+    /// systemd interfaces).
+    pub connections: u64,
     /// Connections dropped at `process_limit`.
     pub dropped: u64,
+}
+
+impl ServiceStatus {
+    /// Its state in a few words, as `warden status` and `warden top` show
+    /// it: running, stopped, throttled (for how long), given up (why), or
+    /// not started.
+    pub fn state(&self) -> String {
+        match (&self.given_up, self.throttled_ms) {
+            _ if !self.runs => "not started (protocol not enabled)".to_owned(),
+            _ if self.stopped => "stopped (warden start to start it)".to_owned(),
+            (Some(why), _) => format!("given up: {why}"),
+            (None, Some(ms)) => format!("throttled for {ms} ms"),
+            (None, None) => "running".to_owned(),
+        }
+    }
 }
 
 /// One exit of a process, as `warden status SERVICE` shows it.

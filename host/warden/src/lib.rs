@@ -3,9 +3,9 @@
 //! what it names — users, groups, executables, chroots ([`accounts`]) —,
 //! the listeners it opens from it ([`listen`]), the master that runs the
 //! services ([`master`]), the control protocol the CLI speaks to it
-//! ([`control`]), `warden import` of a Dovecot configuration ([`import`]),
-//! `warden policy test` ([`harness`]),
-//! its log ([`logging`]), and the check of the files it
+//! ([`control`]) and the live view drawn from it ([`top`]), `warden
+//! import` of a Dovecot configuration ([`import`]), `warden policy test`
+//! ([`harness`]), its log ([`logging`]), and the check of the files it
 //! trusts ([`trust`]).
 //!
 //! This crate decides nothing about privileges or descriptors itself and
@@ -22,6 +22,7 @@ pub mod import;
 pub mod listen;
 pub mod logging;
 pub mod master;
+pub mod top;
 pub mod trust;
 
 /// An error and its causes, as one line: `what failed: why: why deeper`.

@@ -108,6 +108,18 @@ enum Command {
         /// Only this service's processes.
         service: Option<String>,
     },
+    /// A live view of the running supervisor: every service's processes,
+    /// clients and rates, and the selected one's processes and plugins
+    /// (↑↓ select, s sorts, q quits). Plain text, a frame a refresh, when
+    /// standard output is not a terminal.
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        interval: f64,
+        /// Stop after this many frames.
+        #[arg(long, value_name = "N")]
+        frames: Option<u64>,
+    },
     /// Make the running supervisor reload its configuration.
     Reload,
     /// Stop the running supervisor and every service, and wait until it
@@ -288,6 +300,7 @@ fn main() -> ExitCode {
                 service: service.clone(),
             },
         ),
+        Command::Top { interval, frames } => top(&cli, *interval, *frames),
         Command::Reload => ask(&cli, &Request::Reload),
         Command::Stop {
             service: Some(service),
@@ -609,6 +622,39 @@ fn ask_with(cli: &Cli, request: &Request, shape: impl FnOnce(Response) -> Respon
     }
 }
 
+/// `warden top`: the live view, every `interval` seconds.
+fn top(cli: &Cli, interval: f64, frames: Option<u64>) -> Outcome {
+    let interval = match std::time::Duration::try_from_secs_f64(interval) {
+        Ok(interval) if interval >= std::time::Duration::from_millis(100) => interval,
+        _ => {
+            eprintln!(
+                "warden top: --interval {interval} is not a number of seconds of at least 0.1"
+            );
+            return Outcome::Usage;
+        }
+    };
+    let socket = match control_socket(cli) {
+        Ok(socket) => socket,
+        Err(error) => return load_failed(&error),
+    };
+    let options = warden::top::Options {
+        socket,
+        interval,
+        frames,
+    };
+    match warden::top::run(&options) {
+        Ok(()) => Outcome::Success,
+        Err(error @ warden::top::TopError::Unreachable(_)) => {
+            eprintln!("warden top: {}", warden::error_chain(&error));
+            Outcome::Unavailable
+        }
+        Err(error) => {
+            eprintln!("warden top: {}", warden::error_chain(&error));
+            Outcome::Failed
+        }
+    }
+}
+
 /// `warden status SERVICE`: the status of `service` alone, or that there
 /// is no such service.
 fn one_service(response: Response, service: Option<&str>) -> Response {
@@ -736,15 +782,8 @@ fn show_response(response: &Response) -> String {
                 "STATE"
             ));
             for s in services {
-                let state = match (&s.given_up, s.throttled_ms, s.runs) {
-                    (_, _, false) => "not started (protocol not enabled)".to_owned(),
-                    _ if s.stopped => "stopped (warden start to start it)".to_owned(),
-                    (Some(why), _, true) => format!("given up: {why}"),
-                    (None, Some(ms), true) => format!("throttled for {ms} ms"),
-                    (None, None, true) => "running".to_owned(),
-                };
                 out.push_str(&format!(
-                    "{:<20} {:>4}/{:<4} {:>9} {:>7} {:>9} {:>7} {:>7}  {state}\n",
+                    "{:<20} {:>4}/{:<4} {:>9} {:>7} {:>9} {:>7} {:>7}  {}\n",
                     s.name,
                     s.processes,
                     s.process_limit,
@@ -752,7 +791,8 @@ fn show_response(response: &Response) -> String {
                     s.clients,
                     if s.listening { "yes" } else { "no" },
                     s.spawns,
-                    s.dropped
+                    s.dropped,
+                    s.state()
                 ));
             }
             // One service: why it is throttled, and how its processes ended.

@@ -198,6 +198,7 @@ impl Master {
         let Some(state) = self.services.get_mut(index) else {
             return;
         };
+        state.connections += 1;
         if state.interface() == Interface::Warden {
             self.accepted_native(index, connection, now);
             return;

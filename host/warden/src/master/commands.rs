@@ -296,6 +296,8 @@ impl Master {
                 .collect(),
             given_up: state.given_up.clone(),
             spawns: state.spawns,
+            exits: state.exits,
+            connections: state.connections,
             dropped: state.dropped,
         }
     }

@@ -254,8 +254,11 @@ impl Master {
         if given == Some(status.generation) {
             process.ready(now);
             let clients = process.client_limit.saturating_sub(status.available);
-            process.reported_clients(clients, now);
+            let gained = process.reported_clients(clients, now).gained;
             if let Some(index) = self.processes.place(status.pid) {
+                if let Some(state) = self.services.get_mut(index) {
+                    state.connections += u64::from(gained);
+                }
                 self.react(index, now);
             }
             return;

@@ -367,6 +367,7 @@ impl Master {
         if state.spawn_pending == Some(Coming::Started(pid)) {
             state.spawn_pending = None;
         }
+        state.exits += 1;
         if !asked {
             state.last_exits.push_front((pid, exit.to_string(), now));
             state.last_exits.truncate(LAST_EXITS);
@@ -526,8 +527,11 @@ impl Master {
                 "process {raw} reported its clients after all; it takes connections again"
             );
         }
-        if let Some(clients) = message.clients
-            && process.reported_clients(clients, now)
+        let reported = message
+            .clients
+            .map(|clients| (clients, process.reported_clients(clients, now)));
+        if let Some((clients, reported)) = reported
+            && reported.over_limit
         {
             let limit = process.client_limit;
             tracing::warn!(
@@ -542,6 +546,12 @@ impl Master {
         }
         if let Some(status) = message.status {
             process.status = Some(status);
+        }
+        if let Some((_, reported)) = reported
+            && let Some(index) = self.processes.place(raw)
+            && let Some(state) = self.services.get_mut(index)
+        {
+            state.connections += u64::from(reported.gained);
         }
     }
 

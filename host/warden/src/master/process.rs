@@ -83,6 +83,17 @@ impl FirstReport {
     }
 }
 
+/// What a process's report of its clients changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Reported {
+    /// Clients it has that it did not have at its last report: the
+    /// connections it took since.
+    pub gained: u32,
+    /// Whether it reported more than its `client_limit`, for the first
+    /// time.
+    pub over_limit: bool,
+}
+
 /// How far an idle process asked to exit has gone without exiting. Each
 /// step follows the previous after a grace (the service's `idle_kill`),
 /// unless the process exits or says it is busy first.
@@ -617,13 +628,19 @@ impl Process {
     /// Records the process's own report of `reported` clients at `now`,
     /// counting at most its `client_limit`: a process cannot claim more
     /// room than it has been given, nor make the master's sums overflow.
-    /// Returns `true` the first time it reported more, so the master warns
-    /// once per process however often it does.
-    pub(super) fn reported_clients(&mut self, reported: u32, now: Instant) -> bool {
-        self.report_clients(reported.min(self.client_limit), now);
-        let first = reported > self.client_limit && !self.overreported;
-        self.overreported |= first;
-        first
+    /// Returns how many clients it gained, and whether this is the first
+    /// time it reported more than its limit, so the master warns once per
+    /// process however often it does.
+    pub(super) fn reported_clients(&mut self, reported: u32, now: Instant) -> Reported {
+        let before = self.clients.unwrap_or(0);
+        let counted = reported.min(self.client_limit);
+        self.report_clients(counted, now);
+        let over_limit = reported > self.client_limit && !self.overreported;
+        self.overreported |= over_limit;
+        Reported {
+            gained: counted.saturating_sub(before),
+            over_limit,
+        }
     }
 
     /// Records a count of `clients` at `now`, from the process or (native

@@ -100,8 +100,14 @@ pub(super) struct ServiceState {
     pub delayed: BTreeMap<std::net::IpAddr, u32>,
     /// Tasks accepting connections for an inetd or native service.
     pub acceptors: Vec<tokio::task::JoinHandle<()>>,
-    /// Processes started since the master started.
+    /// Processes started since the service was set up.
     pub spawns: u64,
+    /// Processes ended since the service was set up.
+    pub exits: u64,
+    /// Connections it got since it was set up: accepted by the master
+    /// (inetd and native interfaces), or new clients its processes
+    /// reported (dovecot and systemd interfaces).
+    pub connections: u64,
     /// Connections dropped at `process_limit`.
     pub dropped: u64,
     /// The pipes a `dovecot`-interface service's processes share.
@@ -149,6 +155,8 @@ impl ServiceState {
             delayed: BTreeMap::new(),
             acceptors: Vec::new(),
             spawns: 0,
+            exits: 0,
+            connections: 0,
             dropped: 0,
             dovecot: None,
             last_exits: VecDeque::new(),
