@@ -716,6 +716,30 @@ fn warden_stop_returns_once_the_master_and_its_processes_are_gone() {
 }
 
 #[test]
+fn a_long_warden_stop_says_which_services_it_still_waits_for() {
+    let warden = Running::start(
+        r#"
+shutdown_grace = "5s"
+
+[service.stubborn]
+executable = '''/bin/sh -c 'trap "" TERM; while :; do sleep 1; done' '''
+interface = "systemd"
+type = "startup"
+"#,
+    );
+    warden.wait_for("the stubborn process", WAIT, || {
+        warden.pids("stubborn").len() == 1
+    });
+    let output = warden.cli(&["stop"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("still waiting for stubborn (1 process)"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_command_naming_an_unknown_service_says_so_and_exits_2() {
     let port = free_port();
     let warden = Running::start(&echo_service("echo", port, ""));

@@ -732,11 +732,32 @@ fn stop(cli: &Cli, no_wait: bool) -> Outcome {
         config.globals.shutdown_grace.value.to_std()
     });
     let patience = grace * 4 + std::time::Duration::from_secs(5);
-    let deadline = std::time::Instant::now() + patience;
+    let started = std::time::Instant::now();
+    let deadline = started + patience;
+    let mut next_word = started + STOP_QUIET;
+    let mut waiting_for = String::new();
     while std::time::Instant::now() < deadline {
         if !runs(master) {
             println!("stopped");
             return Outcome::Success;
+        }
+        // A stop that takes a while says what it still waits for, each
+        // time that changes; the master answers until its last process
+        // is gone.
+        if std::time::Instant::now() >= next_word {
+            next_word += std::time::Duration::from_secs(1);
+            let left = control_socket(cli)
+                .ok()
+                .and_then(|socket| control::request(&socket, &Request::Status).ok())
+                .map(|response| still_running(&response))
+                .unwrap_or_default();
+            if !left.is_empty() && left != waiting_for {
+                eprintln!(
+                    "warden stop: after {}s, still waiting for {left}",
+                    started.elapsed().as_secs()
+                );
+                waiting_for = left;
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -745,6 +766,26 @@ fn stop(cli: &Cli, no_wait: bool) -> Outcome {
         patience.as_secs()
     );
     Outcome::Failed
+}
+
+/// How long `warden stop` waits quietly before it says what it waits for.
+const STOP_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The services of a status answer that still have processes, with how
+/// many: `imap (3 processes), log (1 process)`.
+fn still_running(response: &Response) -> String {
+    let Response::Status { services } = response else {
+        return String::new();
+    };
+    services
+        .iter()
+        .filter(|s| s.processes > 0)
+        .map(|s| {
+            let plural = if s.processes == 1 { "" } else { "es" };
+            format!("{} ({} process{plural})", s.name, s.processes)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The pid of the process listening on the control socket at `socket`.
