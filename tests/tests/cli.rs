@@ -722,3 +722,35 @@ fn config_n_prints_only_what_the_file_writes_and_reads_back_the_same() {
     };
     assert_eq!(full(&config), full(&again));
 }
+
+#[test]
+fn config_key_prints_one_setting_with_its_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = warden_tests::write_config(
+        dir.path(),
+        "default_process_limit = 50\n\
+         [service.imap-login]\nexecutable = \"/bin/cat\"\nprocess_min_avail = 2\n",
+    );
+    let key = |key: &str| {
+        Command::new(warden_tests::warden())
+            .args(["config", key, "-c"])
+            .arg(&config)
+            .output()
+            .expect("run warden config KEY")
+    };
+    let global = key("default_process_limit");
+    assert!(global.status.success(), "{}", text(&global.stderr));
+    assert_eq!(text(&global.stdout), "default_process_limit = 50  # file\n");
+    let limit = key("service.imap-login.process_limit");
+    assert_eq!(
+        text(&limit.stdout),
+        "service.imap-login.process_limit = 50  # from default_process_limit\n"
+    );
+    let misspelt = key("service.imap-login.proces_limit");
+    assert_eq!(misspelt.status.code(), Some(2));
+    assert!(
+        text(&misspelt.stderr).contains("did you mean service.imap-login.process_limit?"),
+        "{}",
+        text(&misspelt.stderr)
+    );
+}

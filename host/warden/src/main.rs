@@ -87,8 +87,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         plugin: Option<PathBuf>,
     },
-    /// Print the effective configuration, each setting with where it came from.
+    /// Print the effective configuration, each setting with where it came
+    /// from; with KEY, only that setting.
     Config {
+        /// One setting: a global (`default_process_limit`) or a service's
+        /// (`service.imap-login.process_limit`), as `doveconf KEY`.
+        #[arg(conflicts_with_all = ["service", "written"])]
+        key: Option<String>,
         /// Print only this service.
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
@@ -265,7 +270,10 @@ fn main() -> ExitCode {
                 Outcome::Failed
             }
         },
-        Command::Config { service, written } => {
+        Command::Config { key: Some(key), .. } => show_key(&cli.config, key),
+        Command::Config {
+            service, written, ..
+        } => {
             let shown = if *written {
                 config::Shown::Written
             } else {
@@ -1020,6 +1028,32 @@ fn check_plugin(file: &Path) -> Outcome {
         Err(error) => {
             eprintln!("{error}");
             Outcome::BadConfig
+        }
+    }
+}
+
+/// `warden config KEY`: one setting, with where its value came from.
+fn show_key(path: &Path, key: &str) -> Outcome {
+    let checked = match load(path) {
+        Ok(checked) => checked,
+        Err(outcome) => return outcome,
+    };
+    for failure in &checked.failures {
+        eprintln!("warden config: {failure}");
+    }
+    match config::lookup(&checked.config, key) {
+        Ok(line) => {
+            println!("{line}");
+            Outcome::Success
+        }
+        Err(keys) => {
+            let near = config::nearest(key, keys.iter().map(String::as_str))
+                .map_or(String::new(), |near| format!(" (did you mean {near}?)"));
+            eprintln!(
+                "warden config: {} has no setting {key:?}{near}; `warden config` prints every setting, under its table",
+                path.display()
+            );
+            Outcome::Usage
         }
     }
 }

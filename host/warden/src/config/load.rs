@@ -154,14 +154,8 @@ impl<'a, 'i> Table<'a, 'i> {
             if self.known.contains(&name) {
                 continue;
             }
-            let closest = self
-                .known
-                .iter()
-                .map(|known| (strsim::jaro_winkler(name, known), *known))
-                .filter(|(score, _)| *score > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0));
-            let hint = match closest {
-                Some((_, known)) => format!("did you mean `{known}`?"),
+            let hint = match super::nearest(name, self.known.iter().copied()) {
+                Some(known) => format!("did you mean `{known}`?"),
                 None => format!("the settings here are: {}", self.known.join(", ")),
             };
             let place = if self.path.is_empty() {

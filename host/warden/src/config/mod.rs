@@ -29,8 +29,8 @@ use std::num::NonZeroU32;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-pub use problem::{Problem, Problems};
-pub use show::{Shown, render};
+pub use problem::{Problem, Problems, nearest};
+pub use show::{Shown, lookup, render};
 use value::{Duration, ListenAddress, Mode, Network, ServiceName, Size};
 use warden_policy::Defaults;
 pub use warden_policy::ServiceKind;

@@ -55,6 +55,38 @@ pub fn render(config: &Config, only: Option<&str>, shown: Shown) -> Option<Strin
     Some(out)
 }
 
+/// The setting `key` of `config`, as `warden config KEY` prints it: `KEY
+/// = VALUE  # where it came from`. `key` names a global
+/// (`default_process_limit`), a service's setting
+/// (`service.imap-login.process_limit`) or a plugin's
+/// (`plugin.NAME.deadline`); listeners, being lists, are not keys. `Err`
+/// holds every key there is, for the message.
+pub fn lookup(config: &Config, key: &str) -> Result<String, Vec<String>> {
+    let text = render(config, None, Shown::All).unwrap_or_default();
+    let mut keys = Vec::new();
+    // The table the lines are in; `None` inside a listener's.
+    let mut table = Some(String::new());
+    for line in text.lines() {
+        if line.starts_with("[[") {
+            table = None;
+        } else if let Some(header) = line.strip_prefix('[') {
+            table = Some(format!("{}.", header.trim_end_matches(']')));
+        } else if let (Some(table), Some((name, _))) = (&table, line.split_once(" = ")) {
+            let full = format!("{table}{name}");
+            if full == key {
+                // Without the alignment the table's longest line set.
+                let line = match line.split_once("  # ") {
+                    Some((setting, origin)) => format!("{}  # {origin}", setting.trim_end()),
+                    None => line.to_owned(),
+                };
+                return Ok(format!("{table}{line}"));
+            }
+            keys.push(full);
+        }
+    }
+    Err(keys)
+}
+
 /// Lines of one table, written with their comments aligned.
 struct Section {
     lines: Vec<(String, String)>,
