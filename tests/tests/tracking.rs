@@ -308,16 +308,22 @@ idle_kill = "2s"
 
 #[test]
 fn status_of_a_crashing_service_names_its_last_exits_and_why_it_is_throttled() {
-    let warden = Running::start(&format!(
+    let warden = Running::start(
         r#"
 [service.broken]
-executable = "{probe} exit 3"
+executable = '''/bin/sh -c 'echo starting >&2; echo "cannot read /etc/broken.conf" >&2; exit 3' '''
 process_min_avail = 1
 "#,
-        probe = probe().display()
-    ));
+    );
     warden.wait_for("a throttle", WAIT, || {
         warden.log().contains("throttling: no new process for")
+    });
+    // Each exit shows the process's last lines on stderr, which may come
+    // a moment after the exit.
+    warden.wait_for("an exit with its stderr", WAIT, || {
+        let text = String::from_utf8_lossy(&warden.cli(&["status", "broken"]).stdout).into_owned();
+        text.contains("exited with status 3, ")
+            && text.contains("    | starting\n    | cannot read /etc/broken.conf\n")
     });
     let output = warden.cli(&["status", "broken", "--json"]);
     let json = String::from_utf8_lossy(&output.stdout);

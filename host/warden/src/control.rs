@@ -223,6 +223,8 @@ pub struct ExitStatus {
     pub how: String,
     /// Seconds ago.
     pub secs_ago: u64,
+    /// Its last lines on stderr, oldest first (at most five).
+    pub stderr: Vec<String>,
 }
 
 /// One connection, as `warden who` shows it.

@@ -857,6 +857,9 @@ fn show_response(response: &Response) -> String {
                         "  process {} {}, {}s ago\n",
                         exit.pid, exit.how, exit.secs_ago
                     ));
+                    for line in &exit.stderr {
+                        out.push_str(&format!("    | {line}\n"));
+                    }
                 }
             }
         }

@@ -288,10 +288,11 @@ impl Master {
             last_exits: state
                 .last_exits
                 .iter()
-                .map(|(pid, how, at)| ExitStatus {
-                    pid: *pid,
-                    how: how.clone(),
-                    secs_ago: now.saturating_duration_since(*at).as_secs(),
+                .map(|exit| ExitStatus {
+                    pid: exit.pid,
+                    how: exit.how.clone(),
+                    secs_ago: now.saturating_duration_since(exit.at).as_secs(),
+                    stderr: exit.stderr.clone(),
                 })
                 .collect(),
             given_up: state.given_up.clone(),

@@ -20,7 +20,7 @@ use super::metrics::{ExitLabels, label};
 use super::notify::Message;
 use super::output::{self, Stream};
 use super::process::{IdleStage, PROVEN_AFTER, Process};
-use super::service::{Coming, LAST_EXITS, ServiceState};
+use super::service::{Coming, LAST_EXITS, LastExit, ServiceState};
 use super::starting::{Starting, Ticket};
 use super::table::Slot;
 use super::{Event, Master, Noise, Phase};
@@ -233,14 +233,20 @@ impl Master {
             .and_then(|index| self.services.get(index))
             .map(|state| (state.interface(), state.config.kind.value));
         if let Some(stdout) = starting.output.stdout {
-            output::capture(name.clone(), pid, Stream::Stdout, stdout);
+            output::capture(
+                name.clone(),
+                pid,
+                Stream::Stdout,
+                stdout,
+                self.events.clone(),
+            );
         }
         let stderr = match interface {
             Some((Interface::Dovecot, kind)) if kind != ServiceKind::Log => Stream::DovecotLog,
             _ => Stream::Stderr,
         };
         if let Some(output) = starting.output.stderr {
-            output::capture(name.clone(), pid, stderr, output);
+            output::capture(name.clone(), pid, stderr, output, self.events.clone());
         }
         watch_exit(&child, self.events.clone());
         let client_limit = place
@@ -368,8 +374,21 @@ impl Master {
             state.spawn_pending = None;
         }
         state.exits += 1;
+        // Its stderr may have closed before its exit was heard.
+        let stderr = self
+            .tails
+            .iter()
+            .position(|(tailed, _)| *tailed == pid)
+            .and_then(|at| self.tails.remove(at))
+            .map(|(_, lines)| lines)
+            .unwrap_or_default();
         if !asked {
-            state.last_exits.push_front((pid, exit.to_string(), now));
+            state.last_exits.push_front(LastExit {
+                pid,
+                how: exit.to_string(),
+                at: now,
+                stderr,
+            });
             state.last_exits.truncate(LAST_EXITS);
         }
         if exit.success() {

@@ -77,6 +77,7 @@ mod table;
 
 pub use plugins::{Checked, check as check_config, check_plugin, compile_helper, load_plugin};
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -120,6 +121,9 @@ const RECORDING_KEPT: Duration = Duration::from_secs(60);
 /// How many reports from processes not known yet the master holds while
 /// processes are on their way; beyond it they are heard at once.
 const EARLY_HELD: usize = 256;
+
+/// How many stderr tails the master holds for exits not heard yet.
+const TAILS_HELD: usize = 64;
 
 /// What `warden run` was asked to do.
 #[derive(Debug, Clone)]
@@ -237,6 +241,13 @@ enum Event {
     },
     /// A `dovecot`-interface process wrote a status record.
     Status(dovecot::Status),
+    /// A process's stderr closed: its last lines.
+    StderrTail {
+        /// The process.
+        pid: i32,
+        /// Its last [`output::TAIL`] lines, oldest first.
+        lines: Vec<String>,
+    },
     /// A plugin set finished loading off the event loop.
     PluginsLoaded(plugins::Loaded),
     /// A client connected to the control socket.
@@ -343,6 +354,9 @@ struct Master {
     /// speak before the spawner's word that it started has arrived. Held
     /// until then (at most [`EARLY_HELD`]).
     early: Vec<Event>,
+    /// The last stderr lines of processes whose pipe closed before their
+    /// exit was heard, until it is (at most [`TAILS_HELD`]).
+    tails: VecDeque<(i32, Vec<String>)>,
     /// Which services the round visits.
     agenda: Agenda,
     /// The `NOTIFY_SOCKET` of every systemd-interface process.
@@ -491,6 +505,7 @@ impl Master {
             // A new plugin set resets the whole agenda when it is installed;
             // a started process touches its service when it is taken in.
             Event::Spawned { .. }
+            | Event::StderrTail { .. }
             | Event::PluginsLoaded(_)
             | Event::ControlClient(_)
             | Event::Control { .. } => None,
@@ -518,6 +533,7 @@ impl Master {
                 self.early.push(Event::Status(status));
             }
             Event::Status(status) => self.status(status),
+            Event::StderrTail { pid, lines } => self.stderr_tail(pid, lines),
             Event::Readable { generation, index } if generation == self.generation => {
                 self.readable(index);
             }
@@ -552,6 +568,27 @@ impl Master {
                 self.control_clients.serve(stream, self.events.clone());
             }
             Event::Control { request, reply } => self.control(request, reply),
+        }
+    }
+
+    /// The last stderr lines of `pid`, whose pipe closed: given to its
+    /// exit, or held until the exit is heard.
+    fn stderr_tail(&mut self, pid: i32, lines: Vec<String>) {
+        let exit = self
+            .services
+            .iter_mut()
+            .flat_map(|s| s.last_exits.iter_mut())
+            .find(|exit| exit.pid == pid && exit.stderr.is_empty());
+        match exit {
+            Some(exit) => exit.stderr = lines,
+            None if self.processes.get(pid).is_some() => {
+                if self.tails.len() == TAILS_HELD {
+                    self.tails.pop_front();
+                }
+                self.tails.push_back((pid, lines));
+            }
+            // An exit warden asked for, which is not shown.
+            None => {}
         }
     }
 

@@ -5,19 +5,29 @@
 //! cut there and the rest logged as more lines, so one process cannot make
 //! the master hold unbounded memory.
 //!
+//! The last [`TAIL`] lines of each process's stderr are sent to the event
+//! loop when the pipe closes (when the process has ended, mostly), so that
+//! `warden status SERVICE` shows them with the process's exit.
+//!
 //! Each pipe is read at most [`LINES_PER_WINDOW`] lines per [`WINDOW`];
 //! past that its task sleeps out the window. A process flooding its output
 //! then fills its pipe and blocks in its own writes, slowing only itself:
 //! the master's event loop, which the tasks share, stays free for every
 //! other service, and no line is lost.
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use super::Event;
+
+/// How many of a process's last stderr lines are kept for its exit.
+pub(super) const TAIL: usize = 5;
 
 /// The longest line logged as one; longer ones are split.
 pub(super) const MAX_LINE: usize = 8192;
@@ -100,8 +110,15 @@ impl DovecotLog {
     }
 }
 
-/// Starts logging what arrives on `pipe` until the writer closes it.
-pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) {
+/// Starts logging what arrives on `pipe` until the writer closes it; for
+/// stderr, then sends its last lines to `events`.
+pub(super) fn capture(
+    service: String,
+    pid: i32,
+    stream: Stream,
+    pipe: OwnedFd,
+    events: mpsc::UnboundedSender<Event>,
+) {
     let receiver = match pipe::Receiver::from_owned_fd(pipe) {
         Ok(receiver) => receiver,
         Err(error) => {
@@ -116,6 +133,15 @@ pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) 
         let mut window = Instant::now();
         let mut logged = 0;
         let mut dovecot = matches!(stream, Stream::DovecotLog).then(DovecotLog::default);
+        let mut tail: VecDeque<String> = VecDeque::new();
+        let mut keep = |text: Option<String>| {
+            if let (Some(text), Stream::Stderr | Stream::DovecotLog) = (text, stream) {
+                if tail.len() == TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(text);
+            }
+        };
         loop {
             let read = match receiver.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
@@ -141,47 +167,47 @@ pub(super) fn capture(service: String, pid: i32, stream: Stream, pipe: OwnedFd) 
                     window = Instant::now();
                     logged = 0;
                 }
-                log_line(&service, pid, stream, &line, dovecot.as_mut());
+                keep(log_line(&service, pid, stream, &line, dovecot.as_mut()));
                 logged += 1;
             }
         }
         if !buffer.is_empty() {
-            log_line(&service, pid, stream, &buffer, dovecot.as_mut());
+            keep(log_line(&service, pid, stream, &buffer, dovecot.as_mut()));
+        }
+        if !tail.is_empty() {
+            let _ = events.send(Event::StderrTail {
+                pid,
+                lines: tail.into(),
+            });
         }
     });
 }
 
+/// Logs `line`, and returns its text (none for a Dovecot option line).
 fn log_line(
     service: &str,
     pid: i32,
     stream: Stream,
     line: &[u8],
     dovecot: Option<&mut DovecotLog>,
-) {
+) -> Option<String> {
     let stream = match stream {
         Stream::Stdout => "stdout",
         Stream::Stderr | Stream::DovecotLog => "stderr",
     };
     let Some(dovecot) = dovecot else {
-        let text = String::from_utf8_lossy(line);
+        let text = String::from_utf8_lossy(line).into_owned();
         tracing::info!(target: "warden::child", service, pid, stream, "{text}");
-        return;
+        return Some(text);
     };
-    match dovecot.decode(line) {
-        None => {}
-        Some((Level::Debug, text)) => {
-            tracing::debug!(target: "warden::child", service, pid, stream, "{text}");
-        }
-        Some((Level::Info, text)) => {
-            tracing::info!(target: "warden::child", service, pid, stream, "{text}");
-        }
-        Some((Level::Warning, text)) => {
-            tracing::warn!(target: "warden::child", service, pid, stream, "{text}");
-        }
-        Some((Level::Error, text)) => {
-            tracing::error!(target: "warden::child", service, pid, stream, "{text}");
-        }
+    let (level, text) = dovecot.decode(line)?;
+    match level {
+        Level::Debug => tracing::debug!(target: "warden::child", service, pid, stream, "{text}"),
+        Level::Info => tracing::info!(target: "warden::child", service, pid, stream, "{text}"),
+        Level::Warning => tracing::warn!(target: "warden::child", service, pid, stream, "{text}"),
+        Level::Error => tracing::error!(target: "warden::child", service, pid, stream, "{text}"),
     }
+    Some(text)
 }
 
 #[cfg(test)]

@@ -48,6 +48,19 @@ pub(super) enum Coming {
 /// How many exits of a service `warden status` shows.
 pub(super) const LAST_EXITS: usize = 5;
 
+/// An exit of a process that warden did not ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LastExit {
+    /// The process.
+    pub pid: i32,
+    /// How it ended: `exited with status 1`, `killed by SIGSEGV`…
+    pub how: String,
+    /// When.
+    pub at: Instant,
+    /// Its last lines on stderr, oldest first.
+    pub stderr: Vec<String>,
+}
+
 /// What the master knows of one service.
 #[derive(Debug)]
 pub(super) struct ServiceState {
@@ -115,9 +128,9 @@ pub(super) struct ServiceState {
     /// Whether an operator stopped it (`warden stop SERVICE`): no process
     /// starts until `warden start SERVICE` or a reload.
     pub stopped: bool,
-    /// Its processes' last exits warden did not ask for, newest first:
-    /// pid, how, when; at most [`LAST_EXITS`].
-    pub last_exits: VecDeque<(i32, String, Instant)>,
+    /// Its processes' last exits warden did not ask for, newest first; at
+    /// most [`LAST_EXITS`].
+    pub last_exits: VecDeque<LastExit>,
 }
 
 impl Drop for ServiceState {

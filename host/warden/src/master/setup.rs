@@ -193,6 +193,7 @@ impl Master {
             starting: StartingTable::default(),
             spawner,
             early: Vec::new(),
+            tails: std::collections::VecDeque::new(),
             agenda: Agenda::default(),
             notify,
             noise: LogLimiter::new(ratelimit::INTERVAL),
