@@ -1,5 +1,6 @@
 //! The master's log: structured lines on stderr, or in a file that SIGUSR1
-//! reopens (so `logrotate` can move it away).
+//! reopens (so `logrotate` can move it away), or, under systemd, records
+//! in the journal with their fields.
 //!
 //! Every line carries its fields (`service`, `pid`…) after the message, as
 //! `tracing`'s formatter writes them. `RUST_LOG`-style filters come from
@@ -103,6 +104,17 @@ pub fn init(file: Option<&Path>, format: Format) -> io::Result<()> {
         }
         return Ok(());
     }
+    if file.is_none() && stderr_is_journal() && Path::new(JOURNAL_SOCKET).exists() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        tracing_subscriber::registry()
+            .with(filter())
+            .with(JournalLayer {
+                socket: PathBuf::from(JOURNAL_SOCKET),
+            })
+            .init();
+        return Ok(());
+    }
     match file {
         Some(path) => builder
             .with_ansi(false)
@@ -166,14 +178,121 @@ where
         mut writer: format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let priority = match *event.metadata().level() {
-            tracing::Level::ERROR => 3,
-            tracing::Level::WARN => 4,
-            tracing::Level::INFO => 6,
-            tracing::Level::DEBUG | tracing::Level::TRACE => 7,
-        };
-        write!(writer, "<{priority}>")?;
+        write!(writer, "<{}>", priority(*event.metadata().level()))?;
         self.0.format_event(context, writer, event)
+    }
+}
+
+/// Where journald takes records in its native protocol.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// The priority syslog and the journal give a line at `level`.
+fn priority(level: tracing::Level) -> u8 {
+    match level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        tracing::Level::DEBUG | tracing::Level::TRACE => 7,
+    }
+}
+
+/// Sends each event to the journal as a record of its native protocol:
+/// its `PRIORITY`, `SYSLOG_IDENTIFIER=warden`, each of its fields by its
+/// name in capitals (so `journalctl -u warden SERVICE=imap-login -p err`
+/// finds a service's errors, and `PID=` a process's lines), and the
+/// `MESSAGE`: the message and its fields, as the text log writes them.
+/// Should the journal refuse a record (too large, or gone), its message
+/// goes to stderr instead, with its priority, so no line is lost.
+struct JournalLayer {
+    socket: PathBuf,
+}
+
+/// The message and fields of an event.
+#[derive(Default)]
+struct JournalFields {
+    message: String,
+    /// Each field but the message: its journal name and its value.
+    fields: Vec<(String, String)>,
+    /// The fields as the text log shows them: ` name=value`, a string
+    /// quoted.
+    shown: String,
+}
+
+impl tracing::field::Visit for JournalFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.add(field, value.to_owned(), &format!("{value:?}"));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let value = format!("{value:?}");
+        let shown = value.clone();
+        self.add(field, value, &shown);
+    }
+}
+
+impl JournalFields {
+    fn add(&mut self, field: &tracing::field::Field, value: String, shown: &str) {
+        if field.name() == "message" {
+            self.message = value;
+            return;
+        }
+        self.shown.push_str(&format!(" {}={shown}", field.name()));
+        // Journal field names are capitals, digits and `_`, not starting
+        // with `_` (the journal's own).
+        let name: String = field
+            .name()
+            .trim_start_matches('_')
+            .chars()
+            .map(|c| match c {
+                'a'..='z' => c.to_ascii_uppercase(),
+                'A'..='Z' | '0'..='9' => c,
+                _ => '_',
+            })
+            .collect();
+        if !name.is_empty() {
+            self.fields.push((name, value));
+        }
+    }
+
+    /// The message, then each field as `name=value`, as the text log
+    /// writes them.
+    fn line(&self) -> String {
+        format!("{}{}", self.message, self.shown)
+    }
+}
+
+/// Appends `name=value` to a journal record, in the binary form when the
+/// value holds a newline.
+fn journal_field(record: &mut Vec<u8>, name: &str, value: &str) {
+    record.extend_from_slice(name.as_bytes());
+    if value.contains('\n') {
+        record.push(b'\n');
+        record.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    } else {
+        record.push(b'=');
+    }
+    record.extend_from_slice(value.as_bytes());
+    record.push(b'\n');
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = JournalFields::default();
+        event.record(&mut fields);
+        let priority = priority(*event.metadata().level());
+        let line = fields.line();
+        let mut record = Vec::with_capacity(line.len() + 128);
+        journal_field(&mut record, "PRIORITY", &priority.to_string());
+        journal_field(&mut record, "SYSLOG_IDENTIFIER", "warden");
+        for (name, value) in &fields.fields {
+            journal_field(&mut record, name, value);
+        }
+        journal_field(&mut record, "MESSAGE", &line);
+        let sent = std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|socket| socket.send_to(&record, &self.socket));
+        if sent.is_err() {
+            let _ = writeln!(io::stderr(), "<{priority}>{line}");
+        }
     }
 }
 
@@ -219,4 +338,70 @@ pub fn log_panics() {
             previous(info);
         }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    /// The fields of a journal record, the binary ones decoded.
+    fn fields_of(mut record: &[u8]) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        while let Some(end) = record.iter().position(|&b| b == b'\n' || b == b'=') {
+            let (name, rest) = record.split_at(end);
+            let name = String::from_utf8_lossy(name).into_owned();
+            let (value, rest) = if rest[0] == b'=' {
+                let line_end = rest.iter().position(|&b| b == b'\n').expect("a line end");
+                (&rest[1..line_end], &rest[line_end + 1..])
+            } else {
+                let length = u64::from_le_bytes(rest[1..9].try_into().expect("a length"));
+                let length = usize::try_from(length).expect("a length that fits");
+                (&rest[9..9 + length], &rest[9 + length + 1..])
+            };
+            fields.push((name, String::from_utf8_lossy(value).into_owned()));
+            record = rest;
+        }
+        fields
+    }
+
+    #[test]
+    fn a_journal_record_carries_priority_fields_and_the_text_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal");
+        let journal = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        let subscriber = tracing_subscriber::registry().with(JournalLayer {
+            socket: path.clone(),
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(
+                service = "imap-login",
+                pid = 4242,
+                "process exited\nwith status 1"
+            );
+        });
+        let mut buffer = vec![0_u8; 65536];
+        let read = journal.recv(&mut buffer).expect("a record");
+        let fields = fields_of(&buffer[..read]);
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(field("PRIORITY"), Some("3"), "{fields:?}");
+        assert_eq!(field("SYSLOG_IDENTIFIER"), Some("warden"));
+        assert_eq!(field("SERVICE"), Some("imap-login"));
+        assert_eq!(field("PID"), Some("4242"));
+        assert_eq!(
+            field("MESSAGE"),
+            Some("process exited\nwith status 1 service=\"imap-login\" pid=4242")
+        );
+
+        // A journal that is gone: the line goes to stderr, and nothing
+        // panics.
+        drop(journal);
+        let subscriber = tracing_subscriber::registry().with(JournalLayer { socket: path });
+        tracing::subscriber::with_default(subscriber, || tracing::warn!("still logged"));
+    }
 }
