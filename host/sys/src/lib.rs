@@ -3,8 +3,9 @@
 //! This crate owns listeners (unix, fifo, inet), the spawn plan and the code
 //! between fork and exec, privileges (user, groups, privileged gid, chroot),
 //! `RLIMIT_AS`/`RLIMIT_DATA`, the master's own descriptor limit and the
-//! advice to give when a limit is met, descriptor passing and reaping, and
-//! the init that stands in front of a master running as PID 1. It
+//! advice to give when a limit is met, descriptor passing and reaping, the
+//! init that stands in front of a master running as PID 1, and the
+//! release of the master's start-up code from its resident memory. It
 //! is the only crate in warden allowed to contain `unsafe`, and each
 //! `unsafe` block here carries a `// SAFETY:` comment naming the invariants
 //! it relies on.
@@ -30,6 +31,7 @@ pub mod ids;
 pub mod init;
 pub mod limits;
 pub mod listener;
+pub mod memory;
 pub mod process;
 pub mod spawn;
 pub mod spawner;

@@ -331,8 +331,25 @@ pub fn run(options: &Options) -> Result<(), RunError> {
         .map_err(|e| RunError::start("cannot start the event loop", e))?;
     runtime.block_on(async {
         let mut master = Master::start(options.config.clone(), parsed).await?;
+        release_unused_memory();
         master.serve().await
     })
+}
+
+/// Lets what only starting up or loading plugins used leave the master's
+/// resident memory: the code it ran, and the heap it freed (see
+/// [`warden_sys::memory`]). Called once the master serves, and after
+/// each plugin load.
+fn release_unused_memory() {
+    let trimmed = warden_sys::memory::trim_heap();
+    match warden_sys::memory::release_code() {
+        Ok(bytes) => tracing::debug!(
+            bytes,
+            trimmed,
+            "code and heap used only to load released; code comes back as it runs"
+        ),
+        Err(error) => tracing::debug!(%error, trimmed, "the code used to load stays resident"),
+    }
 }
 
 /// The master's state.

@@ -200,8 +200,9 @@ impl Master {
             }
             (false, _) => {}
         }
-        if let Some(queued) = self.queued.take() {
-            self.load_plugins(queued);
+        match self.queued.take() {
+            Some(queued) => self.load_plugins(queued),
+            None => super::release_unused_memory(),
         }
     }
 

@@ -1,0 +1,171 @@
+//! The master's own resident memory.
+//!
+//! warden's executable carries the whole plugin runtime and the compiler,
+//! and starting up (reading the configuration, linking the plugins)
+//! runs code a serving master never runs again. The kernel maps a file's
+//! pages into a process as it touches them, 64 KiB around each, and
+//! leaves them mapped, so that start-up code stays in the master's
+//! resident set for good. [`release_code`] unmaps the executable's pages
+//! that were never written: the master's resident set is then the code it
+//! runs from then on, faulted back in from the page cache, where the pages
+//! stay, as it is used. [`trim_heap`] gives the allocator's free memory
+//! back, as loading a plugin set leaves much of it.
+
+use std::os::unix::fs::MetadataExt as _;
+
+/// One mapping of `/proc/self/smaps`: where it is, whose file, whether it
+/// may be written, and how many of its pages are private copies.
+#[derive(Debug, PartialEq, Eq)]
+struct Mapping {
+    start: usize,
+    length: usize,
+    device: u64,
+    inode: u64,
+    writable: bool,
+    /// Kilobytes of private copies of its pages (`Anonymous:`): written,
+    /// such as the relocations of a read-only-after-relocation segment.
+    anonymous_kb: u64,
+}
+
+/// Parses `/proc/self/smaps`.
+fn mappings(smaps: &str) -> Vec<Mapping> {
+    let mut mappings: Vec<Mapping> = Vec::new();
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("Anonymous:") {
+            if let Some(last) = mappings.last_mut() {
+                last.anonymous_kb = kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(u64::MAX);
+            }
+            continue;
+        }
+        if let Some(mapping) = header(line) {
+            mappings.push(mapping);
+        }
+    }
+    mappings
+}
+
+/// A mapping's header line of smaps: `start-end perms offset dev inode
+/// path`; `None` for any other line.
+fn header(line: &str) -> Option<Mapping> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = fields.next()?;
+    let _offset = fields.next()?;
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let major = u32::from_str_radix(major, 16).ok()?;
+    let minor = u32::from_str_radix(minor, 16).ok()?;
+    let inode = fields.next()?.parse().ok()?;
+    Some(Mapping {
+        start,
+        length: end.checked_sub(start)?,
+        device: libc::makedev(major, minor),
+        inode,
+        writable: perms.contains('w'),
+        // Unknown until its `Anonymous:` line: taken as written.
+        anonymous_kb: u64::MAX,
+    })
+}
+
+/// Unmaps the pages of warden's executable that were never written, so
+/// that only code used from now on is resident; returns how many bytes
+/// of mappings were released. Each page comes back from the page cache on
+/// its next use. A mapping that may be written, or holds a written page
+/// (relocations), is left alone: dropping it would lose what was written.
+pub fn release_code() -> std::io::Result<usize> {
+    let executable = std::fs::metadata("/proc/self/exe")?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let mut released = 0;
+    for mapping in mappings(&smaps) {
+        if mapping.device != executable.dev()
+            || mapping.inode != executable.ino()
+            || mapping.writable
+            || mapping.anonymous_kb != 0
+        {
+            continue;
+        }
+        let Some(address) = std::ptr::NonNull::new(mapping.start as *mut libc::c_void) else {
+            continue;
+        };
+        // SAFETY: the range is one whole mapping of this process as smaps
+        // lists it (mapped and page-aligned), a private mapping of
+        // warden's executable that is not writable and holds no private
+        // copy of a page: every page in it is the file's, unchanged. For
+        // such a mapping MADV_DONTNEED only unmaps the pages, and the next
+        // access maps the same bytes back from the file, so code running
+        // in it and references into it see nothing change.
+        unsafe {
+            nix::sys::mman::madvise(
+                address,
+                mapping.length,
+                nix::sys::mman::MmapAdvise::MADV_DONTNEED,
+            )
+        }?;
+        released += mapping.length;
+    }
+    Ok(released)
+}
+
+/// Gives the heap's free memory back to the system (glibc's
+/// `malloc_trim`): what loading a plugin set freed stays with the process
+/// otherwise. Returns whether any was given back.
+#[cfg(target_env = "gnu")]
+pub fn trim_heap() -> bool {
+    // SAFETY: malloc_trim is thread-safe and only returns memory the
+    // allocator holds free (no live allocation moves or is freed).
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Gives the heap's free memory back to the system; nothing to do with an
+/// allocator other than glibc's.
+#[cfg(not(target_env = "gnu"))]
+pub fn trim_heap() -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unwritten_mappings_of_a_file_are_candidates() {
+        let smaps = "\
+5573a4839000-5573a4eb2000 r--p 00000000 fe:00 10030420    /usr/sbin/warden
+Rss:                3420 kB
+Anonymous:             0 kB
+5573a6123000-5573a6128000 r--p 018e7000 fe:00 10030420    /usr/sbin/warden
+Anonymous:            20 kB
+7f0000002000-7f0000003000 rw-p 00000000 00:00 0
+Anonymous:             4 kB
+";
+        let found = mappings(smaps);
+        assert_eq!(found.len(), 3);
+        assert_eq!(
+            found[0],
+            Mapping {
+                start: 0x5573_a483_9000,
+                length: 0x679_000,
+                device: libc::makedev(0xfe, 0),
+                inode: 10_030_420,
+                writable: false,
+                anonymous_kb: 0,
+            }
+        );
+        assert_eq!(found[1].anonymous_kb, 20, "relocated: left alone");
+        assert!(found[2].writable);
+    }
+
+    #[test]
+    fn code_released_runs_on() {
+        let released = release_code().expect("madvise");
+        assert!(released > 0);
+        // Code and read-only data of this binary, faulted back in.
+        assert_eq!(format!("{}", 6 * 7), "42");
+    }
+}
