@@ -1,8 +1,8 @@
 //! The master's resident memory with the whole documented Dovecot service
 //! set: `conf/warden.toml` as shipped (23 services, every built-in
 //! plugin), over Debian's Dovecot binaries. Printed: the master's RSS,
-//! and how much of it is code (mapped from warden's executable) and how
-//! much allocated, at start, after each batch of IMAP and POP3 sessions
+//! and how much of it is mapped from files (warden's code and the
+//! libraries') and how much allocated, at start, after each batch of IMAP and POP3 sessions
 //! (connect, greeting, LOGOUT or QUIT, through imap-login and
 //! pop3-login), and after a reload, so that growth shows.
 //!
@@ -103,7 +103,7 @@ fn main() {
     println!("conf/warden.toml, {sessions} sessions in {BATCHES} batches, half IMAP, half POP3:\n");
     println!(
         "| {:<28} | {:>9} | {:>10} | {:>9} | {:>9} |",
-        "when", "sessions", "master RSS", "code", "allocated"
+        "when", "sessions", "master RSS", "files", "allocated"
     );
     println!(
         "|{:-<30}|{:->11}|{:->12}|{:->11}|{:->11}|",
