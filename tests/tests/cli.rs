@@ -831,6 +831,34 @@ fn config_key_prints_one_setting_with_its_origin() {
         text(&limit.stdout),
         "service.imap-login.process_limit = 50  # from default_process_limit\n"
     );
+    let json = Command::new(warden_tests::warden())
+        .args([
+            "config",
+            "service.imap-login.process_min_avail",
+            "--json",
+            "-c",
+        ])
+        .arg(&config)
+        .output()
+        .expect("run warden config KEY --json");
+    let found: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(
+        found,
+        serde_json::json!({
+            "key": "service.imap-login.process_min_avail",
+            "value": 2,
+            "origin": "file"
+        })
+    );
+    let whole = Command::new(warden_tests::warden())
+        .args(["config", "--json", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run warden config --json");
+    let whole: serde_json::Value = serde_json::from_slice(&whole.stdout).expect("JSON");
+    assert_eq!(whole["default_process_limit"], 50);
+    assert_eq!(whole["service"]["imap-login"]["process_limit"], 50);
+    assert_eq!(whole["service"]["imap-login"]["executable"], "/bin/cat");
     let misspelt = key("service.imap-login.proces_limit");
     assert_eq!(misspelt.status.code(), Some(2));
     assert!(

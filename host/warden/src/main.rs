@@ -53,7 +53,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
 
-    /// Print the control commands' answers as JSON, for scripts.
+    /// Print the answers of the control commands and of `config` as JSON,
+    /// for scripts.
     #[arg(long, global = true)]
     json: bool,
 
@@ -270,7 +271,7 @@ fn main() -> ExitCode {
                 Outcome::Failed
             }
         },
-        Command::Config { key: Some(key), .. } => show_key(&cli.config, key),
+        Command::Config { key: Some(key), .. } => show_key(&cli.config, key, cli.json),
         Command::Config {
             service, written, ..
         } => {
@@ -279,7 +280,7 @@ fn main() -> ExitCode {
             } else {
                 config::Shown::All
             };
-            show(&cli.config, service.as_deref(), shown)
+            show(&cli.config, service.as_deref(), shown, cli.json)
         }
         Command::Run {
             daemonize,
@@ -1036,7 +1037,7 @@ fn check_plugin(file: &Path) -> Outcome {
 }
 
 /// `warden config KEY`: one setting, with where its value came from.
-fn show_key(path: &Path, key: &str) -> Outcome {
+fn show_key(path: &Path, key: &str, json: bool) -> Outcome {
     let checked = match load(path) {
         Ok(checked) => checked,
         Err(outcome) => return outcome,
@@ -1045,8 +1046,12 @@ fn show_key(path: &Path, key: &str) -> Outcome {
         eprintln!("warden config: {failure}");
     }
     match config::lookup(&checked.config, key) {
-        Ok(line) => {
-            println!("{line}");
+        Ok(found) if json => {
+            println!("{}", found.json());
+            Outcome::Success
+        }
+        Ok(found) => {
+            println!("{found}");
             Outcome::Success
         }
         Err(keys) => {
@@ -1061,7 +1066,7 @@ fn show_key(path: &Path, key: &str) -> Outcome {
     }
 }
 
-fn show(path: &Path, service: Option<&str>, shown: config::Shown) -> Outcome {
+fn show(path: &Path, service: Option<&str>, shown: config::Shown, json: bool) -> Outcome {
     let checked = match load(path) {
         Ok(checked) => checked,
         Err(outcome) => return outcome,
@@ -1080,14 +1085,24 @@ fn show(path: &Path, service: Option<&str>, shown: config::Shown) -> Outcome {
         );
         return Outcome::Usage;
     };
-    let mut stdout = std::io::stdout().lock();
     let heading = match shown {
         config::Shown::All => "effective configuration of",
         config::Shown::Written => "what is written in",
     };
-    match writeln!(stdout, "# {heading} {}\n", path.display())
-        .and_then(|()| stdout.write_all(text.as_bytes()))
-    {
+    let text = if json {
+        match config::render_json(&text) {
+            Some(value) => format!("{value:#}\n"),
+            None => {
+                eprintln!(
+                    "warden config: the configuration does not read back as TOML, so cannot be written as JSON; this is a bug in warden"
+                );
+                return Outcome::Failed;
+            }
+        }
+    } else {
+        format!("# {heading} {}\n\n{text}", path.display())
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
         Ok(()) => Outcome::Success,
         // A closed pipe (`warden config | head`) is not the config's fault.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Outcome::Success,

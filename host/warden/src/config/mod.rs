@@ -30,7 +30,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use problem::{Problem, Problems, nearest};
-pub use show::{Shown, lookup, render};
+pub use show::{Found, Shown, lookup, render, render_json};
 use value::{Duration, ListenAddress, Mode, Network, ServiceName, Size};
 use warden_policy::Defaults;
 pub use warden_policy::ServiceKind;

@@ -55,13 +55,67 @@ pub fn render(config: &Config, only: Option<&str>, shown: Shown) -> Option<Strin
     Some(out)
 }
 
-/// The setting `key` of `config`, as `warden config KEY` prints it: `KEY
-/// = VALUE  # where it came from`. `key` names a global
+/// One setting, as `warden config KEY` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its full key: `service.imap-login.process_limit`.
+    pub key: String,
+    /// Its value, written as in the file.
+    pub value: String,
+    /// Where the value came from: `file`, `from default_process_limit`…
+    pub origin: String,
+}
+
+impl std::fmt::Display for Found {
+    /// `KEY = VALUE  # where it came from`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} = {}  # {}", self.key, self.value, self.origin)
+    }
+}
+
+impl Found {
+    /// As JSON: `key`, `value` (a JSON value) and `origin`.
+    pub fn json(&self) -> serde_json::Value {
+        let value = format!("value = {}", self.value)
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|table| table.get("value").map(json))
+            .unwrap_or(serde_json::Value::Null);
+        serde_json::json!({ "key": self.key, "value": value, "origin": self.origin })
+    }
+}
+
+/// A rendering as JSON: the same tables and values, without the
+/// comments; `None` if `text` is not a rendering.
+pub fn render_json(text: &str) -> Option<serde_json::Value> {
+    text.parse::<toml::Table>()
+        .ok()
+        .map(|table| json(&toml::Value::Table(table)))
+}
+
+/// A TOML value as JSON (a date as its text).
+fn json(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(text) => text.clone().into(),
+        toml::Value::Integer(number) => (*number).into(),
+        toml::Value::Float(number) => (*number).into(),
+        toml::Value::Boolean(flag) => (*flag).into(),
+        toml::Value::Datetime(date) => date.to_string().into(),
+        toml::Value::Array(items) => items.iter().map(json).collect(),
+        toml::Value::Table(table) => table
+            .iter()
+            .map(|(key, value)| (key.clone(), json(value)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+/// The setting `key` of `config`. `key` names a global
 /// (`default_process_limit`), a service's setting
 /// (`service.imap-login.process_limit`) or a plugin's
 /// (`plugin.NAME.deadline`); listeners, being lists, are not keys. `Err`
 /// holds every key there is, for the message.
-pub fn lookup(config: &Config, key: &str) -> Result<String, Vec<String>> {
+pub fn lookup(config: &Config, key: &str) -> Result<Found, Vec<String>> {
     let text = render(config, None, Shown::All).unwrap_or_default();
     let mut keys = Vec::new();
     // The table the lines are in; `None` inside a listener's.
@@ -74,12 +128,15 @@ pub fn lookup(config: &Config, key: &str) -> Result<String, Vec<String>> {
         } else if let (Some(table), Some((name, _))) = (&table, line.split_once(" = ")) {
             let full = format!("{table}{name}");
             if full == key {
-                // Without the alignment the table's longest line set.
-                let line = match line.split_once("  # ") {
-                    Some((setting, origin)) => format!("{}  # {origin}", setting.trim_end()),
-                    None => line.to_owned(),
-                };
-                return Ok(format!("{table}{line}"));
+                let (setting, origin) = line.split_once("  # ").unwrap_or((line, ""));
+                let value = setting
+                    .split_once(" = ")
+                    .map_or("", |(_, value)| value.trim_end());
+                return Ok(Found {
+                    key: full,
+                    value: value.to_owned(),
+                    origin: origin.to_owned(),
+                });
             }
             keys.push(full);
         }
