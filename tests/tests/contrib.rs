@@ -34,8 +34,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     names
 }
 
-/// Whether the metrics page `page` has `name`: a family it declares, or a
-/// counter's `_total` samples.
+/// Whether the metrics page `page` has `name`: a family it declares, a
+/// counter's `_total` samples, or a histogram's `_bucket`, `_sum` and
+/// `_count`.
 fn exposes(page: &str, name: &str) -> bool {
     let declared = |family: &str| {
         page.lines().any(|line| {
@@ -43,10 +44,14 @@ fn exposes(page: &str, name: &str) -> bool {
                 .is_some_and(|rest| rest.split(' ').next() == Some(family))
         })
     };
+    let histogram = |family: &str| page.contains(&format!("# TYPE {family} histogram"));
     declared(name)
         || name
             .strip_suffix("_total")
             .is_some_and(|family| page.contains(&format!("# TYPE {family} counter")))
+        || ["_bucket", "_sum", "_count"]
+            .iter()
+            .any(|suffix| name.strip_suffix(suffix).is_some_and(histogram))
 }
 
 #[test]

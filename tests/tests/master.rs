@@ -586,6 +586,8 @@ fn metrics_are_served_in_openmetrics_text() {
         "# TYPE warden_policy_calls counter",
         "warden_policy_quarantined{plugin=\"dovecot\"} 0",
         "warden_policy_failures_total{plugin=\"dovecot\"} 0",
+        "# TYPE warden_policy_call_seconds histogram",
+        "warden_policy_call_seconds_count{plugin=\"dovecot\",hook=\"",
         "# EOF",
     ] {
         assert!(answer.contains(expected), "no {expected} in:\n{answer}");

@@ -313,7 +313,12 @@ fn the_metrics_page_parses_as_openmetrics_while_plugins_with_bad_metrics_are_ref
         String::from_utf8_lossy(&parsed.stderr)
     );
     let families = String::from_utf8_lossy(&parsed.stdout);
-    for family in ["warden_processes", "warden_policy_calls", "warden_build"] {
+    for family in [
+        "warden_processes",
+        "warden_policy_calls",
+        "warden_build",
+        "warden_policy_call_seconds",
+    ] {
         assert!(
             families.lines().any(|line| line == family),
             "no family {family} parsed from:\n{families}"

@@ -106,7 +106,7 @@ fn top_in_a_pseudo_terminal_shows_what_status_shows_and_quits_on_q() {
         "CONN/s",
         "spare",
         "echo: processes",
-        "echo: plugins",
+        "echo: plugin hooks",
     ] {
         assert!(frame.contains(expected), "no {expected:?} in:\n{frame}");
     }

@@ -292,6 +292,25 @@ pub struct PluginStatus {
     pub p99_us: u64,
     /// Whether it is quarantined until the next reload.
     pub quarantined: bool,
+    /// Each hook called since it was loaded, with its calls.
+    pub hook_times: Vec<HookStatus>,
+}
+
+/// The calls of one hook of a plugin, as `warden plugins` and `warden
+/// top` show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookStatus {
+    /// The hook: `admission`, `idle`…
+    pub hook: String,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// Their mean time, in microseconds.
+    pub mean_us: u64,
+    /// The bound 99 calls in 100 took at most, in microseconds; `None`
+    /// beyond 100 ms.
+    pub p99_at_most_us: Option<u64>,
 }
 
 /// Why a client could not get an answer.

@@ -941,6 +941,22 @@ fn show_response(response: &Response) -> String {
                 out.push_str(line.trim_end());
                 out.push('\n');
             }
+            let called: Vec<(&str, &control::HookStatus)> = plugins
+                .iter()
+                .flat_map(|p| p.hook_times.iter().map(|h| (p.name.as_str(), h)))
+                .collect();
+            if !called.is_empty() {
+                out.push_str("\nhooks called since each plugin was loaded:\n");
+            }
+            for (plugin, hook) in called {
+                let p99 = hook
+                    .p99_at_most_us
+                    .map_or_else(|| "over 100000us".to_owned(), |us| format!("within {us}us"));
+                out.push_str(&format!(
+                    "  {plugin} {}: {} calls, {} failed, mean {}us, 99% {p99}\n",
+                    hook.hook, hook.calls, hook.failures, hook.mean_us
+                ));
+            }
         }
         Response::Stats { text } => out.push_str(text),
         Response::Recording { scenario, .. } => out.push_str(scenario),

@@ -266,6 +266,66 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// The upper bounds, in seconds, of the buckets call times are counted
+/// in: from a microsecond to a tenth of a second (the default deadline
+/// is 50 ms); slower calls fall in the last, unbounded, bucket.
+pub const CALL_BUCKETS: [f64; 12] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2, 1e-1,
+];
+
+/// The calls of one hook of a plugin since it was loaded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HookTimes {
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// Their time, in seconds, summed.
+    pub seconds: f64,
+    /// How many took at most each of [`CALL_BUCKETS`], and (the last)
+    /// longer: each call counted in one bucket.
+    pub buckets: [u64; CALL_BUCKETS.len() + 1],
+}
+
+impl HookTimes {
+    fn record(&mut self, took: Duration, failed: bool) {
+        let seconds = took.as_secs_f64();
+        self.calls += 1;
+        self.failures += u64::from(failed);
+        self.seconds += seconds;
+        let bucket = CALL_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(CALL_BUCKETS.len());
+        if let Some(count) = self.buckets.get_mut(bucket) {
+            *count += 1;
+        }
+    }
+
+    /// The mean call time.
+    pub fn mean(&self) -> Duration {
+        if self.calls == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(self.seconds / self.calls as f64)
+    }
+
+    /// The bound 99 calls in 100 took at most: the upper bound of the
+    /// bucket the 99th percentile falls in; `None` when it is beyond the
+    /// last bound, or there was no call.
+    pub fn p99_at_most(&self) -> Option<Duration> {
+        let wanted = (self.calls * 99).div_ceil(100);
+        let mut counted = 0;
+        for (count, bound) in self.buckets.iter().zip(CALL_BUCKETS) {
+            counted += count;
+            if counted >= wanted && counted > 0 {
+                return Some(Duration::from_secs_f64(bound));
+            }
+        }
+        None
+    }
+}
+
 /// Call statistics of a plugin, for `warden plugins`.
 #[derive(Debug, Clone, Default)]
 pub struct CallStats {
@@ -275,17 +335,33 @@ pub struct CallStats {
     pub failures: u64,
     /// Recent call durations, for the mean and the 99th percentile.
     recent: VecDeque<Duration>,
+    /// Each hook called, with its calls since the plugin was loaded.
+    hooks: Vec<(String, HookTimes)>,
 }
 
 impl CallStats {
     const KEPT: usize = 1024;
 
-    fn record(&mut self, took: Duration) {
+    fn record(&mut self, hook: &str, took: Duration, failed: bool) {
         self.calls += 1;
         if self.recent.len() == Self::KEPT {
             self.recent.pop_front();
         }
         self.recent.push_back(took);
+        match self.hooks.iter_mut().find(|(name, _)| name == hook) {
+            Some((_, times)) => times.record(took, failed),
+            None => {
+                let mut times = HookTimes::default();
+                times.record(took, failed);
+                self.hooks.push((hook.to_owned(), times));
+            }
+        }
+    }
+
+    /// Each hook called, with its calls since the plugin was loaded, in
+    /// the order they were first called.
+    pub fn hooks(&self) -> &[(String, HookTimes)] {
+        &self.hooks
     }
 
     /// The mean of recent calls.
@@ -826,7 +902,7 @@ impl Plugin {
         let started = Instant::now();
         let result = self.try_call(hook, service, call);
         self.shared.ticker.end();
-        self.stats.record(started.elapsed());
+        self.stats.record(hook, started.elapsed(), result.is_err());
         if let Err(failure) = &result {
             self.failed(hook, service, failure);
         }
@@ -943,6 +1019,24 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_times_count_each_call_in_its_bucket() {
+        let mut times = HookTimes::default();
+        for micros in [3, 3, 4, 40] {
+            times.record(Duration::from_micros(micros), false);
+        }
+        times.record(Duration::from_secs(1), true);
+        assert_eq!(times.calls, 5);
+        assert_eq!(times.failures, 1);
+        assert_eq!(times.buckets[2], 3, "three at most 5 µs");
+        assert_eq!(times.buckets[5], 1, "one at most 50 µs");
+        assert_eq!(times.buckets[CALL_BUCKETS.len()], 1, "one beyond 100 ms");
+        assert_eq!(times.p99_at_most(), None, "the slowest is off the scale");
+        times.buckets[CALL_BUCKETS.len()] = 0;
+        times.calls = 4;
+        assert_eq!(times.p99_at_most(), Some(Duration::from_micros(50)));
+    }
 
     #[test]
     fn globs_match_service_names() {

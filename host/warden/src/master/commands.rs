@@ -222,6 +222,18 @@ impl Master {
                             mean_us: micros(plugin.stats().mean()),
                             p99_us: micros(plugin.stats().p99()),
                             quarantined: plugin.quarantined(),
+                            hook_times: plugin
+                                .stats()
+                                .hooks()
+                                .iter()
+                                .map(|(hook, times)| crate::control::HookStatus {
+                                    hook: hook.clone(),
+                                    calls: times.calls,
+                                    failures: times.failures,
+                                    mean_us: micros(times.mean()),
+                                    p99_at_most_us: times.p99_at_most().map(micros),
+                                })
+                                .collect(),
                         }
                     })
                     .collect(),

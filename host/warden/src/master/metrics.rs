@@ -15,13 +15,16 @@ use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use warden_policy::runtime::{CALL_BUCKETS, HookTimes};
 use warden_policy::stats::{MetricKind, PluginMetrics, Value};
 
 use super::ACCEPT_BACKOFF;
@@ -74,6 +77,40 @@ struct Published {
     failures: u64,
 }
 
+/// Each loaded plugin's hooks' call times, as last published: plugin,
+/// hook, times.
+type PublishedTimes = Arc<Mutex<Vec<(String, String, HookTimes)>>>;
+
+/// Writes `warden_policy_call_seconds`, a histogram of call times per
+/// plugin and hook, from what was last published.
+#[derive(Debug)]
+struct CallTimes(PublishedTimes);
+
+impl Collector for CallTimes {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let times = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut metric = encoder.encode_descriptor(
+            "policy_call_seconds",
+            "Time of the calls to each hook of the policy plugin since it was loaded",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (plugin, hook, times) in times.iter() {
+            let buckets: Vec<(f64, u64)> = CALL_BUCKETS
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .zip(times.buckets.iter().copied())
+                .collect();
+            let labels = [("plugin", plugin.as_str()), ("hook", hook.as_str())];
+            metric
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(times.seconds, times.calls, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
 /// Every metric the master keeps.
 #[derive(Debug, Default)]
 pub(super) struct Metrics {
@@ -121,6 +158,8 @@ pub(super) struct Metrics {
     plugin_call_p99: Family<PluginLabel, Gauge<f64, AtomicU64>>,
     /// What was last published of each plugin's calls.
     published: Mutex<HashMap<String, Published>>,
+    /// Each plugin's hooks' call times, for `warden_policy_call_seconds`.
+    call_times: PublishedTimes,
 }
 
 impl Metrics {
@@ -227,6 +266,7 @@ impl Metrics {
             "The 99th percentile time of the policy plugin's last 1024 calls",
             metrics.plugin_call_p99.clone(),
         );
+        registry.register_collector(Box::new(CallTimes(Arc::clone(&metrics.call_times))));
         registry.register(
             "dovecot_ignored_status_records",
             "Status records of dovecot-interface services ignored: unknown pid or wrong generation",
@@ -275,12 +315,23 @@ impl Metrics {
             .published
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let mut call_times = self
+            .call_times
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        call_times.clear();
         for plugin in plugins {
             let name = &plugin.identity().name;
             let label = PluginLabel {
                 plugin: name.clone(),
             };
             let stats = plugin.stats();
+            call_times.extend(
+                stats
+                    .hooks()
+                    .iter()
+                    .map(|(hook, times)| (name.clone(), hook.clone(), times.clone())),
+            );
             let last = published.entry(name.clone()).or_default();
             // A plugin made afresh (a reload, a new file) counts from 0
             // again: what it counted since is all new.

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::control::{PluginStatus, ProcessStatus, ServiceStatus};
+use crate::control::{HookStatus, PluginStatus, ProcessStatus, ServiceStatus};
 
 /// How many refreshes of connection rates a service's sparkline keeps.
 pub const HISTORY: usize = 60;
@@ -58,6 +58,17 @@ fn rate(before: u64, now: u64, seconds: f64) -> f64 {
     rise as f64 / seconds
 }
 
+/// One hook of a plugin, as the selected service's panel shows it.
+#[derive(Debug, Clone)]
+pub struct HookRow {
+    /// The plugin.
+    pub plugin: String,
+    /// Whether the plugin is quarantined.
+    pub quarantined: bool,
+    /// The hook's calls.
+    pub status: HookStatus,
+}
+
 /// One service's row.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -97,8 +108,9 @@ pub struct Model {
     pub sort: Sort,
     /// The selected service's processes.
     pub processes: Vec<ProcessStatus>,
-    /// The plugins that apply to the selected service, slowest first.
-    pub plugins: Vec<PluginStatus>,
+    /// The hooks called of the plugins that apply to the selected
+    /// service, slowest first.
+    pub hooks: Vec<HookRow>,
     /// Why the last refresh failed, if it did.
     pub problem: Option<String>,
 }
@@ -147,20 +159,34 @@ impl Model {
         }
     }
 
-    /// Takes the plugins the master has loaded, keeping those that apply
-    /// to the selected service, slowest (by p99) first.
+    /// Takes the plugins the master has loaded: the hooks called of
+    /// those that apply to the selected service, slowest (by p99, then
+    /// mean) first.
     pub fn plugins(&mut self, plugins: Vec<PluginStatus>) {
         let selected = self.selected.clone().unwrap_or_default();
-        self.plugins = plugins
+        self.hooks = plugins
             .into_iter()
             .filter(|p| {
                 p.services
                     .iter()
                     .any(|glob| warden_policy::runtime::glob_matches(glob, &selected))
             })
+            .flat_map(|p| {
+                let (plugin, quarantined) = (p.name, p.quarantined);
+                p.hook_times.into_iter().map(move |status| HookRow {
+                    plugin: plugin.clone(),
+                    quarantined,
+                    status,
+                })
+            })
             .collect();
-        self.plugins
-            .sort_by(|a, b| b.p99_us.cmp(&a.p99_us).then(b.mean_us.cmp(&a.mean_us)));
+        // Beyond the last bound (`None`) is slowest.
+        let p99 = |row: &HookRow| row.status.p99_at_most_us.unwrap_or(u64::MAX);
+        self.hooks.sort_by(|a, b| {
+            p99(b)
+                .cmp(&p99(a))
+                .then(b.status.mean_us.cmp(&a.status.mean_us))
+        });
     }
 
     /// The rows in the chosen order.

@@ -28,13 +28,15 @@ const SERVICE_COLUMNS: [(&str, u16); 10] = [
 /// The columns of the selected service's processes.
 const PROCESS_COLUMNS: [(&str, u16); 4] = [("PID", 8), ("AGE", 8), ("CLIENTS", 8), ("STATE", 14)];
 
-/// The columns of the plugins that apply to the selected service.
-const PLUGIN_COLUMNS: [(&str, u16); 6] = [
+/// The columns of the hooks of the plugins that apply to the selected
+/// service.
+const HOOK_COLUMNS: [(&str, u16); 7] = [
     ("PLUGIN", 14),
+    ("HOOK", 10),
     ("CALLS", 9),
     ("MEAN µs", 8),
-    ("P99 µs", 8),
-    ("FAILED", 8),
+    ("P99 ≤ µs", 9),
+    ("FAILED", 7),
     ("QUARANTINED", 11),
 ];
 
@@ -102,7 +104,7 @@ fn header(model: &Model) -> String {
 }
 
 /// Draws the whole view into `frame`: the header, the services, and the
-/// selected service's processes and plugins.
+/// selected service's processes and plugin hooks.
 pub fn draw(frame: &mut Frame<'_>, model: &Model) {
     let rows = model.rows();
     let services_height = u16::try_from(rows.len())
@@ -136,7 +138,7 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
     let mut state = TableState::new().with_selected(model.selected_place());
     frame.render_stateful_widget(table, services, &mut state);
 
-    let [processes, plugins] =
+    let [processes, hooks] =
         Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(details);
     let selected = model.selected().unwrap_or("");
     let process_table = Table::new(
@@ -150,20 +152,22 @@ pub fn draw(frame: &mut Frame<'_>, model: &Model) {
     .block(Block::bordered().title(format!("{selected}: processes")));
     frame.render_widget(process_table, processes);
 
-    let plugin_table = Table::new(
-        model.plugins.iter().map(|p| {
-            let row = TableRow::new(plugin_cells(p));
-            if p.quarantined {
+    let hook_table = Table::new(
+        model.hooks.iter().map(|h| {
+            let row = TableRow::new(hook_cells(h));
+            if h.quarantined {
                 row.style(Style::new().fg(Color::Red))
             } else {
                 row
             }
         }),
-        lengths(&PLUGIN_COLUMNS),
+        lengths(&HOOK_COLUMNS),
     )
-    .header(TableRow::new(PLUGIN_COLUMNS.map(|(name, _)| name)).style(bold))
-    .block(Block::bordered().title(Line::from(format!("{selected}: plugins, slowest first"))));
-    frame.render_widget(plugin_table, plugins);
+    .header(TableRow::new(HOOK_COLUMNS.map(|(name, _)| name)).style(bold))
+    .block(Block::bordered().title(Line::from(format!(
+        "{selected}: plugin hooks, slowest first"
+    ))));
+    frame.render_widget(hook_table, hooks);
 }
 
 /// Each column's width, the last taking what is left.
@@ -185,20 +189,23 @@ fn process_cells(process: &crate::control::ProcessStatus) -> [String; 4] {
     ]
 }
 
-/// The cells of one plugin's row.
-fn plugin_cells(plugin: &crate::control::PluginStatus) -> [String; 6] {
+/// The cells of one hook's row.
+fn hook_cells(row: &super::model::HookRow) -> [String; 7] {
     [
-        plugin.name.clone(),
-        plugin.calls.to_string(),
-        plugin.mean_us.to_string(),
-        plugin.p99_us.to_string(),
-        plugin.failures.to_string(),
-        if plugin.quarantined { "yes" } else { "no" }.to_owned(),
+        row.plugin.clone(),
+        row.status.hook.clone(),
+        row.status.calls.to_string(),
+        row.status.mean_us.to_string(),
+        row.status
+            .p99_at_most_us
+            .map_or_else(|| "over 100000".to_owned(), |us| us.to_string()),
+        row.status.failures.to_string(),
+        if row.quarantined { "yes" } else { "no" }.to_owned(),
     ]
 }
 
 /// The view as plain text: the header, the services table, and the
-/// selected service's processes and plugins.
+/// selected service's processes and plugin hooks.
 pub fn text(model: &Model) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", header(model));
@@ -230,15 +237,15 @@ pub fn text(model: &Model) -> String {
         for p in &model.processes {
             line(&mut out, &process_cells(p), &widths);
         }
-        let _ = writeln!(out, "\n{selected}: plugins, slowest first");
-        let widths = PLUGIN_COLUMNS.map(|(_, width)| width);
+        let _ = writeln!(out, "\n{selected}: plugin hooks, slowest first");
+        let widths = HOOK_COLUMNS.map(|(_, width)| width);
         line(
             &mut out,
-            &PLUGIN_COLUMNS.map(|(name, _)| name.to_owned()),
+            &HOOK_COLUMNS.map(|(name, _)| name.to_owned()),
             &widths,
         );
-        for p in &model.plugins {
-            line(&mut out, &plugin_cells(p), &widths);
+        for h in &model.hooks {
+            line(&mut out, &hook_cells(h), &widths);
         }
     }
     out
