@@ -253,7 +253,7 @@ fn python_with_prometheus_client() -> Option<&'static str> {
 }
 
 #[test]
-fn the_metrics_page_parses_as_openmetrics_while_plugins_with_bad_metrics_are_refused() {
+fn the_metrics_page_parses_in_both_formats_while_plugins_with_bad_metrics_are_refused() {
     let Some(python) = python_with_prometheus_client() else {
         return;
     };
@@ -284,44 +284,76 @@ fn the_metrics_page_parses_as_openmetrics_while_plugins_with_bad_metrics_are_ref
         assert!(log.contains(refusal), "no {refusal:?} in:\n{log}");
     }
 
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics)).expect("connect");
-    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").expect("send");
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut answer).expect("read");
-    let (_, page) = answer.split_once("\r\n\r\n").expect("a body");
-    assert!(!page.contains("ticks"), "a refused metric shown:\n{page}");
-    // The parser refuses the whole page on any line it cannot hold;
-    // it prints each family it read.
-    let mut parser = std::process::Command::new(python)
-        .args([
-            "-c",
-            "import sys\n\
-             from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
-             for family in text_string_to_metric_families(sys.stdin.read()):\n    print(family.name)",
-        ])
+    // OpenMetrics, unless the scraper asks for Prometheus's older text
+    // format alone; each read by its parser.
+    for (accept, parser, content_type, families) in [
+        (
+            "",
+            "prometheus_client.openmetrics.parser",
+            "application/openmetrics-text",
+            &[
+                "warden_processes",
+                "warden_policy_calls",
+                "warden_build",
+                "warden_policy_call_seconds",
+            ][..],
+        ),
+        (
+            "Accept: text/plain;version=0.0.4\r\n",
+            "prometheus_client.parser",
+            "text/plain; version=0.0.4",
+            &[
+                "warden_processes",
+                "warden_policy_calls",
+                "warden_build_info",
+                "warden_policy_call_seconds",
+            ][..],
+        ),
+    ] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics)).expect("connect");
+        std::io::Write::write_all(
+            &mut stream,
+            format!("GET /metrics HTTP/1.0\r\n{accept}\r\n").as_bytes(),
+        )
+        .expect("send");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).expect("read");
+        let (head, page) = answer.split_once("\r\n\r\n").expect("a body");
+        assert!(head.contains(content_type), "{head}");
+        assert!(!page.contains("ticks"), "a refused metric shown:\n{page}");
+        let parsed = parse(python, parser, page);
+        for family in families {
+            assert!(
+                parsed.lines().any(|line| line == *family),
+                "no family {family} parsed by {parser} from:\n{parsed}"
+            );
+        }
+    }
+}
+
+/// The names of the families `parser`, a module of `prometheus_client`,
+/// reads from `page`; the parser refuses the whole page on any line it
+/// cannot hold, and the test fails saying so.
+fn parse(python: &str, parser: &str, page: &str) -> String {
+    let script = format!(
+        "import sys\n\
+         from {parser} import text_string_to_metric_families\n\
+         for family in text_string_to_metric_families(sys.stdin.read()):\n    print(family.name)"
+    );
+    let mut child = std::process::Command::new(python)
+        .args(["-c", &script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run python3");
-    std::io::Write::write_all(&mut parser.stdin.take().expect("stdin"), page.as_bytes())
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), page.as_bytes())
         .expect("feed the parser");
-    let parsed = parser.wait_with_output().expect("the parser");
+    let parsed = child.wait_with_output().expect("the parser");
     assert!(
         parsed.status.success(),
-        "the parser refused the page: {}\n{page}",
+        "{parser} refused the page: {}\n{page}",
         String::from_utf8_lossy(&parsed.stderr)
     );
-    let families = String::from_utf8_lossy(&parsed.stdout);
-    for family in [
-        "warden_processes",
-        "warden_policy_calls",
-        "warden_build",
-        "warden_policy_call_seconds",
-    ] {
-        assert!(
-            families.lines().any(|line| line == family),
-            "no family {family} parsed from:\n{families}"
-        );
-    }
+    String::from_utf8_lossy(&parsed.stdout).into_owned()
 }

@@ -591,6 +591,65 @@ fn route(request: &[u8]) -> Route {
     }
 }
 
+/// Whether the request's `Accept` header asks for the Prometheus text
+/// format (0.0.4) and not for OpenMetrics: what older scrapers and tools
+/// send. Without the header, or with OpenMetrics or `*/*` in it, the
+/// answer is OpenMetrics.
+fn wants_prometheus_text(request: &[u8]) -> bool {
+    let request = String::from_utf8_lossy(request);
+    let Some(accept) = request.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("accept")
+            .then(|| value.to_ascii_lowercase())
+    }) else {
+        return false;
+    };
+    accept.contains("text/plain")
+        && !accept.contains("application/openmetrics-text")
+        && !accept.contains("*/*")
+}
+
+/// The OpenMetrics text `open` in the Prometheus text format 0.0.4: a
+/// counter's family named with its `_total`, an info family as a gauge of
+/// its `_info` sample, and no `# UNIT` or `# EOF` lines.
+fn prometheus_text(open: &str) -> String {
+    let mut out = String::with_capacity(open.len());
+    // Each family's new name, from its `# TYPE` line, for its `# HELP`
+    // line, which comes first.
+    let mut renamed: HashMap<&str, String> = HashMap::new();
+    for line in open.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((family, kind)) = rest.split_once(' ')
+        {
+            let new = match kind {
+                "counter" => format!("{family}_total counter"),
+                "info" => format!("{family}_info gauge"),
+                _ => continue,
+            };
+            renamed.insert(family, new);
+        }
+    }
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(family, _)| renamed.get(family))
+            .map(|new| format!("# TYPE {new}"))
+            .or_else(|| {
+                let (family, help) = line.strip_prefix("# HELP ")?.split_once(' ')?;
+                let (new, _) = renamed.get(family)?.split_once(' ')?;
+                Some(format!("# HELP {new} {help}"))
+            });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 async fn answer(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
     registry: Arc<Registry>,
@@ -612,6 +671,11 @@ async fn answer(
         return;
     }
     let (status, kind, body) = match route(&request) {
+        Route::Metrics if wants_prometheus_text(&request) => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus_text(&render(&registry, &plugins)),
+        ),
         Route::Metrics => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -674,6 +738,46 @@ mod tests {
         assert_eq!(route(b"GET /ready HTTP/1.1\r\n\r\n"), Route::Ready);
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::NotAllowed);
         assert_eq!(route(b""), Route::NotAllowed);
+    }
+
+    #[test]
+    fn the_prometheus_text_format_is_given_to_who_asks_for_it_alone() {
+        let asking = |accept: &str| {
+            wants_prometheus_text(format!("GET /metrics HTTP/1.1\r\n{accept}\r\n\r\n").as_bytes())
+        };
+        assert!(asking("Accept: text/plain;version=0.0.4"));
+        assert!(asking("accept: text/plain"));
+        assert!(!asking(""));
+        assert!(!asking("Accept: */*"));
+        assert!(!asking(
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+        ));
+        let open = "\
+# HELP warden_spawns Processes started.
+# TYPE warden_spawns counter
+warden_spawns_total{service=\"imap\"} 3
+# HELP warden_build The warden binary.
+# TYPE warden_build info
+warden_build_info{version=\"0.1.0\"} 1
+# HELP warden_processes Processes of the service.
+# TYPE warden_processes gauge
+warden_processes{service=\"imap\"} 1
+# EOF
+";
+        assert_eq!(
+            prometheus_text(open),
+            "\
+# HELP warden_spawns_total Processes started.
+# TYPE warden_spawns_total counter
+warden_spawns_total{service=\"imap\"} 3
+# HELP warden_build_info The warden binary.
+# TYPE warden_build_info gauge
+warden_build_info{version=\"0.1.0\"} 1
+# HELP warden_processes Processes of the service.
+# TYPE warden_processes gauge
+warden_processes{service=\"imap\"} 1
+"
+        );
     }
 
     #[tokio::test(start_paused = true)]
