@@ -248,7 +248,7 @@ impl Master {
                 self.plugin_metrics_at = None;
                 self.report_plugin_metrics(Instant::now());
                 Response::Stats {
-                    text: metrics::render(&self.registry, &self.plugin_metrics),
+                    text: metrics::render(&self.registry),
                 }
             }
             Request::Who { service } => Response::Connections {

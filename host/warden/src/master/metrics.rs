@@ -11,7 +11,6 @@
 //! serves again as soon as descriptors are free.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -111,6 +110,57 @@ impl Collector for CallTimes {
     }
 }
 
+/// Writes each plugin's metrics as the families it declared, from its
+/// last report: `warden_plugin_PLUGIN_METRIC` (each character of the
+/// plugin's name a metric name cannot hold written `_`), each sample
+/// labelled as the plugin declared. A histogram's observations are
+/// written as a histogram of their count and sum alone (one `+Inf`
+/// bucket). Names and labels were checked when the plugin declared them,
+/// and values at each report; two plugins whose families would share a
+/// name were refused at load.
+#[derive(Debug)]
+struct PluginFamilies(Arc<Mutex<Vec<PluginMetrics>>>);
+
+impl Collector for PluginFamilies {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let reports = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for report in reports.iter() {
+            for (metric, samples) in &report.metrics {
+                let name = warden_policy::stats::family(&report.plugin, &metric.name);
+                let kind = match metric.kind {
+                    MetricKind::Counter => MetricType::Counter,
+                    MetricKind::Gauge => MetricType::Gauge,
+                    MetricKind::Histogram => MetricType::Histogram,
+                };
+                let mut family = encoder.encode_descriptor(&name, &metric.help, None, kind)?;
+                for sample in samples {
+                    let labels: Vec<(&str, &str)> = metric
+                        .labels
+                        .iter()
+                        .map(String::as_str)
+                        .zip(sample.labels.iter().map(String::as_str))
+                        .collect();
+                    let mut series = family.encode_family(&labels)?;
+                    match (metric.kind, sample.value) {
+                        (MetricKind::Counter, Value::Plain(value)) => {
+                            series.encode_counter::<NoLabelSet, f64, f64>(&value, None)?;
+                        }
+                        (_, Value::Plain(value)) => series.encode_gauge(&value)?,
+                        (_, Value::Observed { count, sum }) => series
+                            .encode_histogram::<NoLabelSet>(
+                                sum,
+                                count,
+                                &[(f64::INFINITY, count)],
+                                None,
+                            )?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Every metric the master keeps.
 #[derive(Debug, Default)]
 pub(super) struct Metrics {
@@ -160,6 +210,8 @@ pub(super) struct Metrics {
     published: Mutex<HashMap<String, Published>>,
     /// Each plugin's hooks' call times, for `warden_policy_call_seconds`.
     call_times: PublishedTimes,
+    /// Each plugin's own metrics, as it last reported them.
+    plugin_reports: Arc<Mutex<Vec<PluginMetrics>>>,
 }
 
 impl Metrics {
@@ -267,6 +319,9 @@ impl Metrics {
             metrics.plugin_call_p99.clone(),
         );
         registry.register_collector(Box::new(CallTimes(Arc::clone(&metrics.call_times))));
+        registry.register_collector(Box::new(PluginFamilies(Arc::clone(
+            &metrics.plugin_reports,
+        ))));
         registry.register(
             "dovecot_ignored_status_records",
             "Status records of dovecot-interface services ignored: unknown pid or wrong generation",
@@ -380,6 +435,14 @@ impl Metrics {
         }
     }
 
+    /// Keeps the plugins' latest `reports` for the metrics page.
+    pub(super) fn plugins_reported(&self, reports: Vec<PluginMetrics>) {
+        *self
+            .plugin_reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = reports;
+    }
+
     /// Counts a reload that ended `ok` or not.
     pub(super) fn reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
@@ -421,22 +484,17 @@ const MAX_REQUEST: usize = 8192;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The plugins' metrics as OpenMetrics text, as the master last rendered
-/// them.
-pub(super) type PluginText = Arc<Mutex<String>>;
-
 /// Why the master should get no traffic now, if so: what `/ready`
 /// answers 503 with (stopping, a service given up).
 pub(super) type Unready = Arc<Mutex<Option<String>>>;
 
 /// Serves the metrics on `listen` until the task is aborted: the master's
-/// own from `registry`, then the plugins' from `plugins`. Only binding can
+/// own and the plugins', from `registry`. Only binding can
 /// fail; a failed accept (out of descriptors, most often) is logged and
 /// waited out, and the endpoint goes on.
 pub(super) async fn serve(
     listen: MetricsListen,
     registry: Arc<Registry>,
-    plugins: PluginText,
     unready: Unready,
 ) -> std::io::Result<()> {
     match listen {
@@ -445,12 +503,7 @@ pub(super) async fn serve(
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        tokio::spawn(answer(
-                            stream,
-                            Arc::clone(&registry),
-                            Arc::clone(&plugins),
-                            Arc::clone(&unready),
-                        ));
+                        tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&unready)));
                     }
                     Err(error) => rest_after(&error).await,
                 }
@@ -462,12 +515,7 @@ pub(super) async fn serve(
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        tokio::spawn(answer(
-                            stream,
-                            Arc::clone(&registry),
-                            Arc::clone(&plugins),
-                            Arc::clone(&unready),
-                        ));
+                        tokio::spawn(answer(stream, Arc::clone(&registry), Arc::clone(&unready)));
                     }
                     Err(error) => rest_after(&error).await,
                 }
@@ -488,71 +536,13 @@ async fn rest_after(error: &std::io::Error) {
     tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
-/// Renders the plugins' metrics as OpenMetrics families named
-/// `warden_plugin_PLUGIN_NAME` (`-` in a plugin's name written `_`), each
-/// sample labelled as the plugin declared. A histogram's observations are
-/// shown as a summary of their count and sum.
-pub(super) fn render_plugins(reports: &[PluginMetrics]) -> String {
-    let mut out = String::new();
-    for report in reports {
-        for (metric, samples) in &report.metrics {
-            let family = format!(
-                "warden_{}",
-                warden_policy::stats::family(&report.plugin, &metric.name)
-            );
-            let kind = match metric.kind {
-                MetricKind::Counter => "counter",
-                MetricKind::Gauge => "gauge",
-                MetricKind::Histogram => "summary",
-            };
-            let _ = writeln!(out, "# HELP {family} {}", escape(&metric.help));
-            let _ = writeln!(out, "# TYPE {family} {kind}");
-            for sample in samples {
-                let labels: Vec<String> = metric
-                    .labels
-                    .iter()
-                    .zip(&sample.labels)
-                    .map(|(name, value)| format!("{name}=\"{}\"", escape(value)))
-                    .collect();
-                let labels = if labels.is_empty() {
-                    String::new()
-                } else {
-                    format!("{{{}}}", labels.join(","))
-                };
-                match (metric.kind, sample.value) {
-                    (MetricKind::Counter, Value::Plain(value)) => {
-                        let _ = writeln!(out, "{family}_total{labels} {value}");
-                    }
-                    (_, Value::Plain(value)) => {
-                        let _ = writeln!(out, "{family}{labels} {value}");
-                    }
-                    (_, Value::Observed { count, sum }) => {
-                        let _ = writeln!(out, "{family}_count{labels} {count}");
-                        let _ = writeln!(out, "{family}_sum{labels} {sum}");
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The master's metrics and then the plugins', in OpenMetrics text.
-pub(super) fn render(registry: &Registry, plugins: &PluginText) -> String {
+/// The master's metrics and the plugins', in OpenMetrics text.
+pub(super) fn render(registry: &Registry) -> String {
     let mut body = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode_registry(&mut body, registry);
-    body.push_str(&plugins.lock().unwrap_or_else(PoisonError::into_inner));
     let _ = prometheus_client::encoding::text::encode_eof(&mut body);
     body
-}
-
-/// A label value escaped for the exposition format.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Reads the request head (or what fits) and answers with the metrics.
@@ -653,7 +643,6 @@ fn prometheus_text(open: &str) -> String {
 async fn answer(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
     registry: Arc<Registry>,
-    plugins: PluginText,
     unready: Unready,
 ) {
     let mut request = Vec::with_capacity(1024);
@@ -674,12 +663,12 @@ async fn answer(
         Route::Metrics if wants_prometheus_text(&request) => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            prometheus_text(&render(&registry, &plugins)),
+            prometheus_text(&render(&registry)),
         ),
         Route::Metrics => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            render(&registry, &plugins),
+            render(&registry),
         ),
         Route::Ready => {
             let why = unready
@@ -782,7 +771,7 @@ warden_processes{service=\"imap\"} 1
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_does_not_read_the_answer_is_let_go_after_the_deadline() {
-        let (registry, plugins) = (Metrics::new().1, PluginText::default());
+        let registry = Metrics::new().1;
         // Room for the request, not for the answer.
         let (mut client, server) = tokio::io::duplex(64);
         client
@@ -791,7 +780,7 @@ warden_processes{service=\"imap\"} 1
             .unwrap();
         let served = tokio::time::timeout(
             REQUEST_TIMEOUT * 2,
-            answer(server, registry, plugins, Unready::default()),
+            answer(server, registry, Unready::default()),
         )
         .await;
         assert!(served.is_ok(), "the answer waited on past its deadline");

@@ -79,7 +79,7 @@ pub use plugins::{Checked, check as check_config, check_plugin, compile_helper, 
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
@@ -399,8 +399,6 @@ struct Master {
     queued: Option<Loading>,
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
-    /// The plugins' metrics as OpenMetrics text, for the endpoint.
-    plugin_metrics: Arc<Mutex<String>>,
     /// Connections handed to native-interface processes, by id.
     connections: ConnectionTable,
     /// The serial of the next native process's control channel.

@@ -40,11 +40,7 @@ impl Master {
         }
         let now_ms = self.now_ms(now);
         let reports = self.policy.report(now_ms);
-        let text = metrics::render_plugins(&reports);
-        *self
-            .plugin_metrics
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = text;
+        self.metrics.plugins_reported(reports);
     }
 
     /// Logs what the rate limit held back of outsiders' doings, once per

@@ -209,7 +209,6 @@ impl Master {
             queued: None,
             metrics,
             registry,
-            plugin_metrics: Arc::default(),
             connections: ConnectionTable::default(),
             next_channel: 1,
             plugin_metrics_at: None,
@@ -239,11 +238,9 @@ impl Master {
         master.start_control()?;
         if let Some(listen) = config.globals.metrics_listen.value.clone() {
             let registry = Arc::clone(&master.registry);
-            let plugin_metrics = Arc::clone(&master.plugin_metrics);
             let unready = Arc::clone(&master.unready);
             master.tasks.push(tokio::spawn(async move {
-                if let Err(error) = metrics::serve(listen, registry, plugin_metrics, unready).await
-                {
+                if let Err(error) = metrics::serve(listen, registry, unready).await {
                     tracing::error!(%error, "the metrics endpoint failed");
                 }
             }));
