@@ -513,18 +513,20 @@ fn a_reload_to_an_executable_that_cannot_run_is_refused_and_the_old_one_serves()
 /// inode for `"the pipe"`, else to the value given; `env` is added.
 fn run_briefly(journal_stream: Option<&str>, env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
-    run_briefly_in(&dir, "", &[], journal_stream, env)
+    run_briefly_in(&dir, "", &[], journal_stream, env, None)
 }
 
 /// Like [`run_briefly`], in `dir`, with `body` as the configuration and
 /// warden started by the command `wrapper` (warden and its arguments
-/// after it) when it is not empty.
+/// after it) when it is not empty; with `running`, stopped only once that
+/// service has a process.
 fn run_briefly_in(
     dir: &tempfile::TempDir,
     body: &str,
     wrapper: &[&str],
     journal_stream: Option<&str>,
     env: &[(&str, &str)],
+    running: Option<&str>,
 ) -> String {
     let config = warden_tests::write_config(dir.path(), body);
     let (read, write) = nix::unistd::pipe().expect("a pipe");
@@ -557,7 +559,16 @@ fn run_briefly_in(
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
     let control = dir.path().join("run/control");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !control.exists() && std::time::Instant::now() < deadline {
+    let has_process = |service: &str| {
+        matches!(
+            warden::control::request(&control, &warden::control::Request::Status),
+            Ok(warden::control::Response::Status { services })
+                if services.iter().any(|s| s.name == service && s.processes > 0)
+        )
+    };
+    while (!control.exists() || running.is_some_and(|service| !has_process(service)))
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("stop warden");
@@ -571,6 +582,9 @@ fn run_briefly_in(
 fn the_log_on_a_pipe_is_plain_text_without_the_plugin_runtime_s_internals() {
     let log = run_briefly(None, &[]);
     assert!(log.contains("warden started"), "{log}");
+    // The SIGTERM came the moment the control socket appeared: the master
+    // heard it and stopped, rather than meeting SIGTERM's default end.
+    assert!(log.contains("warden stopped"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes on a pipe:\n{log}");
     assert!(
         !log.contains("cranelift") && !log.contains("wasmtime::"),
@@ -596,7 +610,28 @@ fn under_the_journal_each_line_goes_as_a_record_with_its_priority_and_fields() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("journal.socket");
     let journal = std::os::unix::net::UnixDatagram::bind(&socket).expect("bind the journal");
-    journal.set_nonblocking(true).expect("nonblocking");
+    // Read as they come, as journald does: a socket holds only a few
+    // unread records (net.unix.max_dgram_qlen) before a sender waits.
+    journal
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .expect("a read timeout");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut records = Vec::new();
+            let mut buffer = vec![0_u8; 1 << 16];
+            loop {
+                match journal.recv(&mut buffer) {
+                    Ok(read) => {
+                        records.push(String::from_utf8_lossy(&buffer[..read]).into_owned());
+                    }
+                    Err(_) if done.load(std::sync::atomic::Ordering::Acquire) => return records,
+                    Err(_) => {}
+                }
+            }
+        })
+    };
     // In a mount namespace of its own, warden finds this test's socket
     // where journald's is.
     let script = format!(
@@ -619,12 +654,10 @@ fn under_the_journal_each_line_goes_as_a_record_with_its_priority_and_fields() {
         ],
         Some("the pipe"),
         &[("WARDEN_LOG", "debug")],
+        Some("echo"),
     );
-    let mut records = Vec::new();
-    let mut buffer = vec![0_u8; 1 << 16];
-    while let Ok(read) = journal.recv(&mut buffer) {
-        records.push(String::from_utf8_lossy(&buffer[..read]).into_owned());
-    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let records = reader.join().expect("the journal's reader");
     assert!(
         !stderr.contains("warden started"),
         "lines on stderr, not in the journal:\n{stderr}"

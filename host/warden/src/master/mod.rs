@@ -84,7 +84,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 use prometheus_client::registry::Registry;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use warden_child::protocol::FromService;
 use warden_policy::stats::Event as StatsEvent;
@@ -330,10 +330,43 @@ pub fn run(options: &Options) -> Result<(), RunError> {
         .build()
         .map_err(|e| RunError::start("cannot start the event loop", e))?;
     runtime.block_on(async {
+        // Heard from before the control socket exists: a `warden stop`
+        // (or a SIGTERM) the moment the master answers is a stop, not a
+        // signal's default end.
+        let signals = Signals::listen()?;
         let mut master = Master::start(options.config.clone(), parsed).await?;
         release_unused_memory();
-        master.serve().await
+        master.serve(signals).await
     })
+}
+
+/// The signals the master acts on.
+struct Signals {
+    /// SIGHUP: reload.
+    hangup: Signal,
+    /// SIGTERM: stop.
+    terminate: Signal,
+    /// SIGINT: stop.
+    interrupt: Signal,
+    /// SIGUSR1: reopen the log file.
+    user1: Signal,
+    /// SIGCHLD: exits come through each process's pidfd; this is heard
+    /// for the stops and continues, which a pidfd does not tell.
+    child: Signal,
+}
+
+impl Signals {
+    /// Starts hearing them, in place of their default actions.
+    fn listen() -> Result<Signals, RunError> {
+        let heard = |kind| signal(kind).map_err(|e| RunError::start("cannot handle signals", e));
+        Ok(Signals {
+            hangup: heard(SignalKind::hangup())?,
+            terminate: heard(SignalKind::terminate())?,
+            interrupt: heard(SignalKind::interrupt())?,
+            user1: heard(SignalKind::user_defined1())?,
+            child: heard(SignalKind::child())?,
+        })
+    }
 }
 
 /// Lets what only starting up or loading plugins used leave the master's
@@ -435,16 +468,15 @@ impl Drop for Master {
 }
 
 impl Master {
-    /// The event loop.
-    async fn serve(&mut self) -> Result<(), RunError> {
-        let signal_error = |e| RunError::start("cannot handle signals", e);
-        let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
-        let mut user1 = signal(SignalKind::user_defined1()).map_err(signal_error)?;
-        // Exits come through each process's pidfd; SIGCHLD is heard for
-        // the stops and continues, which a pidfd does not tell.
-        let mut child = signal(SignalKind::child()).map_err(signal_error)?;
+    /// The event loop, hearing `signals`.
+    async fn serve(&mut self, signals: Signals) -> Result<(), RunError> {
+        let Signals {
+            mut hangup,
+            mut terminate,
+            mut interrupt,
+            mut user1,
+            mut child,
+        } = signals;
         let mut round = tokio::time::interval(ROUND);
         round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
