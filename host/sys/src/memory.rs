@@ -9,7 +9,10 @@
 //! that were never written: the master's resident set is then the code it
 //! runs from then on, faulted back in from the page cache, where the pages
 //! stay, as it is used. [`trim_heap`] gives the allocator's free memory
-//! back, as loading a plugin set leaves much of it.
+//! back, as loading a plugin set leaves much of it, and [`one_heap`]
+//! keeps every thread's allocations in one heap, so that a reload, whose
+//! plugins are loaded on another thread than the one that frees the old
+//! ones, does not leave a heap behind each time.
 
 use std::os::unix::fs::MetadataExt as _;
 
@@ -112,6 +115,25 @@ pub fn release_code() -> std::io::Result<usize> {
     Ok(released)
 }
 
+/// Makes every thread allocate from the one heap (glibc's `M_ARENA_MAX`
+/// of 1); returns whether the allocator took it. Call before the threads
+/// start. The master's threads besides the event loop (spawners, the
+/// epoch ticker, a plugin load) allocate little, so they seldom wait for
+/// one another; with a heap per thread, each plugin load left one behind.
+#[cfg(target_env = "gnu")]
+pub fn one_heap() -> bool {
+    // SAFETY: mallopt only sets a parameter of the allocator, which
+    // glibc applies to heaps made from then on; no allocation moves.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) == 1 }
+}
+
+/// Makes every thread allocate from the one heap; nothing to do with an
+/// allocator other than glibc's.
+#[cfg(not(target_env = "gnu"))]
+pub fn one_heap() -> bool {
+    false
+}
+
 /// Gives the heap's free memory back to the system (glibc's
 /// `malloc_trim`): what loading a plugin set freed stays with the process
 /// otherwise. Returns whether any was given back.
@@ -159,6 +181,12 @@ Anonymous:             4 kB
         );
         assert_eq!(found[1].anonymous_kb, 20, "relocated: left alone");
         assert!(found[2].writable);
+    }
+
+    #[test]
+    #[cfg(target_env = "gnu")]
+    fn glibc_takes_the_one_heap_setting() {
+        assert!(one_heap());
     }
 
     #[test]

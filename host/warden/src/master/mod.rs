@@ -291,6 +291,8 @@ enum Noise {
 
 /// Runs the master until it is stopped.
 pub fn run(options: &Options) -> Result<(), RunError> {
+    // Before any thread starts: see warden_sys::memory.
+    let one_heap = warden_sys::memory::one_heap();
     // Read and parsed once, here, so that a value that does not read is
     // reported on the terminal before daemonizing; the plugins' defaults,
     // and how the settings combine, are checked once logging is set up.
@@ -318,6 +320,9 @@ pub fn run(options: &Options) -> Result<(), RunError> {
     crate::logging::init(options.log_file.as_deref(), options.log_format)
         .map_err(|e| RunError::start("cannot open the log file", e))?;
     crate::logging::log_panics();
+    if !one_heap {
+        tracing::debug!("the allocator keeps a heap per thread");
+    }
     descriptors::raise_limit();
     // Removed when `run` returns, or unwinds, if it still holds our pid.
     let _pid_file = options
