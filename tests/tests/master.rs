@@ -412,6 +412,15 @@ fn a_broken_configuration_on_reload_keeps_the_running_one() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
+    // Nor does a file that no longer reads as TOML at all: its first
+    // lines still name the base_dir.
+    let text = std::fs::read_to_string(warden.config()).expect("the file");
+    std::fs::write(warden.config(), format!("{text}\n[service.echo\n")).expect("break it");
+    let status = warden.cli(&["status"]);
+    let said = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{said}");
+    assert!(said.contains("does not read as TOML"), "{said}");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("echo"));
 }
 
 #[test]

@@ -687,7 +687,9 @@ fn one_service(response: Response, service: Option<&str>) -> Response {
 /// configuration names. Only the globals matter, which plugins never
 /// supply; and when something else in the file has problems (an edit not
 /// yet reloaded, which the running master does not have), the socket is
-/// still read from its `base_dir` and `control_socket` alone.
+/// still read from its `base_dir` and `control_socket` alone: in a file
+/// that does not even read as TOML, from the lines that write them, or
+/// the default.
 fn control_socket(cli: &Cli) -> Result<PathBuf, LoadError> {
     if let Some(socket) = &cli.socket {
         return Ok(socket.clone());
@@ -698,11 +700,33 @@ fn control_socket(cli: &Cli) -> Result<PathBuf, LoadError> {
         Err(error @ LoadError::Read { .. }) => return Err(error),
         Err(error) => error,
     };
-    let table = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok());
-    let Some(table) = table else {
+    let Ok(text) = std::fs::read_to_string(path) else {
         return Err(error);
+    };
+    let table = match text.parse::<toml::Table>() {
+        Ok(table) => table,
+        // Not TOML at all (an edit half done): the two settings are read
+        // off the lines before the first table that write them, each
+        // line on its own; without them, the default socket is asked.
+        Err(_) => {
+            let globals = text
+                .lines()
+                .take_while(|line| !line.trim_start().starts_with('['))
+                .filter(|line| {
+                    let line = line.trim_start();
+                    line.starts_with("base_dir") || line.starts_with("control_socket")
+                })
+                .filter_map(|line| line.parse::<toml::Table>().ok())
+                .fold(toml::Table::new(), |mut globals, line| {
+                    globals.extend(line);
+                    globals
+                });
+            eprintln!(
+                "warden: {} does not read as TOML (`warden check` says where); asking the master at the control socket its first lines name",
+                path.display()
+            );
+            globals
+        }
     };
     let globals: toml::Table = ["base_dir", "control_socket"]
         .into_iter()
