@@ -605,16 +605,16 @@ fn wants_prometheus_text(request: &[u8]) -> bool {
 /// its `_info` sample, and no `# UNIT` or `# EOF` lines.
 fn prometheus_text(open: &str) -> String {
     let mut out = String::with_capacity(open.len());
-    // Each family's new name, from its `# TYPE` line, for its `# HELP`
-    // line, which comes first.
-    let mut renamed: HashMap<&str, String> = HashMap::new();
+    // Each renamed family: its name in 0.0.4 and its type there, from its
+    // `# TYPE` line, for its `# HELP` line too, which comes first.
+    let mut renamed: HashMap<&str, (String, &str)> = HashMap::new();
     for line in open.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ")
             && let Some((family, kind)) = rest.split_once(' ')
         {
             let new = match kind {
-                "counter" => format!("{family}_total counter"),
-                "info" => format!("{family}_info gauge"),
+                "counter" => (format!("{family}_total"), "counter"),
+                "info" => (format!("{family}_info"), "gauge"),
                 _ => continue,
             };
             renamed.insert(family, new);
@@ -624,17 +624,19 @@ fn prometheus_text(open: &str) -> String {
         if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
         }
-        let rewritten = line
-            .strip_prefix("# TYPE ")
-            .and_then(|rest| rest.split_once(' '))
-            .and_then(|(family, _)| renamed.get(family))
-            .map(|new| format!("# TYPE {new}"))
-            .or_else(|| {
-                let (family, help) = line.strip_prefix("# HELP ")?.split_once(' ')?;
-                let (new, _) = renamed.get(family)?.split_once(' ')?;
-                Some(format!("# HELP {new} {help}"))
-            });
-        out.push_str(rewritten.as_deref().unwrap_or(line));
+        let renamed_line = ["TYPE", "HELP"].into_iter().find_map(|comment| {
+            let rest = line
+                .strip_prefix("# ")?
+                .strip_prefix(comment)?
+                .strip_prefix(' ')?;
+            let (family, text) = rest.split_once(' ')?;
+            let (name, kind) = renamed.get(family)?;
+            Some(match comment {
+                "TYPE" => format!("# TYPE {name} {kind}"),
+                _ => format!("# HELP {name} {text}"),
+            })
+        });
+        out.push_str(renamed_line.as_deref().unwrap_or(line));
         out.push('\n');
     }
     out
