@@ -4,8 +4,9 @@
 //! between fork and exec, privileges (user, groups, privileged gid, chroot),
 //! `RLIMIT_AS`/`RLIMIT_DATA`, the master's own descriptor limit and the
 //! advice to give when a limit is met, descriptor passing and reaping, the
-//! init that stands in front of a master running as PID 1, and the
-//! release of the master's start-up code from its resident memory. It
+//! init that stands in front of a master running as PID 1, the
+//! plugins' compiled code mapped from the cache, and the release of the
+//! master's start-up code from its resident memory. It
 //! is the only crate in warden allowed to contain `unsafe`, and each
 //! `unsafe` block here carries a `// SAFETY:` comment naming the invariants
 //! it relies on.
@@ -25,6 +26,8 @@
 compile_error!("warden-sys supports 64-bit Linux only");
 
 pub mod activation;
+#[cfg(feature = "plugins")]
+pub mod compiled;
 pub mod daemon;
 pub mod fdpass;
 pub mod ids;

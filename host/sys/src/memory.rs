@@ -5,16 +5,21 @@
 //! runs code a serving master never runs again. The kernel maps a file's
 //! pages into a process as it touches them, 64 KiB around each, and
 //! leaves them mapped, so that start-up code stays in the master's
-//! resident set for good. [`release_code`] unmaps the executable's pages
-//! that were never written: the master's resident set is then the code it
-//! runs from then on, faulted back in from the page cache, where the pages
-//! stay, as it is used. [`trim_heap`] gives the allocator's free memory
-//! back, as loading a plugin set leaves much of it, and [`one_heap`]
-//! keeps every thread's allocations in one heap, so that a reload, whose
-//! plugins are loaded on another thread than the one that frees the old
-//! ones, does not leave a heap behind each time.
+//! resident set for good. [`release_code`] unmaps the pages of the
+//! executable and its libraries that were never written: the master's
+//! resident set is then the code it runs from then on, faulted back in
+//! from the page cache, where the pages stay, as it is used. The same
+//! goes for the plugins' compiled code, mapped from the plugin cache (see
+//! [`crate::compiled`]): loading reads all of it, serving runs a little.
+//! [`trim_heap`] gives the allocator's free memory back, as loading a
+//! plugin set leaves much of it, and [`one_heap`] keeps every thread's
+//! allocations in one heap, so that a reload, whose plugins are loaded on
+//! another thread than the one that frees the old ones, does not leave a
+//! heap behind each time.
 
 use std::os::unix::fs::MetadataExt as _;
+
+use std::path::Path;
 
 /// One mapping of `/proc/self/smaps`: where it is, whose file, whether it
 /// may be written, and how many of its pages are private copies.
@@ -24,6 +29,9 @@ struct Mapping {
     length: usize,
     device: u64,
     inode: u64,
+    /// The mapped file's path, as the kernel shows it; empty when
+    /// anonymous.
+    path: String,
     writable: bool,
     /// Kilobytes of private copies of its pages (`Anonymous:`): written,
     /// such as the relocations of a read-only-after-relocation segment.
@@ -65,32 +73,40 @@ fn header(line: &str) -> Option<Mapping> {
     let major = u32::from_str_radix(major, 16).ok()?;
     let minor = u32::from_str_radix(minor, 16).ok()?;
     let inode = fields.next()?.parse().ok()?;
+    let path = fields.collect::<Vec<_>>().join(" ");
     Some(Mapping {
         start,
         length: end.checked_sub(start)?,
         device: libc::makedev(major, minor),
         inode,
+        path,
         writable: perms.contains('w'),
         // Unknown until its `Anonymous:` line: taken as written.
         anonymous_kb: u64::MAX,
     })
 }
 
-/// Unmaps the pages of warden's executable that were never written, so
-/// that only code used from now on is resident; returns how many bytes
-/// of mappings were released. Each page comes back from the page cache on
-/// its next use. A mapping that may be written, or holds a written page
-/// (relocations), is left alone: dropping it would lose what was written.
-pub fn release_code() -> std::io::Result<usize> {
+/// Unmaps the pages of warden's executable and its shared libraries, and
+/// with `compiled` of the files in that directory (the plugins' compiled
+/// code), that were never written, so that only code used from now on is resident; returns how
+/// many bytes of mappings were released. Each page comes back from the
+/// page cache on its next use. A mapping that may be written, or holds a
+/// written page (relocations), is left alone: dropping it would lose what
+/// was written.
+///
+/// Call it from the thread that owns the loaded plugins, while no other
+/// thread loads or drops one: the mappings are read first and released
+/// after, and a compiled file unmapped in between could have its addresses
+/// taken by memory that is then written.
+pub fn release_code(compiled: Option<&Path>) -> std::io::Result<usize> {
     let executable = std::fs::metadata("/proc/self/exe")?;
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut released = 0;
     for mapping in mappings(&smaps) {
-        if mapping.device != executable.dev()
-            || mapping.inode != executable.ino()
-            || mapping.writable
-            || mapping.anonymous_kb != 0
-        {
+        let ours = (mapping.device == executable.dev() && mapping.inode == executable.ino())
+            || is_shared_object(&mapping.path)
+            || compiled.is_some_and(|dir| Path::new(&mapping.path).parent() == Some(dir));
+        if !ours || mapping.writable || mapping.anonymous_kb != 0 {
             continue;
         }
         let Some(address) = std::ptr::NonNull::new(mapping.start as *mut libc::c_void) else {
@@ -98,9 +114,13 @@ pub fn release_code() -> std::io::Result<usize> {
         };
         // SAFETY: the range is one whole mapping of this process as smaps
         // lists it (mapped and page-aligned), a private mapping of
-        // warden's executable that is not writable and holds no private
-        // copy of a page: every page in it is the file's, unchanged. For
-        // such a mapping MADV_DONTNEED only unmaps the pages, and the next
+        // warden's executable, a shared library or a compiled plugin's
+        // file, not writable and holding no private copy of a page: every
+        // page in it is the file's, unchanged. None is unmapped meanwhile
+        // (the executable never, a library neither, warden unloading none,
+        // a plugin's file only by the thread calling this, as documented
+        // above), so the range is still that mapping. For such
+        // a mapping MADV_DONTNEED only unmaps the pages, and the next
         // access maps the same bytes back from the file, so code running
         // in it and references into it see nothing change.
         unsafe {
@@ -113,6 +133,14 @@ pub fn release_code() -> std::io::Result<usize> {
         released += mapping.length;
     }
     Ok(released)
+}
+
+/// Whether `path` names a shared library (`libc.so.6`, `ld-linux-x86-64.so.2`).
+fn is_shared_object(path: &str) -> bool {
+    Path::new(path)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.ends_with(".so") || name.contains(".so."))
 }
 
 /// Makes every thread allocate from the one heap (glibc's `M_ARENA_MAX`
@@ -175,12 +203,23 @@ Anonymous:             4 kB
                 length: 0x679_000,
                 device: libc::makedev(0xfe, 0),
                 inode: 10_030_420,
+                path: "/usr/sbin/warden".to_owned(),
                 writable: false,
                 anonymous_kb: 0,
             }
         );
         assert_eq!(found[1].anonymous_kb, 20, "relocated: left alone");
         assert!(found[2].writable);
+    }
+
+    #[test]
+    fn shared_libraries_are_known_by_their_names() {
+        assert!(is_shared_object("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(is_shared_object("/usr/lib/x86_64-linux-gnu/libgcc_s.so.1"));
+        assert!(is_shared_object("/lib/libfoo.so"));
+        assert!(!is_shared_object("/usr/sbin/warden"));
+        assert!(!is_shared_object("/var/cache/warden/compiled/ab-cd.cwasm"));
+        assert!(!is_shared_object("/srv/notes.so.txt/x"));
     }
 
     #[test]
@@ -191,7 +230,7 @@ Anonymous:             4 kB
 
     #[test]
     fn code_released_runs_on() {
-        let released = release_code().expect("madvise");
+        let released = release_code(None).expect("madvise");
         assert!(released > 0);
         // Code and read-only data of this binary, faulted back in.
         assert_eq!(format!("{}", 6 * 7), "42");

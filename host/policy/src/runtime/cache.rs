@@ -5,56 +5,49 @@
 //! JavaScript plugin, and hundreds of megabytes that a process keeps once
 //! its allocator has them. The master never compiles. A short-lived helper
 //! (`warden compile-plugins`) compiles each new component with an engine
-//! configured exactly as the master's, which stores the code in
-//! wasmtime's cache, and then marks it compiled here; the master loads
-//! marked components, which wasmtime reads from its cache.
+//! configured exactly as the master's and writes the machine code to a
+//! file here; the master maps that file (see [`warden_sys::compiled`]),
+//! so a plugin's code is paged in as it runs rather than copied into the
+//! master's memory.
 //!
-//! wasmtime keys its entries by the component's bytes and the engine's
-//! compiler and settings, and recompiles an entry that is stale, foreign or
-//! damaged rather than trust it. A mark is the component's sha256 and
-//! [`engine_id`], so a warden built with another wasmtime or other settings
-//! compiles afresh. The directory is checked by the caller to be owned by
-//! root or warden's user and closed to others: the code in it runs in the
-//! master.
+//! A file is named by the component's sha256 and [`engine_id`], so a
+//! warden built with another wasmtime or other settings compiles afresh;
+//! wasmtime checks the file's version and settings again when it maps it,
+//! and a file it refuses is compiled again where it is loaded
+//! ([`CompiledCache::misses`] counts those). Files are written aside and
+//! renamed into place, never rewritten, as a mapped file must not change.
+//! The directory is checked by the caller to be owned by root or warden's
+//! user and closed to others: the code in it runs in the master.
 
 use std::hash::{Hash, Hasher};
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 /// Where a runtime keeps compiled code.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledCache {
-    /// The directory wasmtime's entries and warden's marks live in.
+    /// The directory the `compiled/` files live in.
     dir: PathBuf,
     /// The engine's [`engine_id`].
     engine: String,
-    /// wasmtime's cache, for its hit and miss counts.
-    wasmtime: wasmtime::Cache,
+    /// Components compiled where they were loaded, the cache not holding
+    /// them (or holding a file wasmtime refused).
+    misses: Arc<AtomicUsize>,
 }
 
 impl CompiledCache {
-    /// wasmtime's cache in `dir`. Its size limits stay wasmtime's own
-    /// (cleanup runs when an entry is written, so in the helper); an entry
-    /// evicted behind a mark is compiled again where it is loaded, and
-    /// [`CompiledCache::misses`] tells. Hits never recompress an entry,
-    /// which would run zstd in the master.
-    pub(crate) fn open(dir: &Path) -> wasmtime::Result<wasmtime::Cache> {
-        let mut settings = wasmtime::CacheConfig::new();
-        settings
-            .with_directory(dir)
-            .with_optimized_compression_usage_counter_threshold(u64::MAX);
-        wasmtime::Cache::new(settings)
-    }
-
     /// The cache in `dir` for `engine`.
-    pub(crate) fn new(dir: &Path, engine: &Engine, wasmtime: wasmtime::Cache) -> CompiledCache {
+    pub(crate) fn new(dir: &Path, engine: &Engine) -> CompiledCache {
         CompiledCache {
             dir: dir.to_owned(),
             engine: engine_id(engine),
-            wasmtime,
+            misses: Arc::default(),
         }
     }
 
@@ -63,30 +56,69 @@ impl CompiledCache {
         &self.dir
     }
 
-    fn mark(&self, sha256: &str) -> PathBuf {
-        self.dir
-            .join("compiled")
-            .join(format!("{sha256}-{}", self.engine))
+    /// The directory the compiled files are in.
+    pub(crate) fn compiled_dir(&self) -> PathBuf {
+        self.dir.join("compiled")
+    }
+
+    fn file(&self, sha256: &str) -> PathBuf {
+        self.compiled_dir()
+            .join(format!("{sha256}-{}.cwasm", self.engine))
     }
 
     /// Whether the component with this sha256 was compiled for this engine.
     pub(crate) fn has(&self, sha256: &str) -> bool {
-        self.mark(sha256).is_file()
+        self.file(sha256).is_file()
     }
 
-    /// Marks the component with this sha256 compiled.
-    pub(crate) fn record(&self, sha256: &str) -> io::Result<()> {
-        let mark = self.mark(sha256);
-        if let Some(parent) = mark.parent() {
-            std::fs::create_dir_all(parent)?;
+    /// Stores the code compiled from the component with this sha256:
+    /// written aside, then renamed into place.
+    pub(crate) fn store(&self, sha256: &str, code: &[u8]) -> io::Result<()> {
+        let dir = self.compiled_dir();
+        std::fs::create_dir_all(&dir)?;
+        let mut aside = tempfile::NamedTempFile::new_in(&dir)?;
+        aside.write_all(code)?;
+        aside.as_file().sync_all()?;
+        aside
+            .persist(self.file(sha256))
+            .map_err(|error| error.error)?;
+        Ok(())
+    }
+
+    /// The component with this sha256, mapped from its file; `None` when
+    /// the cache has no file for it, or wasmtime refuses the file (it is
+    /// then counted as a miss, the caller compiling it).
+    pub(crate) fn map(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let file = self.file(sha256);
+        let mapped = file
+            .is_file()
+            .then(|| warden_sys::compiled::map_component(engine, &file));
+        match mapped {
+            Some(Ok(component)) => Some(component),
+            Some(Err(error)) => {
+                tracing::warn!(
+                    file = %file.display(),
+                    %error,
+                    "compiled plugin code refused; compiling the plugin here"
+                );
+                self.missed();
+                None
+            }
+            None => {
+                self.missed();
+                None
+            }
         }
-        std::fs::write(mark, b"")
     }
 
-    /// How many components wasmtime had to compile because its cache did
-    /// not hold them.
+    fn missed(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many components were compiled where they were loaded because
+    /// the cache did not hold them.
     pub(crate) fn misses(&self) -> usize {
-        self.wasmtime.cache_misses()
+        self.misses.load(Ordering::Relaxed)
     }
 }
 

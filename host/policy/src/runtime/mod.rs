@@ -50,6 +50,7 @@ mod ticker;
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
@@ -103,15 +104,6 @@ impl Default for Budget {
 /// Why a runtime could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// The compiled-code cache cannot be used.
-    #[error("cannot use {} as the plugin cache; check plugin_cache", dir.display())]
-    Cache {
-        /// The cache directory.
-        dir: PathBuf,
-        /// What wasmtime said.
-        #[source]
-        source: wasmtime::Error,
-    },
     /// The engine or its linker could not be made.
     #[error("cannot set up the WebAssembly engine: {what}")]
     Engine {
@@ -123,7 +115,7 @@ pub enum RuntimeError {
     },
     /// The epoch ticker thread could not start.
     #[error("cannot start the plugins' deadline ticker")]
-    Ticker(#[source] std::io::Error),
+    Ticker(#[source] io::Error),
 }
 
 /// Why a plugin could not be loaded.
@@ -172,7 +164,7 @@ pub enum LoadError {
         cache: PathBuf,
         /// Why.
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
 }
 
@@ -508,15 +500,6 @@ impl Runtime {
         config.epoch_interruption(true);
         config.concurrency_support(false);
         config.max_wasm_stack(256 << 10);
-        let wasmtime_cache = cache
-            .map(|dir| {
-                CompiledCache::open(dir).map_err(|source| RuntimeError::Cache {
-                    dir: dir.to_owned(),
-                    source,
-                })
-            })
-            .transpose()?;
-        config.cache(wasmtime_cache.clone());
         let engine = Engine::new(&config).map_err(|source| RuntimeError::Engine {
             what: "creating the engine",
             source,
@@ -543,9 +526,7 @@ impl Runtime {
             }
         };
         let ticker = Ticker::start(&engine).map_err(RuntimeError::Ticker)?;
-        let cache = cache
-            .zip(wasmtime_cache)
-            .map(|(dir, wasmtime)| CompiledCache::new(dir, &engine, wasmtime));
+        let cache = cache.map(|dir| CompiledCache::new(dir, &engine));
         Ok(Runtime {
             shared: Arc::new(Shared {
                 engine,
@@ -560,6 +541,14 @@ impl Runtime {
     /// The cache directory, if the runtime has one.
     pub fn cache_dir(&self) -> Option<&Path> {
         self.shared.cache.as_ref().map(CompiledCache::dir)
+    }
+
+    /// The directory whose files the plugins' compiled code is mapped
+    /// from, as the kernel names it in a process's mappings; `None`
+    /// without a cache, or before anything was compiled into it.
+    pub fn compiled_dir(&self) -> Option<PathBuf> {
+        let cache = self.shared.cache.as_ref()?;
+        std::fs::canonicalize(cache.compiled_dir()).ok()
     }
 
     /// Whether the component whose sha256 is `sha256` is compiled in the
@@ -581,7 +570,7 @@ impl Runtime {
     /// Compiles `bytes` into the cache (the helper's work) and checks it
     /// against the contract, so the master can load it without compiling.
     pub fn compile(&self, bytes: &[u8], source_name: &str) -> Result<(), LoadError> {
-        let component = self.component(bytes, source_name)?;
+        let component = self.compiled(bytes, source_name)?;
         contract::check(&self.shared.engine, &component).map_err(|mismatch| {
             LoadError::Contract {
                 source_name: source_name.to_owned(),
@@ -589,22 +578,39 @@ impl Runtime {
             }
         })?;
         if let Some(cache) = &self.shared.cache {
-            cache
-                .record(&sha256(bytes))
-                .map_err(|source| LoadError::Record {
-                    source_name: source_name.to_owned(),
-                    cache: cache.dir().to_owned(),
-                    source,
-                })?;
+            let recorded = component
+                .serialize()
+                .map_err(io::Error::other)
+                .and_then(|code| cache.store(&sha256(bytes), &code));
+            recorded.map_err(|source| LoadError::Record {
+                source_name: source_name.to_owned(),
+                cache: cache.dir().to_owned(),
+                source,
+            })?;
         }
         Ok(())
     }
 
-    fn component(&self, bytes: &[u8], source_name: &str) -> Result<Component, LoadError> {
+    /// `bytes` compiled here.
+    fn compiled(&self, bytes: &[u8], source_name: &str) -> Result<Component, LoadError> {
         Component::new(&self.shared.engine, bytes).map_err(|e| LoadError::Compile {
             source_name: source_name.to_owned(),
             reason: e.to_string(),
         })
+    }
+
+    /// `bytes` mapped from the cache, or compiled here when it has no
+    /// usable code for them.
+    fn component(&self, bytes: &[u8], source_name: &str) -> Result<Component, LoadError> {
+        let mapped = self
+            .shared
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.map(&self.shared.engine, &sha256(bytes)));
+        match mapped {
+            Some(component) => Ok(component),
+            None => self.compiled(bytes, source_name),
+        }
     }
 
     /// Loads a plugin from `bytes` — compiled, or read from the cache —

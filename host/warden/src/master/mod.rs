@@ -340,7 +340,7 @@ pub fn run(options: &Options) -> Result<(), RunError> {
         // signal's default end.
         let signals = Signals::listen()?;
         let mut master = Master::start(options.config.clone(), parsed).await?;
-        release_unused_memory();
+        master.release_unused_memory();
         master.serve(signals).await
     })
 }
@@ -371,22 +371,6 @@ impl Signals {
             user1: heard(SignalKind::user_defined1())?,
             child: heard(SignalKind::child())?,
         })
-    }
-}
-
-/// Lets what only starting up or loading plugins used leave the master's
-/// resident memory: the code it ran, and the heap it freed (see
-/// [`warden_sys::memory`]). Called once the master serves, and after
-/// each plugin load.
-fn release_unused_memory() {
-    let trimmed = warden_sys::memory::trim_heap();
-    match warden_sys::memory::release_code() {
-        Ok(bytes) => tracing::debug!(
-            bytes,
-            trimmed,
-            "code and heap used only to load released; code comes back as it runs"
-        ),
-        Err(error) => tracing::debug!(%error, trimmed, "the code used to load stays resident"),
     }
 }
 
@@ -473,6 +457,24 @@ impl Drop for Master {
 }
 
 impl Master {
+    /// Lets what only starting up or loading plugins used leave the
+    /// master's resident memory: the code it ran, its own and the
+    /// plugins', and the heap it freed (see [`warden_sys::memory`]).
+    /// Called once the master serves, and after each plugin load, on the
+    /// event loop, which owns the plugins, while no load runs.
+    fn release_unused_memory(&self) {
+        let trimmed = warden_sys::memory::trim_heap();
+        let compiled = self.runtime.compiled_dir();
+        match warden_sys::memory::release_code(compiled.as_deref()) {
+            Ok(bytes) => tracing::debug!(
+                bytes,
+                trimmed,
+                "code and heap used only to load released; code comes back as it runs"
+            ),
+            Err(error) => tracing::debug!(%error, trimmed, "the code used to load stays resident"),
+        }
+    }
+
     /// The event loop, hearing `signals`.
     async fn serve(&mut self, signals: Signals) -> Result<(), RunError> {
         let Signals {

@@ -202,7 +202,7 @@ impl Master {
         }
         match self.queued.take() {
             Some(queued) => self.load_plugins(queued),
-            None => super::release_unused_memory(),
+            None => self.release_unused_memory(),
         }
     }
 
