@@ -71,12 +71,14 @@
 //! after the chroot. A script (`#!`) is executed by path, so the script and
 //! its interpreter must both be inside the chroot.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, pthread_sigmask};
 use nix::unistd::{Gid, Pid, Uid};
@@ -467,7 +469,7 @@ impl SpawnPlan {
         let max_target = targets.last().copied().unwrap_or(-1);
         let above = max_target + 1;
 
-        let executable = Executable::open(program).map_err(|source| SpawnError::Open {
+        let executable = Executable::open_kept(program).map_err(|source| SpawnError::Open {
             service: self.service.clone(),
             path: PathBuf::from(OsStr::from_bytes(program.as_bytes())),
             source,
@@ -604,7 +606,60 @@ struct Executable {
     script: bool,
 }
 
+/// How many executables a thread keeps open; past it, it forgets them all
+/// and opens each again as it is next spawned.
+const KEPT_EXECUTABLES: usize = 256;
+
+thread_local! {
+    /// The executables this thread opened, by path, each with the stamp of
+    /// the file it was opened as.
+    static EXECUTABLES: std::cell::RefCell<HashMap<CString, (Stamp, Rc<Executable>)>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// What tells a file replaced or changed since it was opened: its device,
+/// inode, and the times its contents and its inode last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp([i64; 6]);
+
+impl Stamp {
+    /// The stamp of the file at `path` now.
+    fn of(path: &CStr) -> io::Result<Stamp> {
+        let stat = nix::sys::stat::stat(path)?;
+        Ok(Stamp([
+            i64::try_from(stat.st_dev).unwrap_or(-1),
+            i64::try_from(stat.st_ino).unwrap_or(-1),
+            stat.st_mtime,
+            stat.st_mtime_nsec,
+            stat.st_ctime,
+            stat.st_ctime_nsec,
+        ]))
+    }
+}
+
 impl Executable {
+    /// `path` opened as [`Executable::open`] does, or the descriptor this
+    /// thread opened for it before, as long as the file at `path` is the
+    /// same and unchanged: one `stat` a spawn instead of opening and
+    /// reading it each time.
+    fn open_kept(path: &CStr) -> io::Result<Rc<Executable>> {
+        let stamp = Stamp::of(path)?;
+        EXECUTABLES.with(|kept| {
+            let mut kept = kept.borrow_mut();
+            if let Some((opened_as, executable)) = kept.get(path)
+                && *opened_as == stamp
+            {
+                return Ok(Rc::clone(executable));
+            }
+            let executable = Rc::new(Executable::open(path)?);
+            if kept.len() >= KEPT_EXECUTABLES {
+                kept.clear();
+            }
+            kept.insert(path.to_owned(), (stamp, Rc::clone(&executable)));
+            Ok(executable)
+        })
+    }
+
     /// Opens `path` for execution only (`O_PATH`), so a program its owner
     /// may run but not read still runs; reading its first bytes, where
     /// allowed, tells a script.
@@ -735,7 +790,27 @@ struct ChildPlan<'a> {
 /// Starts the child with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`.
 /// Returns when the child has executed its program or exited.
 fn clone_child(plan: &ChildPlan<'_>) -> io::Result<(Pid, OwnedFd)> {
-    let stack = ChildStack::new()?;
+    CHILD_STACK.with(|cell| {
+        let stack = match cell.take() {
+            Some(stack) => stack,
+            None => ChildStack::new()?,
+        };
+        let cloned = clone_on(plan, &stack);
+        cell.set(Some(stack));
+        cloned
+    })
+}
+
+thread_local! {
+    /// The stack this thread's children ran on, kept for the next: a
+    /// child is done with it once `clone` returns (CLONE_VFORK), so one
+    /// per spawning thread serves every spawn without a mapping each.
+    static CHILD_STACK: std::cell::Cell<Option<ChildStack>> = const { std::cell::Cell::new(None) };
+}
+
+/// Starts the child on `stack`, which nothing else uses until this
+/// returns.
+fn clone_on(plan: &ChildPlan<'_>, stack: &ChildStack) -> io::Result<(Pid, OwnedFd)> {
     let top = stack.top();
 
     // Block every signal so none of the parent's handlers runs in the child
@@ -753,8 +828,9 @@ fn clone_child(plan: &ChildPlan<'_>) -> io::Result<(Pid, OwnedFd)> {
     // `plan`, which outlives the call because CLONE_VFORK suspends this
     // thread until the child has executed or exited. `top` is the aligned
     // end of `stack`'s writable pages, which also live until then and are
-    // used by nothing else. With CLONE_PIDFD the kernel stores the pidfd in `pidfd`, passed
-    // as the parent_tid argument.
+    // used by nothing else (the caller keeps the stack for this thread
+    // alone). With CLONE_PIDFD the kernel stores the pidfd in `pidfd`,
+    // passed as the parent_tid argument.
     let pid = unsafe {
         libc::clone(
             child_entry,
@@ -766,7 +842,6 @@ fn clone_child(plan: &ChildPlan<'_>) -> io::Result<(Pid, OwnedFd)> {
     };
     let clone_error = io::Error::last_os_error();
     pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None)?;
-    drop(stack);
     if pid < 0 {
         return Err(clone_error);
     }
@@ -869,8 +944,9 @@ impl ChildStack {
 
 impl Drop for ChildStack {
     fn drop(&mut self) {
-        // SAFETY: the mapping is ours, and the child that ran on it has
-        // executed or exited (CLONE_VFORK), so nothing uses it any more.
+        // SAFETY: the mapping is ours, and every child that ran on it has
+        // executed or exited (CLONE_VFORK) before its clone returned, so
+        // nothing uses it any more.
         let _ = unsafe { nix::sys::mman::munmap(self.base, self.len) };
     }
 }
@@ -1173,5 +1249,31 @@ mod tests {
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
+    }
+
+    #[test]
+    fn an_executable_replaced_at_its_path_is_opened_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let program = dir.path().join("program");
+        // Binaries, not scripts: those are executed through the kept
+        // descriptor, which would run the old file if it were not
+        // replaced.
+        let put = |binary: &str| {
+            let aside = dir.path().join("aside");
+            std::fs::copy(binary, &aside).expect("copy");
+            std::fs::rename(&aside, &program).expect("rename into place");
+        };
+        let run = || {
+            SpawnPlan::new("test", [&program])
+                .spawn()
+                .expect("spawned")
+                .wait()
+                .expect("waited")
+        };
+        put("/bin/false");
+        assert_eq!(run(), crate::Exit::Code(1));
+        assert_eq!(run(), crate::Exit::Code(1), "kept open, the same file");
+        put("/bin/true");
+        assert_eq!(run(), crate::Exit::Code(0), "replaced, opened again");
     }
 }
