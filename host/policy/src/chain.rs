@@ -26,9 +26,8 @@ use crate::decide::{
 use crate::defaults::Defaults;
 use crate::stats::{Event, Metric, MetricKind, PluginMetrics, Sample, Value};
 use wasmtime::Store;
-use wasmtime::component::Instance;
 
-use crate::runtime::{Origin, Plugin, State};
+use crate::runtime::{Live, Origin, Plugin, State};
 
 /// The loaded plugins, in chain order: files, then built-ins.
 #[derive(Debug, Default)]
@@ -88,8 +87,8 @@ impl Plugins {
             let Some(hook) = plugin.stats_hook() else {
                 continue;
             };
-            let Ok(answer) = plugin.call("stats", "", async |store, instance| {
-                hook.load(&mut *store, instance)?
+            let Ok(answer) = plugin.call("stats", "", async |store, live| {
+                live.guest(&mut *store, &hook)?
                     .call_declare(&mut *store)
                     .await
             }) else {
@@ -209,8 +208,8 @@ impl Plugins {
             };
             let plugin_name = plugin.identity().name.clone();
             let answer = plugin
-                .call("defaults", name, async |store, instance| {
-                    hook.load(&mut *store, instance)?
+                .call("defaults", name, async |store, live| {
+                    live.guest(&mut *store, &hook)?
                         .call_defaults(&mut *store, name, machine)
                         .await
                 })
@@ -237,8 +236,8 @@ impl Plugins {
             let Some(hook) = plugin.stats_hook() else {
                 continue;
             };
-            let _ = plugin.call("stats", service, async |store, instance| {
-                hook.load(&mut *store, instance)?
+            let _ = plugin.call("stats", service, async |store, live| {
+                live.guest(&mut *store, &hook)?
                     .call_observe(&mut *store, service, event.wit(), now_ms)
                     .await
             });
@@ -256,8 +255,8 @@ impl Plugins {
             let Some(hook) = plugin.stats_hook() else {
                 continue;
             };
-            let Ok(answer) = plugin.call("stats", "", async |store, instance| {
-                hook.load(&mut *store, instance)?
+            let Ok(answer) = plugin.call("stats", "", async |store, live| {
+                live.guest(&mut *store, &hook)?
                     .call_report(&mut *store, now_ms)
                     .await
             }) else {
@@ -346,7 +345,7 @@ impl Plugins {
         service: &ServiceView<'_>,
         hook: &str,
         indices: impl Fn(&Plugin) -> Option<I>,
-        mut call: impl AsyncFnMut(&I, &mut Store<State>, &Instance) -> wasmtime::Result<T>,
+        mut call: impl AsyncFnMut(&I, &mut Store<State>, &mut Live) -> wasmtime::Result<T>,
         mut check: impl FnMut(T) -> Result<R, String>,
     ) -> Option<R> {
         for &index in self.chain(service.name, service.policies).iter() {
@@ -356,8 +355,8 @@ impl Plugins {
             let Some(indices) = indices(plugin) else {
                 continue;
             };
-            let Ok(answer) = plugin.call(hook, service.name, async |store, instance| {
-                call(&indices, store, instance).await
+            let Ok(answer) = plugin.call(hook, service.name, async |store, live| {
+                call(&indices, store, live).await
             }) else {
                 continue;
             };
@@ -386,8 +385,8 @@ impl Policy for Plugins {
             service,
             "scaling",
             Plugin::scaling,
-            async |hook, store, instance| {
-                hook.load(&mut *store, instance)?
+            async |hook, store, live| {
+                live.guest(&mut *store, hook)?
                     .call_start(&mut *store, &wit_service, &wit_processes, at_startup, busy)
                     .await
             },
@@ -408,8 +407,8 @@ impl Policy for Plugins {
             service,
             "idle",
             Plugin::idle,
-            async |hook, store, instance| {
-                hook.load(&mut *store, instance)?
+            async |hook, store, live| {
+                live.guest(&mut *store, hook)?
                     .call_retire(&mut *store, &wit_service, &wit_processes, lowwater, now_ms)
                     .await
             },
@@ -437,8 +436,8 @@ impl Policy for Plugins {
             service,
             "lifecycle",
             Plugin::lifecycle,
-            async |hook, store, instance| {
-                hook.load(&mut *store, instance)?
+            async |hook, store, live| {
+                live.guest(&mut *store, hook)?
                     .call_after_exit(&mut *store, &wit_service, wit_exit)
                     .await
             },
@@ -460,8 +459,8 @@ impl Policy for Plugins {
             service,
             "typing",
             Plugin::typing,
-            async |hook, store, instance| {
-                hook.load(&mut *store, instance)?
+            async |hook, store, live| {
+                live.guest(&mut *store, hook)?
                     .call_classify(&mut *store, &wit_service, &wit_listener, wit_peer.as_ref())
                     .await
             },
@@ -501,8 +500,8 @@ impl Policy for Plugins {
             service,
             "admission",
             Plugin::admission,
-            async |hook, store, instance| {
-                hook.load(&mut *store, instance)?
+            async |hook, store, live| {
+                live.guest(&mut *store, hook)?
                     .call_admit(
                         &mut *store,
                         &wit_service,
@@ -531,8 +530,8 @@ impl Policy for Plugins {
             service,
             "eviction",
             Plugin::eviction,
-            async |hook, store, instance| {
-                hook.load(&mut *store, instance)?
+            async |hook, store, live| {
+                live.guest(&mut *store, hook)?
                     .call_evict(&mut *store, &wit_service, &wit_candidates, waiting, now_ms)
                     .await
             },

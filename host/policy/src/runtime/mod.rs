@@ -658,9 +658,10 @@ impl Runtime {
             quarantined: false,
         };
         let identity = plugin
-            .call("plugin", "", async |store, instance| {
-                let guest = identity_index.load(&mut *store, instance)?;
-                guest.call_describe(&mut *store).await
+            .call("plugin", "", async |store, live| {
+                live.guest(&mut *store, &identity_index)?
+                    .call_describe(&mut *store)
+                    .await
             })
             .map_err(|failure| LoadError::Start {
                 source_name: source_name.clone(),
@@ -741,12 +742,94 @@ impl Indices {
     }
 }
 
+/// A plugin's instance, with the functions of each hook it was called
+/// through: looked up and type-checked at the first call, not at each.
+pub(crate) struct Live {
+    instance: Instance,
+    plugin: Option<hooks::plugin::Guest>,
+    defaults: Option<hooks::defaults::Guest>,
+    typing: Option<hooks::typing::Guest>,
+    admission: Option<hooks::admission::Guest>,
+    eviction: Option<hooks::eviction::Guest>,
+    idle: Option<hooks::idle::Guest>,
+    scaling: Option<hooks::scaling::Guest>,
+    lifecycle: Option<hooks::lifecycle::Guest>,
+    stats: Option<hooks::stats::Guest>,
+}
+
+impl Live {
+    fn new(instance: Instance) -> Live {
+        Live {
+            instance,
+            plugin: None,
+            defaults: None,
+            typing: None,
+            admission: None,
+            eviction: None,
+            idle: None,
+            scaling: None,
+            lifecycle: None,
+            stats: None,
+        }
+    }
+
+    /// The functions of the hook whose export indices are `hook`.
+    pub(crate) fn guest<H: Hook>(
+        &mut self,
+        store: &mut Store<State>,
+        hook: &H,
+    ) -> wasmtime::Result<&H::Guest> {
+        let instance = self.instance;
+        let slot = H::slot(self);
+        let guest = match slot.take() {
+            Some(guest) => guest,
+            None => hook.load(store, &instance)?,
+        };
+        Ok(slot.insert(guest))
+    }
+}
+
+/// A hook's export indices, which look up its functions in an instance.
+pub(crate) trait Hook {
+    /// The hook's functions.
+    type Guest;
+    /// Looks them up in `instance`, checking their types.
+    fn load(&self, store: &mut Store<State>, instance: &Instance) -> wasmtime::Result<Self::Guest>;
+    /// Where a [`Live`] keeps them.
+    fn slot(live: &mut Live) -> &mut Option<Self::Guest>;
+}
+
+/// Implements [`Hook`] for each interface's indices.
+macro_rules! hooks {
+    ($($interface:ident),* $(,)?) => {$(
+        impl Hook for hooks::$interface::GuestIndices {
+            type Guest = hooks::$interface::Guest;
+
+            fn load(
+                &self,
+                store: &mut Store<State>,
+                instance: &Instance,
+            ) -> wasmtime::Result<Self::Guest> {
+                hooks::$interface::GuestIndices::load(self, store, instance)
+            }
+
+            fn slot(live: &mut Live) -> &mut Option<Self::Guest> {
+                &mut live.$interface
+            }
+        }
+    )*};
+}
+
+hooks!(
+    plugin, defaults, typing, admission, eviction, idle, scaling, lifecycle, stats
+);
+
 /// A loaded plugin, ready for calls.
 pub struct Plugin {
     shared: Arc<Shared>,
     pre: InstancePre<State>,
     indices: Indices,
-    instance: Option<(Store<State>, Instance)>,
+    instance: Option<(Store<State>, Live)>,
     budget: Budget,
     /// A directory granted read-only, seen by the plugin at [`GRANT`].
     grant: Option<PathBuf>,
@@ -873,7 +956,7 @@ impl Plugin {
     /// A fresh store and instance, instantiated under the deadline (the
     /// component's start code is guest code too) for a call of `hook`
     /// for `service`; what a failed start printed is logged.
-    fn instantiate(&self, hook: &str, service: &str) -> Result<(Store<State>, Instance), Failure> {
+    fn instantiate(&self, hook: &str, service: &str) -> Result<(Store<State>, Live), Failure> {
         let state = State::new(&self.identity.name, self.budget, self.grant.as_deref())
             .map_err(|error| Failure::Trap(error.to_string()))?;
         let mut store = Store::new(&self.shared.engine, state);
@@ -881,7 +964,7 @@ impl Plugin {
         store.set_epoch_deadline(ticks(self.budget.deadline));
         let instantiated = self.pre.instantiate_async(&mut store);
         let started = match self.shared.drive(instantiated, self.budget.deadline) {
-            Ok(Ok(instance)) => return Ok((store, instance)),
+            Ok(Ok(instance)) => return Ok((store, Live::new(instance))),
             Ok(Err(error)) => classify(&store, &error),
             Err(failure) => failure,
         };
@@ -897,7 +980,7 @@ impl Plugin {
         &mut self,
         hook: &str,
         service: &str,
-        call: impl AsyncFnOnce(&mut Store<State>, &Instance) -> wasmtime::Result<T>,
+        call: impl AsyncFnOnce(&mut Store<State>, &mut Live) -> wasmtime::Result<T>,
     ) -> Result<T, Failure> {
         if self.quarantined {
             return Err(Failure::Quarantined);
@@ -919,16 +1002,16 @@ impl Plugin {
         &mut self,
         hook: &str,
         service: &str,
-        call: impl AsyncFnOnce(&mut Store<State>, &Instance) -> wasmtime::Result<T>,
+        call: impl AsyncFnOnce(&mut Store<State>, &mut Live) -> wasmtime::Result<T>,
     ) -> Result<T, Failure> {
-        let (mut store, instance) = match self.instance.take() {
+        let (mut store, mut live) = match self.instance.take() {
             Some(live) => live,
             None => self.instantiate(hook, service)?,
         };
         store.set_epoch_deadline(ticks(self.budget.deadline));
         let result = match self
             .shared
-            .drive(call(&mut store, &instance), self.budget.deadline)
+            .drive(call(&mut store, &mut live), self.budget.deadline)
         {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(error)) => Err(classify(&store, &error)),
@@ -937,7 +1020,7 @@ impl Plugin {
         store.data().flush_output(hook, service);
         let outgrown = store.data().memory_now > self.budget.memory / 2;
         if result.is_ok() && !outgrown {
-            self.instance = Some((store, instance));
+            self.instance = Some((store, live));
         }
         result
     }
