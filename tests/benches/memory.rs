@@ -11,6 +11,11 @@
 //!
 //! Needs root, Debian's dovecot-core, dovecot-imapd and dovecot-pop3d,
 //! and ports 143 and 110 free (it serves them as the configuration says).
+//!
+//! First, without those: the master's RSS across connections it accepts
+//! itself, a process started for each (an inetd service, every built-in
+//! plugin loaded), `WARDEN_BENCH_CONNECTIONS` of them (default 100,000;
+//! a million for the long run), eight at a time.
 
 #![allow(
     clippy::expect_used,
@@ -24,7 +29,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use warden_tests::{resident_mb, warden};
+use warden_tests::{LineClient, Running, free_port, resident_mb, warden, whoami};
 
 /// Batches of sessions between readings.
 const BATCHES: usize = 4;
@@ -66,7 +71,55 @@ fn reading(label: &str, pid: u32, sessions: usize) {
     );
 }
 
+/// The master's RSS across connections to an inetd service, read at each
+/// quarter.
+fn accepted_connections() {
+    let connections: usize = std::env::var("WARDEN_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let port = free_port();
+    let warden = Running::start(&format!(
+        r#"
+[service.whoami]
+executable = "{whoami}"
+interface = "inetd"
+process_limit = 100
+
+[[service.whoami.inet_listener]]
+name = "whoami"
+address = "127.0.0.1"
+port = {port}
+"#,
+        whoami = whoami().display(),
+    ));
+    println!("{connections} connections to an inetd service, eight at a time:\n");
+    println!("| {:>11} | {:>10} |", "connections", "master RSS");
+    println!("|{:->13}|{:->12}|", "", "");
+    println!("| {:>11} | {:>7.1} MB |", 0, resident_mb(warden.pid()));
+    let quarter = connections / 4;
+    for n in 1..=4 {
+        std::thread::scope(|threads| {
+            for _ in 0..8 {
+                threads.spawn(|| {
+                    for _ in 0..quarter / 8 {
+                        let mut client = LineClient::connect(port).expect("connect");
+                        client.line().expect("read").expect("an answer");
+                    }
+                });
+            }
+        });
+        println!(
+            "| {:>11} | {:>7.1} MB |",
+            n * quarter,
+            resident_mb(warden.pid())
+        );
+    }
+    println!();
+}
+
 fn main() {
+    accepted_connections();
     if !nix::unistd::geteuid().is_root() {
         println!(
             "skipped: the full service set runs Dovecot's binaries as their users, which needs root"
