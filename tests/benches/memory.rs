@@ -100,9 +100,9 @@ port = {port}
     let quarter = connections / 4;
     for n in 1..=4 {
         std::thread::scope(|threads| {
-            for _ in 0..8 {
-                threads.spawn(|| {
-                    for _ in 0..quarter / 8 {
+            for thread in 0..8 {
+                threads.spawn(move || {
+                    for _ in (thread..quarter).step_by(8) {
                         let mut client = LineClient::connect(port).expect("connect");
                         client.line().expect("read").expect("an answer");
                     }

@@ -122,6 +122,8 @@ fn a_compiled_file_wasmtime_refuses_is_compiled_again_where_loaded() {
         .expect("compiled here instead");
     assert_eq!(plugin.identity().name, name);
     assert_eq!(master.compiled_here(), 1);
+    assert!(!file.exists(), "the refused file is removed for the helper");
+    assert!(!master.is_compiled(&sha256(bytes)));
 }
 
 #[test]

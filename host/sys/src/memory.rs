@@ -36,20 +36,32 @@ struct Mapping {
     /// Kilobytes of private copies of its pages (`Anonymous:`): written,
     /// such as the relocations of a read-only-after-relocation segment.
     anonymous_kb: u64,
+    /// Kilobytes of its private copies swapped out (`Swap:`), written as
+    /// surely as those in memory.
+    swapped_kb: u64,
 }
 
 /// Parses `/proc/self/smaps`.
 fn mappings(smaps: &str) -> Vec<Mapping> {
     let mut mappings: Vec<Mapping> = Vec::new();
+    let kilobytes = |field: &str| -> u64 {
+        field
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap_or(u64::MAX)
+    };
     for line in smaps.lines() {
         if let Some(kb) = line.strip_prefix("Anonymous:") {
             if let Some(last) = mappings.last_mut() {
-                last.anonymous_kb = kb
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse()
-                    .unwrap_or(u64::MAX);
+                last.anonymous_kb = kilobytes(kb);
+            }
+            continue;
+        }
+        if let Some(kb) = line.strip_prefix("Swap:") {
+            if let Some(last) = mappings.last_mut() {
+                last.swapped_kb = kilobytes(kb);
             }
             continue;
         }
@@ -81,8 +93,10 @@ fn header(line: &str) -> Option<Mapping> {
         inode,
         path,
         writable: perms.contains('w'),
-        // Unknown until its `Anonymous:` line: taken as written.
+        // Unknown until its `Anonymous:` and `Swap:` lines: taken as
+        // written.
         anonymous_kb: u64::MAX,
+        swapped_kb: u64::MAX,
     })
 }
 
@@ -91,8 +105,8 @@ fn header(line: &str) -> Option<Mapping> {
 /// code), that were never written, so that only code used from now on is resident; returns how
 /// many bytes of mappings were released. Each page comes back from the
 /// page cache on its next use. A mapping that may be written, or holds a
-/// written page (relocations), is left alone: dropping it would lose what
-/// was written.
+/// written page (relocations) in memory or in swap, is left alone:
+/// dropping it would lose what was written.
 ///
 /// Call it from the thread that owns the loaded plugins, while no other
 /// thread loads or drops one: the mappings are read first and released
@@ -106,7 +120,7 @@ pub fn release_code(compiled: Option<&Path>) -> std::io::Result<usize> {
         let ours = (mapping.device == executable.dev() && mapping.inode == executable.ino())
             || is_shared_object(&mapping.path)
             || compiled.is_some_and(|dir| Path::new(&mapping.path).parent() == Some(dir));
-        if !ours || mapping.writable || mapping.anonymous_kb != 0 {
+        if !ours || mapping.writable || mapping.anonymous_kb != 0 || mapping.swapped_kb != 0 {
             continue;
         }
         let Some(address) = std::ptr::NonNull::new(mapping.start as *mut libc::c_void) else {
@@ -135,9 +149,10 @@ pub fn release_code(compiled: Option<&Path>) -> std::io::Result<usize> {
     Ok(released)
 }
 
-/// Whether `path` names a shared library (`libc.so.6`, `ld-linux-x86-64.so.2`).
+/// Whether `path` names a shared library (`libc.so.6`, `ld-linux-x86-64.so.2`),
+/// present or deleted since it was mapped.
 fn is_shared_object(path: &str) -> bool {
-    Path::new(path)
+    Path::new(path.trim_end_matches(" (deleted)"))
         .file_name()
         .and_then(|name| name.to_str())
         .is_some_and(|name| name.ends_with(".so") || name.contains(".so."))
@@ -189,13 +204,19 @@ mod tests {
 5573a4839000-5573a4eb2000 r--p 00000000 fe:00 10030420    /usr/sbin/warden
 Rss:                3420 kB
 Anonymous:             0 kB
+Swap:                  0 kB
 5573a6123000-5573a6128000 r--p 018e7000 fe:00 10030420    /usr/sbin/warden
 Anonymous:            20 kB
+Swap:                  0 kB
 7f0000002000-7f0000003000 rw-p 00000000 00:00 0
 Anonymous:             4 kB
+Swap:                  0 kB
+7f0000004000-7f0000005000 r--p 00001000 fe:00 2011     /usr/lib/libz.so.1
+Anonymous:             0 kB
+Swap:                  4 kB
 ";
         let found = mappings(smaps);
-        assert_eq!(found.len(), 3);
+        assert_eq!(found.len(), 4);
         assert_eq!(
             found[0],
             Mapping {
@@ -206,10 +227,15 @@ Anonymous:             4 kB
                 path: "/usr/sbin/warden".to_owned(),
                 writable: false,
                 anonymous_kb: 0,
+                swapped_kb: 0,
             }
         );
         assert_eq!(found[1].anonymous_kb, 20, "relocated: left alone");
         assert!(found[2].writable);
+        assert_eq!(
+            found[3].swapped_kb, 4,
+            "written, then swapped out: left alone"
+        );
     }
 
     #[test]
@@ -220,6 +246,7 @@ Anonymous:             4 kB
         assert!(!is_shared_object("/usr/sbin/warden"));
         assert!(!is_shared_object("/var/cache/warden/compiled/ab-cd.cwasm"));
         assert!(!is_shared_object("/srv/notes.so.txt/x"));
+        assert!(is_shared_object("/usr/lib/libfoo.so (deleted)"));
     }
 
     #[test]

@@ -79,6 +79,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, pthread_sigmask};
 use nix::unistd::{Gid, Pid, Uid};
@@ -610,11 +611,30 @@ struct Executable {
 /// and opens each again as it is next spawned.
 const KEPT_EXECUTABLES: usize = 256;
 
+/// Kept executables from before the last [`forget_executables`] are
+/// closed at their thread's next spawn.
+static EXECUTABLES_SINCE: AtomicU64 = AtomicU64::new(0);
+
+/// The executables a thread opened, by path, each with the stamp of the
+/// file it was opened as, and the [`EXECUTABLES_SINCE`] they were kept
+/// under.
+#[derive(Default)]
+struct Kept {
+    since: u64,
+    executables: HashMap<CString, (Stamp, Rc<Executable>)>,
+}
+
 thread_local! {
-    /// The executables this thread opened, by path, each with the stamp of
-    /// the file it was opened as.
-    static EXECUTABLES: std::cell::RefCell<HashMap<CString, (Stamp, Rc<Executable>)>> =
-        std::cell::RefCell::new(HashMap::new());
+    /// This thread's kept executables.
+    static EXECUTABLES: std::cell::RefCell<Kept> = std::cell::RefCell::default();
+}
+
+/// Lets every spawning thread close the executables it keeps open at its
+/// next spawn: those of services gone from the configuration, or replaced
+/// on disk and not spawned since, would otherwise hold their files (and
+/// their file systems) open. The master calls it at each reload.
+pub fn forget_executables() {
+    EXECUTABLES_SINCE.fetch_add(1, Ordering::Relaxed);
 }
 
 /// What tells a file replaced or changed since it was opened: its device,
@@ -646,16 +666,19 @@ impl Executable {
         let stamp = Stamp::of(path)?;
         EXECUTABLES.with(|kept| {
             let mut kept = kept.borrow_mut();
-            if let Some((opened_as, executable)) = kept.get(path)
+            let since = EXECUTABLES_SINCE.load(Ordering::Relaxed);
+            if kept.since != since || kept.executables.len() >= KEPT_EXECUTABLES {
+                kept.executables.clear();
+                kept.since = since;
+            }
+            if let Some((opened_as, executable)) = kept.executables.get(path)
                 && *opened_as == stamp
             {
                 return Ok(Rc::clone(executable));
             }
             let executable = Rc::new(Executable::open(path)?);
-            if kept.len() >= KEPT_EXECUTABLES {
-                kept.clear();
-            }
-            kept.insert(path.to_owned(), (stamp, Rc::clone(&executable)));
+            kept.executables
+                .insert(path.to_owned(), (stamp, Rc::clone(&executable)));
             Ok(executable)
         })
     }
@@ -1275,5 +1298,19 @@ mod tests {
         assert_eq!(run(), crate::Exit::Code(1), "kept open, the same file");
         put("/bin/true");
         assert_eq!(run(), crate::Exit::Code(0), "replaced, opened again");
+
+        let holds_program = || {
+            std::fs::read_dir("/proc/self/fd")
+                .expect("list descriptors")
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .any(|target| target == program)
+        };
+        assert!(holds_program(), "kept open");
+        forget_executables();
+        let other = SpawnPlan::new("test", ["/bin/true"])
+            .spawn()
+            .expect("spawned");
+        assert_eq!(other.wait().expect("waited"), crate::Exit::Code(0));
+        assert!(!holds_program(), "closed at the next spawn after a forget");
     }
 }

@@ -13,14 +13,15 @@
 //! A file is named by the component's sha256 and [`engine_id`], so a
 //! warden built with another wasmtime or other settings compiles afresh;
 //! wasmtime checks the file's version and settings again when it maps it,
-//! and a file it refuses is compiled again where it is loaded
-//! ([`CompiledCache::misses`] counts those). Files are written aside and
+//! and a file it refuses is removed and compiled again where it is loaded
+//! ([`CompiledCache::misses`] counts those), then by the helper next time. Files are written aside and
 //! renamed into place, never rewritten, as a mapped file must not change.
 //! The directory is checked by the caller to be owned by root or warden's
 //! user and closed to others: the code in it runs in the master.
 
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,6 +78,11 @@ impl CompiledCache {
         let dir = self.compiled_dir();
         std::fs::create_dir_all(&dir)?;
         let mut aside = tempfile::NamedTempFile::new_in(&dir)?;
+        // Readable by a master running as warden's user when root wrote it
+        // (`warden check`); the directory stays closed to others.
+        aside
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
         aside.write_all(code)?;
         aside.as_file().sync_all()?;
         aside
@@ -96,9 +102,12 @@ impl CompiledCache {
         match mapped {
             Some(Ok(component)) => Some(component),
             Some(Err(error)) => {
+                // Removed, so the helper compiles it again next time.
+                let removed = std::fs::remove_file(&file);
                 tracing::warn!(
                     file = %file.display(),
                     %error,
+                    removed = removed.is_ok(),
                     "compiled plugin code refused; compiling the plugin here"
                 );
                 self.missed();

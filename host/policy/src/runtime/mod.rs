@@ -155,7 +155,7 @@ pub enum LoadError {
         /// What failed.
         reason: String,
     },
-    /// Its compiled code could not be marked in the cache.
+    /// Its compiled code could not be stored in the cache.
     #[error("plugin {source_name}: cannot record its compiled code in {}; check plugin_cache", cache.display())]
     Record {
         /// Where it came from.

@@ -232,6 +232,7 @@ impl Master {
         let mut reloading = vec![sd_notify::NotifyState::Reloading];
         reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
         let _ = sd_notify::notify(&reloading);
+        warden_sys::spawn::forget_executables();
         let result = self.try_reload(parsed);
         if let Ok(reloaded) = &result {
             tracing::info!("{reloaded}");
