@@ -4,12 +4,11 @@
 //! between fork and exec, privileges (user, groups, privileged gid, chroot),
 //! `RLIMIT_AS`/`RLIMIT_DATA`, the master's own descriptor limit and the
 //! advice to give when a limit is met, descriptor passing and reaping, the
-//! init that stands in front of a master running as PID 1, the
-//! plugins' compiled code mapped from the cache, and the release of the
-//! master's start-up code from its resident memory. It
-//! is the only crate in warden allowed to contain `unsafe`, and each
-//! `unsafe` block here carries a `// SAFETY:` comment naming the invariants
-//! it relies on.
+//! init that stands in front of a master running as PID 1, the plugins'
+//! compiled code mapped from the cache, and the release of the master's
+//! start-up code from its resident memory. It is the only crate in warden
+//! allowed to contain `unsafe`, and each `unsafe` block here carries a
+//! `// SAFETY:` comment naming the invariants it relies on.
 //!
 //! It must never make a decision: what to spawn, when, and for whom comes
 //! from the master and its policies. Nothing it runs in a forked child may

@@ -18,7 +18,6 @@
 //! heap behind each time.
 
 use std::os::unix::fs::MetadataExt as _;
-
 use std::path::Path;
 
 /// One mapping of `/proc/self/smaps`: where it is, whose file, whether it
@@ -102,8 +101,8 @@ fn header(line: &str) -> Option<Mapping> {
 
 /// Unmaps the pages of warden's executable and its shared libraries, and
 /// with `compiled` of the files in that directory (the plugins' compiled
-/// code), that were never written, so that only code used from now on is resident; returns how
-/// many bytes of mappings were released. Each page comes back from the
+/// code), that were never written, so that only code used from now on is
+/// resident; returns how many bytes of mappings were released. Each page comes back from the
 /// page cache on its next use. A mapping that may be written, or holds a
 /// written page (relocations) in memory or in swap, is left alone:
 /// dropping it would lose what was written.
@@ -133,10 +132,10 @@ pub fn release_code(compiled: Option<&Path>) -> std::io::Result<usize> {
         // page in it is the file's, unchanged. None is unmapped meanwhile
         // (the executable never, a library neither, warden unloading none,
         // a plugin's file only by the thread calling this, as documented
-        // above), so the range is still that mapping. For such
-        // a mapping MADV_DONTNEED only unmaps the pages, and the next
-        // access maps the same bytes back from the file, so code running
-        // in it and references into it see nothing change.
+        // above), so the range is still that mapping. For such a mapping
+        // MADV_DONTNEED only unmaps the pages, and the next access maps
+        // the same bytes back from the file, so code running in it and
+        // references into it see nothing change.
         unsafe {
             nix::sys::mman::madvise(
                 address,
@@ -149,8 +148,8 @@ pub fn release_code(compiled: Option<&Path>) -> std::io::Result<usize> {
     Ok(released)
 }
 
-/// Whether `path` names a shared library (`libc.so.6`, `ld-linux-x86-64.so.2`),
-/// present or deleted since it was mapped.
+/// Whether `path` names a shared library (`libc.so.6`,
+/// `ld-linux-x86-64.so.2`), present or deleted since it was mapped.
 fn is_shared_object(path: &str) -> bool {
     Path::new(path.trim_end_matches(" (deleted)"))
         .file_name()

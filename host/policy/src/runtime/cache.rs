@@ -14,16 +14,16 @@
 //! warden built with another wasmtime or other settings compiles afresh;
 //! wasmtime checks the file's version and settings again when it maps it,
 //! and a file it refuses is removed and compiled again where it is loaded
-//! ([`CompiledCache::misses`] counts those), then by the helper next time. Files are written aside and
-//! renamed into place, never rewritten, as a mapped file must not change.
-//! The directory is checked by the caller to be owned by root or warden's
-//! user and closed to others: the code in it runs in the master.
+//! ([`CompiledCache::misses`] counts those), then by the helper next
+//! time. Files are written aside and renamed into place, never rewritten,
+//! as a mapped file must not change. The directory is checked by the
+//! caller to be owned by root or warden's user and closed to others: the
+//! code in it runs in the master.
 
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
@@ -31,7 +31,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Where a runtime keeps compiled code.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct CompiledCache {
     /// The directory the `compiled/` files live in.
     dir: PathBuf,
@@ -39,7 +39,7 @@ pub(crate) struct CompiledCache {
     engine: String,
     /// Components compiled where they were loaded, the cache not holding
     /// them (or holding a file wasmtime refused).
-    misses: Arc<AtomicUsize>,
+    misses: AtomicUsize,
 }
 
 impl CompiledCache {
@@ -48,7 +48,7 @@ impl CompiledCache {
         CompiledCache {
             dir: dir.to_owned(),
             engine: engine_id(engine),
-            misses: Arc::default(),
+            misses: AtomicUsize::new(0),
         }
     }
 
@@ -96,12 +96,13 @@ impl CompiledCache {
     /// then counted as a miss, the caller compiling it).
     pub(crate) fn map(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let file = self.file(sha256);
-        let mapped = file
-            .is_file()
-            .then(|| warden_sys::compiled::map_component(engine, &file));
-        match mapped {
-            Some(Ok(component)) => Some(component),
-            Some(Err(error)) => {
+        if !file.is_file() {
+            self.missed();
+            return None;
+        }
+        match warden_sys::compiled::map_component(engine, &file) {
+            Ok(component) => Some(component),
+            Err(error) => {
                 // Removed, so the helper compiles it again next time.
                 let removed = std::fs::remove_file(&file);
                 tracing::warn!(
@@ -110,10 +111,6 @@ impl CompiledCache {
                     removed = removed.is_ok(),
                     "compiled plugin code refused; compiling the plugin here"
                 );
-                self.missed();
-                None
-            }
-            None => {
                 self.missed();
                 None
             }

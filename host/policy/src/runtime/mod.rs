@@ -260,7 +260,7 @@ impl std::fmt::Display for Failure {
 
 /// The upper bounds, in seconds, of the buckets call times are counted
 /// in: from a microsecond to a tenth of a second (the default deadline
-/// is 50 ms); slower calls fall in the last, unbounded, bucket.
+/// is 20 ms); slower calls fall in the last, unbounded, bucket.
 pub const CALL_BUCKETS: [f64; 12] = [
     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2, 1e-1,
 ];
