@@ -333,6 +333,81 @@ port = {port}
     assert!(greeting.starts_with("you are 127.0.0.1:"), "{greeting}");
 }
 
+#[test]
+fn a_program_replaced_on_disk_is_what_the_next_connection_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = dir.path().join("answer");
+    // Binaries, as a package upgrade leaves them: renamed into place.
+    let install = |binary: &str| {
+        let aside = dir.path().join("aside");
+        std::fs::copy(binary, &aside).expect("copy");
+        std::fs::rename(&aside, &program).expect("rename into place");
+    };
+    let answer = |port: u16| {
+        LineClient::connect(port)
+            .expect("connect")
+            .line()
+            .expect("read")
+            .expect("an answer")
+    };
+    let service = |port: u16| {
+        format!(
+            r#"
+[service.answer]
+executable = "{program} 3"
+interface = "inetd"
+
+[[service.answer.inet_listener]]
+name = "answer"
+address = "127.0.0.1"
+port = {port}
+"#,
+            program = program.display()
+        )
+    };
+    install("/bin/echo");
+    let port = free_port();
+    let warden = Running::start(&service(port));
+    assert_eq!(answer(port), "3", "echo 3");
+    assert_eq!(answer(port), "3", "the same program, kept open");
+    install("/usr/bin/seq");
+    assert_eq!(answer(port), "1", "seq 3, without a reload");
+
+    // A reload that drops the service lets go of its program.
+    let holds_program = || {
+        std::fs::read_dir(format!("/proc/{}/fd", warden.pid()))
+            .expect("the master's descriptors")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .any(|target| target == program)
+    };
+    assert!(holds_program(), "the master keeps the program open");
+    let other = free_port();
+    warden.reload_with(&format!(
+        r#"
+[service.whoami]
+executable = "{whoami}"
+interface = "inetd"
+
+[[service.whoami.inet_listener]]
+name = "whoami"
+address = "127.0.0.1"
+port = {other}
+"#,
+        whoami = whoami().display()
+    ));
+    warden.wait_for("the reload", WAIT, || {
+        LineClient::connect(other).is_ok_and(|mut client| client.line().is_ok_and(|l| l.is_some()))
+    });
+    // Each spawning thread closes what it kept at its next spawn.
+    for _ in 0..4 {
+        let _ = answer(other);
+    }
+    assert!(
+        !holds_program(),
+        "the removed service's program is still open"
+    );
+}
+
 fn first_local_port(greeting: &str) -> Option<u16> {
     greeting
         .split("talking to 127.0.0.1:")
