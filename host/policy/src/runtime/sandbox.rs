@@ -12,6 +12,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -49,6 +50,9 @@ pub(crate) struct State {
     pub(crate) memory_now: usize,
     /// The plugin's name, for its log lines.
     pub(crate) plugin: String,
+    /// When the call running in the store must end: checked at each epoch
+    /// tick that comes while it runs.
+    pub(crate) until: Instant,
     stdout: Output,
     stderr: Output,
 }
@@ -87,6 +91,7 @@ impl State {
             memory_cap_hit: false,
             memory_now: 0,
             plugin: plugin.to_owned(),
+            until: Instant::now() + budget.deadline,
             stdout,
             stderr,
         })
