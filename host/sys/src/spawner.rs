@@ -16,9 +16,9 @@
 //! threads block every signal, so the process's signals are handled by
 //! the owner's threads only.
 
+use std::collections::VecDeque;
 use std::io;
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
@@ -31,8 +31,32 @@ type Job<T> = (T, SpawnPlan);
 
 /// A pool of threads that start processes.
 pub struct Spawner<T> {
-    jobs: Option<Sender<Job<T>>>,
+    queue: Arc<Queue<T>>,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// The jobs waiting for a thread. Each job wakes one waiting thread and no
+/// other: a thread costs a context switch each time it wakes, and on a
+/// virtual machine that is a good part of what a spawn costs.
+struct Queue<T> {
+    state: Mutex<Waiting<T>>,
+    /// Signalled once per job, and to every thread when the spawner goes.
+    ready: Condvar,
+}
+
+/// What the queue's lock guards.
+struct Waiting<T> {
+    jobs: VecDeque<Job<T>>,
+    /// The threads still serving: a job is refused when none is.
+    serving: usize,
+    /// Whether the spawner is gone: the threads end once the queue is empty.
+    closed: bool,
+}
+
+impl<T> Queue<T> {
+    fn lock(&self) -> MutexGuard<'_, Waiting<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl<T> std::fmt::Debug for Spawner<T> {
@@ -51,22 +75,36 @@ impl<T: Send + 'static> Spawner<T> {
         threads: usize,
         done: impl Fn(T, Result<Child, SpawnError>) + Send + Sync + 'static,
     ) -> io::Result<Spawner<T>> {
-        let (jobs, receiver) = channel::<Job<T>>();
-        let receiver = Arc::new(Mutex::new(receiver));
+        let count = threads.max(1);
+        let queue = Arc::new(Queue {
+            state: Mutex::new(Waiting {
+                jobs: VecDeque::new(),
+                serving: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        });
         let done = Arc::new(done);
-        let mut handles = Vec::with_capacity(threads.max(1));
-        for n in 0..threads.max(1) {
-            let receiver = Arc::clone(&receiver);
+        let mut spawner = Spawner {
+            queue,
+            threads: Vec::with_capacity(count),
+        };
+        for n in 0..count {
+            let queue = Arc::clone(&spawner.queue);
             let done = Arc::clone(&done);
-            let handle = std::thread::Builder::new()
+            spawner.queue.lock().serving += 1;
+            let started = std::thread::Builder::new()
                 .name(format!("warden-spawn-{n}"))
-                .spawn(move || serve(&receiver, &*done))?;
-            handles.push(handle);
+                .spawn(move || serve(&queue, &*done));
+            match started {
+                Ok(handle) => spawner.threads.push(handle),
+                Err(error) => {
+                    spawner.queue.lock().serving -= 1;
+                    return Err(error);
+                }
+            }
         }
-        Ok(Spawner {
-            jobs: Some(jobs),
-            threads: handles,
-        })
+        Ok(spawner)
     }
 
     /// Hands `plan` to a spawner thread. Its outcome reaches `done` with
@@ -74,43 +112,73 @@ impl<T: Send + 'static> Spawner<T> {
     /// refused: the plan is dropped, closing its descriptors, and the tag
     /// given back.
     pub fn spawn(&self, tag: T, plan: SpawnPlan) -> Result<(), T> {
-        match &self.jobs {
-            Some(jobs) => jobs.send((tag, plan)).map_err(|refused| refused.0.0),
-            None => Err(tag),
+        let mut waiting = self.queue.lock();
+        if waiting.serving == 0 {
+            return Err(tag);
         }
+        waiting.jobs.push_back((tag, plan));
+        drop(waiting);
+        self.queue.ready.notify_one();
+        Ok(())
     }
 }
 
 impl<T> Drop for Spawner<T> {
-    /// Lets each thread finish the job in hand, then waits for them.
+    /// Lets the threads carry out the jobs handed to them, then waits for
+    /// them.
     fn drop(&mut self) {
-        self.jobs = None;
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
 }
 
+/// Counts a thread out of the queue's serving threads when it ends, however
+/// it ends.
+struct Serving<'a, T>(&'a Queue<T>);
+
+impl<T> Drop for Serving<'_, T> {
+    fn drop(&mut self) {
+        let mut waiting = self.0.lock();
+        waiting.serving = waiting.serving.saturating_sub(1);
+        if waiting.serving == 0 {
+            // No thread is left to carry out what waits: dropping the
+            // plans closes their descriptors.
+            waiting.jobs.clear();
+        }
+    }
+}
+
 /// A spawner thread's life: take a job, carry it out, report; until the
-/// `Spawner` is dropped.
-fn serve<T>(receiver: &Mutex<Receiver<Job<T>>>, done: &dyn Fn(T, Result<Child, SpawnError>)) {
+/// `Spawner` is dropped and no job is left.
+fn serve<T>(queue: &Queue<T>, done: &dyn Fn(T, Result<Child, SpawnError>)) {
+    let _serving = Serving(queue);
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), None);
     loop {
-        // The lock is held only while waiting for the next job, so one
-        // thread waits and the others spawn.
-        let job = receiver
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .recv();
-        let Ok((tag, plan)) = job else {
-            return;
+        let mut waiting = queue.lock();
+        let (tag, plan) = loop {
+            if let Some(job) = waiting.jobs.pop_front() {
+                break job;
+            }
+            if waiting.closed {
+                return;
+            }
+            waiting = queue
+                .ready
+                .wait(waiting)
+                .unwrap_or_else(PoisonError::into_inner);
         };
+        drop(waiting);
         done(tag, plan.spawn());
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc::channel;
+
     use super::*;
 
     #[test]
@@ -163,5 +231,34 @@ mod tests {
             error.is_some_and(|e| e.contains("/nonexistent/program")),
             "the error names the program"
         );
+    }
+
+    #[test]
+    fn a_spawner_whose_threads_are_gone_refuses_jobs_and_gives_the_tag_back() {
+        let spawner = Spawner::new(1, |_: u32, _: Result<Child, SpawnError>| {
+            panic!("the thread ends here, as a fault in the caller's callback would end it");
+        })
+        .expect("threads start");
+        assert!(
+            spawner
+                .spawn(1, SpawnPlan::new("test", ["/bin/true"]))
+                .is_ok()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match spawner.spawn(2, SpawnPlan::new("test", ["/bin/true"])) {
+                Err(tag) => {
+                    assert_eq!(tag, 2);
+                    break;
+                }
+                Ok(()) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the job was taken though the only thread is gone"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
     }
 }
