@@ -94,4 +94,6 @@ pub use decide::{
 };
 pub use defaults::{Defaults, InetDefault, Supplied, UnixDefault};
 pub use record::{Recorder, Recording};
-pub use runtime::{Budget, Failure, Hooks, LoadError, Origin, Plugin, Runtime, RuntimeError};
+pub use runtime::{
+    Budget, Failure, Hooks, Linked, LoadError, Origin, Plugin, Runtime, RuntimeError,
+};

@@ -51,6 +51,12 @@ fn decide_an_exit(plugins: &mut Plugins) -> Lifecycle {
     plugins.lifecycle(&service, &exit)
 }
 
+/// The calls made to the one plugin of `plugins`, and how many failed.
+fn calls_and_failures(plugins: &Plugins) -> (u64, u64) {
+    let asked = plugins.plugins().first().expect("the plugin").stats();
+    (asked.calls, asked.failures)
+}
+
 /// The compiled files in the cache `dir`.
 fn compiled_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir.join("compiled"))
@@ -97,9 +103,8 @@ fn a_compiled_plugin_is_mapped_from_the_cache_not_compiled_again() {
     assert!(released > 0);
     let mut plugins = Plugins::new(vec![plugin]);
     assert_eq!(decide_an_exit(&mut plugins), Lifecycle::Continue);
-    let asked = plugins.plugins().first().expect("the plugin").stats();
     assert_eq!(
-        (asked.calls, asked.failures),
+        calls_and_failures(&plugins),
         (2, 0),
         "identity, then the exit"
     );
@@ -132,4 +137,38 @@ fn without_a_cache_nothing_counts_as_compiled() {
     let runtime = Runtime::new(None).expect("the runtime");
     assert!(!runtime.is_compiled(&sha256(bytes)));
     assert!(runtime.cache_dir().is_none());
+}
+
+#[test]
+fn a_plugin_loaded_again_is_started_from_its_linked_component_reading_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (name, bytes) = builtin();
+    let runtime = Runtime::new(Some(dir.path())).expect("the runtime");
+    runtime.compile(bytes, name).expect("compile");
+    let first = runtime
+        .load(bytes, Origin::Builtin, Budget::default())
+        .expect("load from the cache");
+    assert_eq!(first.linked().sha256(), sha256(bytes));
+
+    // With the cache emptied, a load would have to compile; starting from
+    // what the first load linked reads nothing.
+    for file in compiled_files(dir.path()) {
+        std::fs::remove_file(file).expect("empty the cache");
+    }
+    let again = runtime
+        .relink(first.linked(), Origin::Builtin, Budget::default())
+        .expect("started again");
+    assert_eq!(runtime.compiled_here(), 0, "nothing was compiled");
+    assert_eq!(again.identity(), first.identity());
+    assert_eq!(again.hooks(), first.hooks());
+    drop(first);
+
+    // A fresh plugin: its own instance, its calls counted from its start.
+    let mut plugins = Plugins::new(vec![again]);
+    assert_eq!(decide_an_exit(&mut plugins), Lifecycle::Continue);
+    assert_eq!(
+        calls_and_failures(&plugins),
+        (2, 0),
+        "identity, then the exit"
+    );
 }

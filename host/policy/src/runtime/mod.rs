@@ -186,6 +186,16 @@ pub enum Origin {
     },
 }
 
+impl Origin {
+    /// How messages name a plugin of this origin.
+    fn source_name(&self) -> String {
+        match self {
+            Origin::Builtin => "(built-in)".to_owned(),
+            Origin::File { path, .. } => path.clone(),
+        }
+    }
+}
+
 /// The hooks a plugin exports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hooks {
@@ -603,14 +613,19 @@ impl Runtime {
         })
     }
 
-    /// `bytes` mapped from the cache, or compiled here when it has no
-    /// usable code for them.
-    fn component(&self, bytes: &[u8], source_name: &str) -> Result<Component, LoadError> {
+    /// The component whose bytes hash to `sha256`, mapped from the cache,
+    /// or `bytes` compiled here when the cache has no usable code for them.
+    fn component(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        source_name: &str,
+    ) -> Result<Component, LoadError> {
         let mapped = self
             .shared
             .cache
             .as_ref()
-            .and_then(|cache| cache.map(&self.shared.engine, &sha256(bytes)));
+            .and_then(|cache| cache.map(&self.shared.engine, sha256));
         match mapped {
             Some(component) => Ok(component),
             None => self.compiled(bytes, source_name),
@@ -621,11 +636,9 @@ impl Runtime {
     /// checks it against the contract, links it, and asks its identity
     /// under `budget`.
     pub fn load(&self, bytes: &[u8], origin: Origin, budget: Budget) -> Result<Plugin, LoadError> {
-        let source_name = match &origin {
-            Origin::Builtin => "(built-in)".to_owned(),
-            Origin::File { path, .. } => path.clone(),
-        };
-        let component = self.component(bytes, &source_name)?;
+        let source_name = origin.source_name();
+        let sha256 = sha256(bytes);
+        let component = self.component(bytes, &sha256, &source_name)?;
         contract::check(&self.shared.engine, &component).map_err(|mismatch| {
             LoadError::Contract {
                 source_name: source_name.clone(),
@@ -641,7 +654,36 @@ impl Runtime {
                 reason: e.to_string(),
             })?;
         let indices = Indices::probe(&pre);
-        let Some(identity_index) = indices.plugin.clone() else {
+        self.start(
+            Linked {
+                sha256,
+                pre,
+                indices,
+            },
+            origin,
+            budget,
+        )
+    }
+
+    /// Loads a plugin again from what an earlier load of the same bytes
+    /// linked (see [`Plugin::linked`]): nothing is read, mapped, checked
+    /// or linked again, only a fresh instance is made and asked its
+    /// identity, as [`Runtime::load`] does. A plugin set loaded again
+    /// (a reload, a change in `plugins_dir`) so costs the master no
+    /// memory for the plugins that stay the same.
+    pub fn relink(
+        &self,
+        linked: &Linked,
+        origin: Origin,
+        budget: Budget,
+    ) -> Result<Plugin, LoadError> {
+        self.start(linked.clone(), origin, budget)
+    }
+
+    /// A plugin of `linked`, with a fresh instance asked its identity.
+    fn start(&self, linked: Linked, origin: Origin, budget: Budget) -> Result<Plugin, LoadError> {
+        let source_name = origin.source_name();
+        let Some(identity_index) = linked.indices.plugin.clone() else {
             return Err(LoadError::Contract {
                 source_name,
                 mismatch: contract::Problem::NoIdentity.into(),
@@ -649,8 +691,7 @@ impl Runtime {
         };
         let mut plugin = Plugin {
             shared: Arc::clone(&self.shared),
-            pre,
-            indices,
+            linked,
             instance: None,
             budget,
             grant: None,
@@ -687,6 +728,30 @@ impl Runtime {
             });
         }
         Ok(plugin)
+    }
+}
+
+/// A plugin's component as a load checked and linked it, by the sha256 of
+/// its bytes: what [`Runtime::relink`] starts the same plugin from again.
+#[derive(Clone)]
+pub struct Linked {
+    sha256: String,
+    pre: InstancePre<State>,
+    indices: Indices,
+}
+
+impl Linked {
+    /// The sha256 of the component's bytes, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+impl std::fmt::Debug for Linked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linked")
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
     }
 }
 
@@ -831,8 +896,7 @@ hooks!(
 /// A loaded plugin, ready for calls.
 pub struct Plugin {
     shared: Arc<Shared>,
-    pre: InstancePre<State>,
-    indices: Indices,
+    linked: Linked,
     instance: Option<(Store<State>, Live)>,
     budget: Budget,
     /// A directory granted read-only, seen by the plugin at [`GRANT`].
@@ -860,6 +924,11 @@ impl Plugin {
         &self.identity
     }
 
+    /// Its component as its load linked it, to load it again from.
+    pub fn linked(&self) -> &Linked {
+        &self.linked
+    }
+
     /// Where it came from.
     pub fn origin(&self) -> &Origin {
         &self.origin
@@ -867,7 +936,7 @@ impl Plugin {
 
     /// The hooks it exports.
     pub fn hooks(&self) -> Hooks {
-        self.indices.hooks()
+        self.linked.indices.hooks()
     }
 
     /// Its call statistics.
@@ -919,42 +988,74 @@ impl Plugin {
 
     /// The `defaults` hook, if exported and not quarantined.
     pub(crate) fn defaults(&self) -> Option<hooks::defaults::GuestIndices> {
-        self.indices.defaults.clone().filter(|_| !self.quarantined)
+        self.linked
+            .indices
+            .defaults
+            .clone()
+            .filter(|_| !self.quarantined)
     }
 
     /// The `typing` hook, if exported and not quarantined.
     pub(crate) fn typing(&self) -> Option<hooks::typing::GuestIndices> {
-        self.indices.typing.clone().filter(|_| !self.quarantined)
+        self.linked
+            .indices
+            .typing
+            .clone()
+            .filter(|_| !self.quarantined)
     }
 
     /// The `admission` hook, if exported and not quarantined.
     pub(crate) fn admission(&self) -> Option<hooks::admission::GuestIndices> {
-        self.indices.admission.clone().filter(|_| !self.quarantined)
+        self.linked
+            .indices
+            .admission
+            .clone()
+            .filter(|_| !self.quarantined)
     }
 
     /// The `eviction` hook, if exported and not quarantined.
     pub(crate) fn eviction(&self) -> Option<hooks::eviction::GuestIndices> {
-        self.indices.eviction.clone().filter(|_| !self.quarantined)
+        self.linked
+            .indices
+            .eviction
+            .clone()
+            .filter(|_| !self.quarantined)
     }
 
     /// The `stats` hook, if exported and not quarantined.
     pub(crate) fn stats_hook(&self) -> Option<hooks::stats::GuestIndices> {
-        self.indices.stats.clone().filter(|_| !self.quarantined)
+        self.linked
+            .indices
+            .stats
+            .clone()
+            .filter(|_| !self.quarantined)
     }
 
     /// The `idle` hook, if exported and not quarantined.
     pub(crate) fn idle(&self) -> Option<hooks::idle::GuestIndices> {
-        self.indices.idle.clone().filter(|_| !self.quarantined)
+        self.linked
+            .indices
+            .idle
+            .clone()
+            .filter(|_| !self.quarantined)
     }
 
     /// The `scaling` hook, if exported and not quarantined.
     pub(crate) fn scaling(&self) -> Option<hooks::scaling::GuestIndices> {
-        self.indices.scaling.clone().filter(|_| !self.quarantined)
+        self.linked
+            .indices
+            .scaling
+            .clone()
+            .filter(|_| !self.quarantined)
     }
 
     /// The `lifecycle` hook, if exported and not quarantined.
     pub(crate) fn lifecycle(&self) -> Option<hooks::lifecycle::GuestIndices> {
-        self.indices.lifecycle.clone().filter(|_| !self.quarantined)
+        self.linked
+            .indices
+            .lifecycle
+            .clone()
+            .filter(|_| !self.quarantined)
     }
 
     /// Starts the deadline of a call (or an instantiation) in `store`:
@@ -980,7 +1081,7 @@ impl Plugin {
             })
         });
         self.start_clock(&mut store);
-        let instantiated = self.pre.instantiate_async(&mut store);
+        let instantiated = self.linked.pre.instantiate_async(&mut store);
         let started = match self.shared.drive(instantiated, self.budget.deadline) {
             Ok(Ok(instance)) => return Ok((store, Live::new(instance))),
             Ok(Err(error)) => classify(&store, &error),

@@ -16,7 +16,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use warden_policy::{Budget, Defaults, Origin, Plugin, Plugins, Runtime};
+use warden_policy::{Budget, Defaults, Linked, Origin, Plugin, Plugins, Runtime};
 
 use crate::config::{Config, LoadError, Parsed, PluginSettings};
 
@@ -118,8 +118,16 @@ struct Candidate {
 
 /// Loads the built-ins and the files of `sources.dir`, compiling with
 /// `compiler` what the runtime's cache does not hold yet, then gives each
-/// plugin the budget and directory its `[plugin.NAME]` table sets.
-pub(super) fn load(runtime: &Runtime, sources: &Sources, compiler: &Compiler) -> Loaded {
+/// plugin the budget and directory its `[plugin.NAME]` table sets. A
+/// plugin whose bytes are those of one in `linked` (the set running so
+/// far) is started again from it, so loading a set again costs nothing
+/// for what did not change.
+pub(super) fn load(
+    runtime: &Runtime,
+    sources: &Sources,
+    compiler: &Compiler,
+    linked: &[Linked],
+) -> Loaded {
     let mut loaded = Loaded::default();
     let mut candidates: Vec<Candidate> = warden_policy::BUILTINS
         .iter()
@@ -131,9 +139,14 @@ pub(super) fn load(runtime: &Runtime, sources: &Sources, compiler: &Compiler) ->
         })
         .collect();
     candidates.extend(files(&sources.dir, &mut loaded.failures));
+    let linked_as = |candidate: &Candidate| linked.iter().find(|l| l.sha256() == candidate.sha256);
     let uncompiled: Vec<&Candidate> = candidates
         .iter()
-        .filter(|c| runtime.cache_dir().is_some() && !runtime.is_compiled(&c.sha256))
+        .filter(|c| {
+            runtime.cache_dir().is_some()
+                && linked_as(c).is_none()
+                && !runtime.is_compiled(&c.sha256)
+        })
         .collect();
     let refused = compile(runtime, compiler, &uncompiled);
     // A plugin's name is known only from its identity, which it must give
@@ -161,7 +174,11 @@ pub(super) fn load(runtime: &Runtime, sources: &Sources, compiler: &Compiler) ->
             || candidate.shown.clone(),
             |stem| stem.to_string_lossy().into_owned(),
         );
-        match runtime.load(&candidate.bytes, candidate.origin, budget_of(&named)) {
+        let loaded_now = match linked_as(&candidate) {
+            Some(linked) => runtime.relink(linked, candidate.origin, budget_of(&named)),
+            None => runtime.load(&candidate.bytes, candidate.origin, budget_of(&named)),
+        };
+        match loaded_now {
             Ok(plugin) => {
                 if runtime.compiled_here() > compiled_before
                     && matches!(compiler, Compiler::Helper(_))
@@ -541,7 +558,7 @@ pub fn check(path: &Path) -> Result<Checked, LoadError> {
             }
             match Runtime::new(usable.then_some(cache.as_path())) {
                 Ok(runtime) => {
-                    let loaded = load(&runtime, &Sources::of(file), &Compiler::Here);
+                    let loaded = load(&runtime, &Sources::of(file), &Compiler::Here, &[]);
                     failures.extend(loaded.failures.iter().map(|(_, why)| why.clone()));
                     plugins = Plugins::new(loaded.plugins);
                 }

@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+use warden_policy::Linked;
 
 use super::service::ServiceState;
 use super::setup;
@@ -112,10 +113,16 @@ impl Master {
         let runtime = self.runtime.clone();
         let compiler = self.compiler.clone();
         let events = self.events.clone();
+        let linked: Vec<Linked> = self
+            .policy
+            .plugins()
+            .iter()
+            .map(|plugin| plugin.linked().clone())
+            .collect();
         let spawned = std::thread::Builder::new()
             .name("warden-plugins".to_owned())
             .spawn(move || {
-                let loaded = plugins::load(&runtime, &sources, &compiler);
+                let loaded = plugins::load(&runtime, &sources, &compiler, &linked);
                 let _ = events.send(Event::PluginsLoaded(loaded));
             });
         match spawned {

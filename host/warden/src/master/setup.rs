@@ -174,7 +174,7 @@ impl Master {
         let sources = plugins::Sources::of(file_config);
         let plugins_listing = plugins::listing(&sources.dir);
         let mut policy =
-            plugins::load(&runtime, &sources, &compiler).into_plugins(Plugins::default());
+            plugins::load(&runtime, &sources, &compiler, &[]).into_plugins(Plugins::default());
         let (config, accounts) = effective(&parsed, &mut policy)?;
         let notify = NotifySocket::open(events.clone())
             .map_err(|e| RunError::start("cannot open the notify socket", e))?;
