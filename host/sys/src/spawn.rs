@@ -27,10 +27,12 @@
 //! 11. `PR_SET_NO_NEW_PRIVS`, unless the plan allows new privileges;
 //! 12. exec.
 //!
-//! A failing step writes its number and errno to a close-on-exec pipe and
-//! exits 127; the parent turns that into a [`SpawnError`] that names the
-//! service, the step and the setting to fix. End of file on the pipe means
-//! the exec happened.
+//! A failing step stores its number and errno in the plan and exits 127:
+//! the child shares the parent's memory, and CLONE_VFORK holds the parent
+//! until the child has executed or exited, so the parent reads the report
+//! where the child left it, with no pipe to make, pass and read per spawn.
+//! It turns a report into a [`SpawnError`] that names the service, the
+//! step and the setting to fix; no report means the exec happened.
 //!
 //! **Why `clone(CLONE_VM | CLONE_VFORK)`**: the master is a large
 //! multi-threaded process. `fork` would copy its page tables for every
@@ -491,12 +493,6 @@ impl SpawnPlan {
             .map(|(high, target)| (high.as_raw_fd(), *target))
             .collect();
 
-        let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| self.parent_error("creating the report pipe")(e.into()))?;
-        let report_fd = dup_above(report_write.as_fd(), above)
-            .map_err(self.parent_error("duplicating the report pipe"))?;
-        drop(report_write);
-
         // `KEY=` and room for the digits of any pid and a NUL, which the
         // child fills in.
         let mut own_pid_entry: Option<Vec<u8>> = self.own_pid_env.as_ref().map(|key| {
@@ -519,13 +515,11 @@ impl SpawnPlan {
             .as_ref()
             .map(|id| id.groups().into_iter().map(Gid::as_raw).collect())
             .unwrap_or_default();
-        let mut keep = [report_fd.as_raw_fd(), exec_fd.as_raw_fd()];
-        keep.sort_unstable();
-
+        let report = AtomicU64::new(NO_REPORT);
         let plan = ChildPlan {
             moves: &moves,
             max_target,
-            keep,
+            keep: exec_fd.as_raw_fd(),
             vsz_limit: self.vsz_limit,
             chroot: chroot.as_deref(),
             working_dir: working_dir.as_deref(),
@@ -545,7 +539,7 @@ impl SpawnPlan {
             },
             argv: argv_ptrs.as_ptr(),
             envp: env_ptrs.as_ptr(),
-            report_fd: report_fd.as_raw_fd(),
+            report: &report,
             own_pid,
             default_action: SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty())
                 .into(),
@@ -553,12 +547,11 @@ impl SpawnPlan {
         };
 
         let (pid, pidfd) = clone_child(&plan).map_err(self.parent_error("clone"))?;
-        drop(report_fd);
         drop(exec_fd);
         drop(moved);
         let child = Child::new(pid, pidfd);
 
-        match read_report(report_read.as_fd()) {
+        match read_report(report.load(Ordering::Acquire)) {
             Ok(None) => Ok(child),
             Ok(Some((step, errno))) => {
                 // The child has exited; collect it so it leaves no zombie.
@@ -725,39 +718,35 @@ fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Reads the child's setup report: `None` if the pipe closed without one
-/// (the exec happened), or the failed step and its errno.
-fn read_report(pipe: BorrowedFd<'_>) -> io::Result<Option<(Step, i32)>> {
-    let mut report = [0u8; 8];
-    let mut filled = 0;
-    while filled < report.len() {
-        let rest = report.get_mut(filled..).unwrap_or_default();
-        match nix::unistd::read(pipe, rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(errno) => return Err(errno.into()),
-        }
+/// What a child that did not fail left as its report.
+const NO_REPORT: u64 = 0;
+
+/// The bit that makes every report of a failure differ from [`NO_REPORT`].
+const FAILED: u64 = 1 << 63;
+
+/// A failed step and its errno as the child stores them: [`FAILED`], the
+/// step's code in the high half, the errno in the low half.
+fn report_of((step, errno): Failed) -> u64 {
+    FAILED | u64::from(step as u32) << 32 | u64::from(errno.cast_unsigned())
+}
+
+/// Reads the child's setup report: `None` if it stored none (the exec
+/// happened), or the failed step and its errno.
+fn read_report(report: u64) -> io::Result<Option<Failed>> {
+    if report == NO_REPORT {
+        return Ok(None);
     }
-    match filled {
-        0 => Ok(None),
-        8 => {
-            let (code, errno) = report.split_at(4);
-            let code = u32::from_ne_bytes(code.try_into().unwrap_or_default());
-            let errno = i32::from_ne_bytes(errno.try_into().unwrap_or_default());
-            let step = Step::from_code(code).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("unknown setup step {code}"),
-                )
-            })?;
-            Ok(Some((step, errno)))
-        }
-        n => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("a setup report of {n} bytes instead of 8"),
-        )),
-    }
+    let code = u32::try_from((report & !FAILED) >> 32).unwrap_or(u32::MAX);
+    let errno = u32::try_from(report & u64::from(u32::MAX))
+        .unwrap_or_default()
+        .cast_signed();
+    let step = Step::from_code(code).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown setup step {code}"),
+        )
+    })?;
+    Ok(Some((step, errno)))
 }
 
 /// How the child executes its program.
@@ -785,9 +774,9 @@ struct ChildPlan<'a> {
     moves: &'a [(RawFd, RawFd)],
     /// The highest target number, or -1.
     max_target: RawFd,
-    /// Descriptors above `max_target` to keep open through setup (the
-    /// report pipe and the executable), sorted.
-    keep: [RawFd; 2],
+    /// The descriptor above `max_target` to keep open through setup: the
+    /// executable's.
+    keep: RawFd,
     vsz_limit: Option<u64>,
     chroot: Option<&'a CStr>,
     working_dir: Option<&'a CStr>,
@@ -800,7 +789,8 @@ struct ChildPlan<'a> {
     exec: Exec<'a>,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
-    report_fd: RawFd,
+    /// Where the child stores its report ([`report_of`]) if a step fails.
+    report: &'a AtomicU64,
     /// Where to write the child's pid in decimal, NUL-terminated, in the
     /// environment entry the parent reserved ([`PID_DIGITS`] + 1 bytes).
     own_pid: Option<*mut u8>,
@@ -880,25 +870,13 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `&ChildPlan` passed by `clone_child`, alive and
     // unchanged until this process executes or exits.
     let plan = unsafe { &*arg.cast_const().cast::<ChildPlan<'_>>() };
-    let (step, errno) = match run_child(plan) {
+    let failure = match run_child(plan) {
         Ok(never) => match never {},
         Err(failure) => failure,
     };
-    let mut report = [0u8; 8];
-    let (code, number) = report.split_at_mut(4);
-    code.copy_from_slice(&(step as u32).to_ne_bytes());
-    number.copy_from_slice(&errno.to_ne_bytes());
-    // SAFETY: `report` is a live 8-byte buffer and the pipe is ours. Should
-    // the write fail, the parent sees end of file, takes the process for
-    // started, and learns of the failure from its exit status 127.
-    unsafe {
-        libc::syscall(
-            libc::SYS_write,
-            plan.report_fd,
-            report.as_ptr(),
-            report.len(),
-        );
-    }
+    // The parent, held by CLONE_VFORK until this process exits, reads it
+    // once it is woken.
+    plan.report.store(report_of(failure), Ordering::Release);
     // SAFETY: `_exit` ends the process without running the parent's atexit
     // handlers or flushing its stdio buffers, which this process shares.
     unsafe { libc::_exit(SETUP_FAILED) }
@@ -1019,8 +997,8 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
     }
 
     // 3. Close everything else: the unused numbers up to the highest
-    //    target, then everything above it except the report pipe and the
-    //    executable (both close-on-exec, so exec closes them).
+    //    target, then everything above it except the executable
+    //    (close-on-exec, so exec closes it).
     for fd in 0..=plan.max_target {
         if !plan.moves.iter().any(|&(_, to)| to == fd) {
             // SAFETY: closing a number that may or may not be open; EBADF
@@ -1030,10 +1008,8 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
             }
         }
     }
-    let [low_keep, high_keep] = plan.keep;
-    close_range(plan.max_target + 1, low_keep - 1)?;
-    close_range(low_keep + 1, high_keep - 1)?;
-    close_range(high_keep + 1, RawFd::MAX)?;
+    close_range(plan.max_target + 1, plan.keep - 1)?;
+    close_range(plan.keep + 1, RawFd::MAX)?;
 
     // 4. Address-space limits, soft and hard, so the service cannot raise
     //    them again. RLIMIT_DATA first, as Dovecot does.
@@ -1246,6 +1222,19 @@ mod tests {
             assert_eq!(Step::from_code(step as u32), Some(step));
         }
         assert_eq!(Step::from_code(0), None);
+    }
+
+    #[test]
+    fn every_report_reads_back_as_its_step_and_errno() {
+        assert_eq!(read_report(NO_REPORT).ok(), Some(None));
+        for step in Step::ALL {
+            for errno in [0, libc::EPERM, libc::ENOENT, i32::MAX] {
+                assert_eq!(
+                    read_report(report_of((step, errno))).ok(),
+                    Some(Some((step, errno)))
+                );
+            }
+        }
     }
 
     #[test]
