@@ -79,7 +79,7 @@ impl<T: Send + 'static> Spawner<T> {
         let queue = Arc::new(Queue {
             state: Mutex::new(Waiting {
                 jobs: VecDeque::new(),
-                serving: 0,
+                serving: count,
                 closed: false,
             }),
             ready: Condvar::new(),
@@ -92,17 +92,12 @@ impl<T: Send + 'static> Spawner<T> {
         for n in 0..count {
             let queue = Arc::clone(&spawner.queue);
             let done = Arc::clone(&done);
-            spawner.queue.lock().serving += 1;
-            let started = std::thread::Builder::new()
+            // On an error the spawner is dropped, and the threads started
+            // so far end.
+            let handle = std::thread::Builder::new()
                 .name(format!("warden-spawn-{n}"))
-                .spawn(move || serve(&queue, &*done));
-            match started {
-                Ok(handle) => spawner.threads.push(handle),
-                Err(error) => {
-                    spawner.queue.lock().serving -= 1;
-                    return Err(error);
-                }
-            }
+                .spawn(move || serve(&queue, &*done))?;
+            spawner.threads.push(handle);
         }
         Ok(spawner)
     }

@@ -986,76 +986,49 @@ impl Plugin {
             .any(|pattern| glob_matches(pattern, service))
     }
 
+    /// Its hooks' indices, unless it is quarantined.
+    fn callable(&self) -> Option<&Indices> {
+        (!self.quarantined).then_some(&self.linked.indices)
+    }
+
     /// The `defaults` hook, if exported and not quarantined.
     pub(crate) fn defaults(&self) -> Option<hooks::defaults::GuestIndices> {
-        self.linked
-            .indices
-            .defaults
-            .clone()
-            .filter(|_| !self.quarantined)
+        self.callable()?.defaults.clone()
     }
 
     /// The `typing` hook, if exported and not quarantined.
     pub(crate) fn typing(&self) -> Option<hooks::typing::GuestIndices> {
-        self.linked
-            .indices
-            .typing
-            .clone()
-            .filter(|_| !self.quarantined)
+        self.callable()?.typing.clone()
     }
 
     /// The `admission` hook, if exported and not quarantined.
     pub(crate) fn admission(&self) -> Option<hooks::admission::GuestIndices> {
-        self.linked
-            .indices
-            .admission
-            .clone()
-            .filter(|_| !self.quarantined)
+        self.callable()?.admission.clone()
     }
 
     /// The `eviction` hook, if exported and not quarantined.
     pub(crate) fn eviction(&self) -> Option<hooks::eviction::GuestIndices> {
-        self.linked
-            .indices
-            .eviction
-            .clone()
-            .filter(|_| !self.quarantined)
+        self.callable()?.eviction.clone()
     }
 
     /// The `stats` hook, if exported and not quarantined.
     pub(crate) fn stats_hook(&self) -> Option<hooks::stats::GuestIndices> {
-        self.linked
-            .indices
-            .stats
-            .clone()
-            .filter(|_| !self.quarantined)
+        self.callable()?.stats.clone()
     }
 
     /// The `idle` hook, if exported and not quarantined.
     pub(crate) fn idle(&self) -> Option<hooks::idle::GuestIndices> {
-        self.linked
-            .indices
-            .idle
-            .clone()
-            .filter(|_| !self.quarantined)
+        self.callable()?.idle.clone()
     }
 
     /// The `scaling` hook, if exported and not quarantined.
     pub(crate) fn scaling(&self) -> Option<hooks::scaling::GuestIndices> {
-        self.linked
-            .indices
-            .scaling
-            .clone()
-            .filter(|_| !self.quarantined)
+        self.callable()?.scaling.clone()
     }
 
     /// The `lifecycle` hook, if exported and not quarantined.
     pub(crate) fn lifecycle(&self) -> Option<hooks::lifecycle::GuestIndices> {
-        self.linked
-            .indices
-            .lifecycle
-            .clone()
-            .filter(|_| !self.quarantined)
+        self.callable()?.lifecycle.clone()
     }
 
     /// Starts the deadline of a call (or an instantiation) in `store`:
