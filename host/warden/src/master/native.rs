@@ -346,17 +346,11 @@ impl Master {
                 last_second: 1,
             };
         };
-        while state
-            .recent
-            .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= Duration::from_secs(1))
-        {
-            state.recent.pop_front();
-        }
+        state.recent.expire(now);
         if record {
-            state.recent.push_back((now, address));
+            state.recent.record(address, now);
         }
-        let last_second = state.recent.iter().filter(|(_, a)| *a == address).count();
+        let last_second = state.recent.from(address);
         let name = state.name();
         let open = self.connections.of_service_from(name, address)
             + state
@@ -376,7 +370,7 @@ impl Master {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         SourceCounts {
             concurrent: count(open + 1),
-            last_second: count(last_second),
+            last_second,
         }
     }
 

@@ -10,7 +10,8 @@
 //! Each of its processes is a [`Process`], whose life is a state machine
 //! of its own ([`super::process`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use warden_policy::{ProcessView, ServiceView};
@@ -107,10 +108,10 @@ pub(super) struct ServiceState {
     /// slot.
     pub queue: VecDeque<(Connection, Instant)>,
     /// Client addresses of its recent connections, for `per_source_rate`.
-    pub recent: VecDeque<(Instant, std::net::IpAddr)>,
+    pub recent: RecentSources,
     /// Connections the admission policy delayed, by client address, for
     /// `per_source_limit`.
-    pub delayed: BTreeMap<std::net::IpAddr, u32>,
+    pub delayed: BTreeMap<IpAddr, u32>,
     /// Tasks accepting connections for an inetd or native service.
     pub acceptors: Vec<tokio::task::JoinHandle<()>>,
     /// Processes started since the service was set up.
@@ -141,6 +142,52 @@ impl Drop for ServiceState {
     }
 }
 
+/// The client addresses of a service's connections in the last second, for
+/// `per_source_rate`: kept in the order they came, to forget each when its
+/// second is over, and counted by address, so that asking about one source
+/// costs the same however many connections others made. (Counting by
+/// looking through them all made each connection cost as much as the
+/// second's connections: a flood from many addresses made every
+/// connection dearer.)
+#[derive(Debug, Default)]
+pub(super) struct RecentSources {
+    arrivals: VecDeque<(Instant, IpAddr)>,
+    counts: HashMap<IpAddr, u32>,
+}
+
+impl RecentSources {
+    /// How long a connection counts toward its source's rate.
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    /// Forgets the connections made [`Self::WINDOW`] or longer before
+    /// `now`.
+    pub(super) fn expire(&mut self, now: Instant) {
+        while let Some(&(at, address)) = self.arrivals.front() {
+            if now.saturating_duration_since(at) < Self::WINDOW {
+                break;
+            }
+            self.arrivals.pop_front();
+            if let Some(count) = self.counts.get_mut(&address) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.counts.remove(&address);
+                }
+            }
+        }
+    }
+
+    /// Counts a connection from `address` at `now`.
+    pub(super) fn record(&mut self, address: IpAddr, now: Instant) {
+        self.arrivals.push_back((now, address));
+        *self.counts.entry(address).or_default() += 1;
+    }
+
+    /// The connections from `address` that count now.
+    pub(super) fn from(&self, address: IpAddr) -> u32 {
+        self.counts.get(&address).copied().unwrap_or(0)
+    }
+}
+
 impl ServiceState {
     pub(super) fn new(config: Service, runs: bool, place: usize) -> ServiceState {
         ServiceState {
@@ -164,7 +211,7 @@ impl ServiceState {
             next_idle_round: None,
             started: false,
             queue: VecDeque::new(),
-            recent: VecDeque::new(),
+            recent: RecentSources::default(),
             delayed: BTreeMap::new(),
             acceptors: Vec::new(),
             spawns: 0,
@@ -411,5 +458,29 @@ impl ServiceState {
             .filter(|(_, p)| p.decided_about())
             .map(|(pid, p)| p.view(pid, origin))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_counts_its_connections_of_the_last_second_only() {
+        let start = Instant::now();
+        let (one, other): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let mut recent = RecentSources::default();
+        recent.record(one, start);
+        recent.record(other, start);
+        recent.record(one, start + Duration::from_millis(500));
+        assert_eq!((recent.from(one), recent.from(other)), (2, 1));
+        recent.expire(start + Duration::from_millis(999));
+        assert_eq!((recent.from(one), recent.from(other)), (2, 1));
+        recent.expire(start + Duration::from_secs(1));
+        assert_eq!((recent.from(one), recent.from(other)), (1, 0));
+        recent.expire(start + Duration::from_millis(1500));
+        assert_eq!(recent.from(one), 0);
+        assert!(recent.counts.is_empty() && recent.arrivals.is_empty());
     }
 }
