@@ -27,6 +27,7 @@ use warden_child::protocol::{CONTROL_FD, VERSION};
 use warden_sys::{Identity, SpawnPlan};
 
 use super::dovecot;
+use super::output;
 use super::service::ServiceState;
 use crate::accounts::Accounts;
 use crate::config::{Service, ServiceCount, ServiceKind, VszLimit};
@@ -80,10 +81,10 @@ pub(super) enum LaunchError {
 #[derive(Debug)]
 pub(super) struct Output {
     /// The read end of the process's stdout, if it has one of its own.
-    pub stdout: Option<OwnedFd>,
+    pub stdout: Option<output::Reader>,
     /// The read end of the process's stderr, unless it writes to a log
     /// service.
-    pub stderr: Option<OwnedFd>,
+    pub stderr: Option<output::Reader>,
 }
 
 /// A connection the master accepted, for an inetd-interface process or a
@@ -204,11 +205,11 @@ fn unprivileged(service: &Service, base_dir: &Path) -> SpawnPlan {
     plan
 }
 
-fn pipe(service: &Service) -> Result<(OwnedFd, OwnedFd), LaunchError> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| LaunchError::Io {
+fn pipe(service: &Service) -> Result<(output::Reader, OwnedFd), LaunchError> {
+    output::pipe().map_err(|source| LaunchError::Io {
         service: service.name.to_string(),
         what: "creating an output pipe",
-        source: errno.into(),
+        source,
     })
 }
 

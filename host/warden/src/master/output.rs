@@ -16,10 +16,12 @@
 //! other service, and no line is lost.
 
 use std::collections::VecDeque;
+use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -110,16 +112,34 @@ impl DovecotLog {
     }
 }
 
+/// The read end of an output pipe, made by [`pipe`]: a pipe, open for
+/// reading, non-blocking, as [`capture`] needs it.
+#[derive(Debug)]
+pub(super) struct Reader(OwnedFd);
+
+/// A pipe for a process's output: the end the master reads and the end the
+/// process writes (blocking, as a program expects its stdout and stderr to
+/// be). Both are closed on exec; the spawner places the writer.
+pub(super) fn pipe() -> io::Result<(Reader, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    // A new pipe's read end has no status flag set but its access mode,
+    // which F_SETFL leaves as it is.
+    fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok((Reader(read), write))
+}
+
 /// Starts logging what arrives on `pipe` until the writer closes it; for
 /// stderr, then sends its last lines to `events`.
 pub(super) fn capture(
     service: String,
     pid: i32,
     stream: Stream,
-    pipe: OwnedFd,
+    pipe: Reader,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let receiver = match pipe::Receiver::from_owned_fd(pipe) {
+    // [`Reader`] is what tokio's checked constructor would look for, with
+    // a system call each: no more checking at every spawn.
+    let receiver = match pipe::Receiver::from_owned_fd_unchecked(pipe.0) {
         Ok(receiver) => receiver,
         Err(error) => {
             tracing::warn!(service, pid, %error, "cannot read the process's output");
@@ -127,9 +147,9 @@ pub(super) fn capture(
         }
     };
     tokio::spawn(async move {
-        let mut receiver = receiver;
-        let mut buffer = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 4096];
+        // Nothing is allocated before the process writes: most write
+        // nothing, and an inetd service starts one per connection.
+        let mut buffer = Vec::new();
         let mut window = Instant::now();
         let mut logged = 0;
         let mut dovecot = matches!(stream, Stream::DovecotLog).then(DovecotLog::default);
@@ -143,9 +163,16 @@ pub(super) fn capture(
             }
         };
         loop {
-            let read = match receiver.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
+            if receiver.readable().await.is_err() {
+                break;
+            }
+            // On the stack, not in the task: it holds nothing across a wait.
+            let mut chunk = [0u8; 4096];
+            let read = match receiver.try_read(&mut chunk) {
+                Ok(0) => break,
                 Ok(read) => read,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => break,
             };
             buffer.extend_from_slice(chunk.get(..read).unwrap_or_default());
             loop {
