@@ -83,6 +83,32 @@ fn descriptors_may_be_placed_over_each_others_numbers() {
 }
 
 #[test]
+fn one_descriptor_may_be_placed_at_several_numbers() {
+    // As an inetd process's connection is its stdin and its stdout.
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut plan = probe_plan(&[]);
+    plan.fd(OwnedFd::from(socket), 3)
+        .fd_also(3, 4)
+        .fd_also(3, 6);
+    let report = run_probe(plan).expect("spawn the probe");
+    for number in [3, 4, 6] {
+        assert_eq!(
+            report.value(&format!("fd.{number}")),
+            "socket inet stream listening"
+        );
+    }
+    assert!(report.with_prefix("fd.5").next().is_none());
+
+    let mut plan = probe_plan(&[]);
+    plan.fd_also(3, 4);
+    let error = run_probe(plan).expect_err("nothing is placed at 3");
+    assert!(
+        error.to_string().contains("descriptor 3 is placed again"),
+        "{error}"
+    );
+}
+
+#[test]
 fn signals_start_clean_and_no_new_privileges_is_the_default() {
     // The test harness ignores SIGPIPE, as every Rust program does; a
     // service must start with the default.

@@ -312,6 +312,9 @@ pub struct SpawnPlan {
     env: Vec<(OsString, OsString)>,
     own_pid_env: Option<OsString>,
     fds: Vec<(OwnedFd, RawFd)>,
+    /// `(placed, target)`: the descriptor placed at `placed` goes to
+    /// `target` too.
+    also: Vec<(RawFd, RawFd)>,
     vsz_limit: Option<u64>,
     chroot: Option<PathBuf>,
     working_dir: Option<PathBuf>,
@@ -331,6 +334,7 @@ impl SpawnPlan {
             env: Vec::new(),
             own_pid_env: None,
             fds: Vec::new(),
+            also: Vec::new(),
             vsz_limit: None,
             chroot: None,
             working_dir: None,
@@ -358,6 +362,14 @@ impl SpawnPlan {
     /// copy is closed once the child has started.
     pub fn fd(&mut self, fd: OwnedFd, target: RawFd) -> &mut Self {
         self.fds.push((fd, target));
+        self
+    }
+
+    /// Places the descriptor placed at `placed` (with [`SpawnPlan::fd`])
+    /// at `target` as well: an inetd process's connection is its stdin and
+    /// its stdout, with no duplicate made for it in the parent.
+    pub fn fd_also(&mut self, placed: RawFd, target: RawFd) -> &mut Self {
+        self.also.push((placed, target));
         self
     }
 
@@ -449,10 +461,20 @@ impl SpawnPlan {
         };
         let chroot = path(&self.chroot, "chroot")?;
         let working_dir = path(&self.working_dir, "working directory")?;
-        if self
-            .fds
+        let mut targets: Vec<RawFd> = self.fds.iter().map(|(_, t)| *t).collect();
+        if let Some((placed, _)) = self
+            .also
             .iter()
-            .any(|(_, target)| !(0..MAX_TARGET).contains(target))
+            .find(|(placed, _)| !targets.contains(placed))
+        {
+            return Err(self.plan_error(format!(
+                "descriptor {placed} is placed again, but nothing is placed there"
+            )));
+        }
+        targets.extend(self.also.iter().map(|(_, t)| *t));
+        if targets
+            .iter()
+            .any(|target| !(0..MAX_TARGET).contains(target))
         {
             return Err(self.plan_error(format!("a descriptor is placed outside 0..{MAX_TARGET}")));
         }
@@ -464,7 +486,6 @@ impl SpawnPlan {
                 own.to_string_lossy()
             )));
         }
-        let mut targets: Vec<RawFd> = self.fds.iter().map(|(_, t)| *t).collect();
         targets.sort_unstable();
         if targets.windows(2).any(|pair| pair.first() == pair.get(1)) {
             return Err(self.plan_error("two descriptors are placed at the same number"));
@@ -477,21 +498,26 @@ impl SpawnPlan {
             path: PathBuf::from(OsStr::from_bytes(program.as_bytes())),
             source,
         })?;
-        let exec_fd = dup_above(executable.fd.as_fd(), above)
+        // What the child keeps open and moves into place must sit above
+        // every target, so that no move overwrites a descriptor not yet
+        // moved and the close of the numbers between spares it. Those that
+        // do already (most: a master's own descriptors take the low
+        // numbers) are used where they are; the others are duplicated above
+        // for the child, in `duplicates` until it has started.
+        let mut duplicates = Vec::new();
+        let exec_fd = above_targets(executable.fd.as_fd(), above, &mut duplicates)
             .map_err(self.parent_error("duplicating the executable's descriptor"))?;
-
-        // The descriptors the child moves into place are first duplicated
-        // above every target, so no move can overwrite one not yet moved.
-        let mut moved = Vec::with_capacity(self.fds.len());
+        let mut moves: Vec<(RawFd, RawFd)> = Vec::with_capacity(targets.len());
         for (fd, target) in &self.fds {
-            let high = dup_above(fd.as_fd(), above)
+            let from = above_targets(fd.as_fd(), above, &mut duplicates)
                 .map_err(self.parent_error("duplicating a descriptor for the child"))?;
-            moved.push((high, *target));
+            moves.push((from, *target));
         }
-        let moves: Vec<(RawFd, RawFd)> = moved
-            .iter()
-            .map(|(high, target)| (high.as_raw_fd(), *target))
-            .collect();
+        for &(placed, target) in &self.also {
+            if let Some(&(from, _)) = moves.iter().find(|(_, to)| *to == placed) {
+                moves.push((from, target));
+            }
+        }
 
         // `KEY=` and room for the digits of any pid and a NUL, which the
         // child fills in.
@@ -519,7 +545,7 @@ impl SpawnPlan {
         let plan = ChildPlan {
             moves: &moves,
             max_target,
-            keep: exec_fd.as_raw_fd(),
+            keep: exec_fd,
             vsz_limit: self.vsz_limit,
             chroot: chroot.as_deref(),
             working_dir: working_dir.as_deref(),
@@ -535,7 +561,7 @@ impl SpawnPlan {
             exec: if executable.script {
                 Exec::Path(program)
             } else {
-                Exec::Fd(exec_fd.as_raw_fd())
+                Exec::Fd(exec_fd)
             },
             argv: argv_ptrs.as_ptr(),
             envp: env_ptrs.as_ptr(),
@@ -547,8 +573,7 @@ impl SpawnPlan {
         };
 
         let (pid, pidfd) = clone_child(&plan).map_err(self.parent_error("clone"))?;
-        drop(exec_fd);
-        drop(moved);
+        drop(duplicates);
         let child = Child::new(pid, pidfd);
 
         match read_report(report.load(Ordering::Acquire)) {
@@ -711,6 +736,22 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 }
 
 /// Duplicates `fd` to the lowest free number at or above `min`, close-on-exec.
+/// The number the child finds `fd` at, at `min` or above: its own, or a
+/// duplicate's, which is kept in `duplicates`.
+fn above_targets(
+    fd: BorrowedFd<'_>,
+    min: RawFd,
+    duplicates: &mut Vec<OwnedFd>,
+) -> io::Result<RawFd> {
+    if fd.as_raw_fd() >= min {
+        return Ok(fd.as_raw_fd());
+    }
+    let duplicate = dup_above(fd, min)?;
+    let number = duplicate.as_raw_fd();
+    duplicates.push(duplicate);
+    Ok(number)
+}
+
 fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     let fd = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else

@@ -323,17 +323,9 @@ pub(super) fn inetd(
                 .env("UNIXREMOTEPID", pid.to_string());
         }
     }
-    let duplicate = connection
-        .socket
-        .try_clone()
-        .map_err(|source| LaunchError::Io {
-            service: service.name.to_string(),
-            what: "duplicating the connection",
-            source,
-        })?;
     let (stderr_read, stderr_write) = pipe(service)?;
     plan.fd(connection.socket, 0)
-        .fd(duplicate, 1)
+        .fd_also(0, 1)
         .fd(stderr_write, 2);
     Ok((
         plan,
