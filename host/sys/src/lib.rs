@@ -40,6 +40,6 @@ pub mod spawner;
 pub mod watch;
 
 pub use listener::{Endpoint, FileAccess, ListenError, Listener};
-pub use process::{Child, Exit, StopChange, next_stop_change};
+pub use process::{Child, ChildSignals, Exit, StopChange, next_stop_change};
 pub use spawn::{Identity, SpawnError, SpawnPlan, Step};
 pub use spawner::Spawner;

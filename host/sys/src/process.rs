@@ -160,6 +160,67 @@ impl Child {
     }
 }
 
+/// Blocks every signal in the calling thread. A thread that only works for
+/// the master (a spawner, the plugins' deadline ticker) leaves the
+/// process's signals to the event loop's thread, which handles them: one
+/// the kernel delivered to such a thread would interrupt its sleep and run
+/// its handler there, to wake the event loop from it as well.
+pub fn block_all_signals() {
+    // Blocking cannot fail with a valid mask and `how`.
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::all()),
+        None,
+    );
+}
+
+/// SIGCHLD as a descriptor, readable while one is pending.
+///
+/// Made before the master starts any thread: SIGCHLD is blocked in the
+/// thread that makes it, and so in every thread that thread starts after,
+/// and no handler runs for it. SIGCHLD comes at every exit of a child,
+/// which the master learns of from the child's pidfd anyway; through a
+/// handler, each one also interrupted a thread, wrote to the handler's
+/// pipe and read it back in the event loop. A child starts with every
+/// signal unblocked (see [`crate::spawn`]).
+#[derive(Debug)]
+pub struct ChildSignals(nix::sys::signalfd::SignalFd);
+
+impl ChildSignals {
+    /// Blocks SIGCHLD in the calling thread and opens its descriptor.
+    pub fn new() -> io::Result<ChildSignals> {
+        let mut mask = nix::sys::signal::SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block()?;
+        let flags =
+            nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC;
+        Ok(ChildSignals(nix::sys::signalfd::SignalFd::with_flags(
+            &mask, flags,
+        )?))
+    }
+
+    /// Takes every pending SIGCHLD; whether there was one.
+    pub fn take(&self) -> bool {
+        let mut taken = false;
+        while let Ok(Some(_)) = self.0.read_signal() {
+            taken = true;
+        }
+        taken
+    }
+}
+
+impl AsFd for ChildSignals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsRawFd for ChildSignals {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 /// A child stopped or continued, as `waitid` tells its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopChange {

@@ -21,9 +21,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
-
-use crate::process::Child;
+use crate::process::{Child, block_all_signals};
 use crate::spawn::{SpawnError, SpawnPlan};
 
 /// What a spawner thread is handed: the caller's tag and the plan.
@@ -150,7 +148,7 @@ impl<T> Drop for Serving<'_, T> {
 /// `Spawner` is dropped and no job is left.
 fn serve<T>(queue: &Queue<T>, done: &dyn Fn(T, Result<Child, SpawnError>)) {
     let _serving = Serving(queue);
-    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), None);
+    block_all_signals();
     loop {
         let mut waiting = queue.lock();
         let (tag, plan) = loop {

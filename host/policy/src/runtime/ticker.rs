@@ -50,6 +50,7 @@ impl Ticker {
         let handle = std::thread::Builder::new()
             .name("warden-epoch".to_owned())
             .spawn(move || {
+                warden_sys::process::block_all_signals();
                 let mut last_made = 0;
                 let mut quiet_since = Instant::now();
                 while let Some(engine) = weak.upgrade() {

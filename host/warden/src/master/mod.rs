@@ -84,6 +84,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 use prometheus_client::registry::Registry;
+use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use warden_child::protocol::FromService;
@@ -330,6 +331,9 @@ pub fn run(options: &Options) -> Result<(), RunError> {
         .as_deref()
         .map(PidFile::write)
         .transpose()?;
+    // Before any thread starts: see `ChildSignals`.
+    let child_signals =
+        warden_sys::ChildSignals::new().map_err(|e| RunError::start("cannot handle signals", e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -338,7 +342,7 @@ pub fn run(options: &Options) -> Result<(), RunError> {
         // Heard from before the control socket exists: a `warden stop`
         // (or a SIGTERM) the moment the master answers is a stop, not a
         // signal's default end.
-        let signals = Signals::listen()?;
+        let signals = Signals::listen(child_signals)?;
         let mut master = Master::start(options.config.clone(), parsed).await?;
         master.release_unused_memory();
         master.serve(signals).await
@@ -357,19 +361,21 @@ struct Signals {
     user1: Signal,
     /// SIGCHLD: exits come through each process's pidfd; this is heard
     /// for the stops and continues, which a pidfd does not tell.
-    child: Signal,
+    child: AsyncFd<warden_sys::ChildSignals>,
 }
 
 impl Signals {
-    /// Starts hearing them, in place of their default actions.
-    fn listen() -> Result<Signals, RunError> {
+    /// Starts hearing them, in place of their default actions; SIGCHLD
+    /// through `child`.
+    fn listen(child: warden_sys::ChildSignals) -> Result<Signals, RunError> {
         let heard = |kind| signal(kind).map_err(|e| RunError::start("cannot handle signals", e));
         Ok(Signals {
             hangup: heard(SignalKind::hangup())?,
             terminate: heard(SignalKind::terminate())?,
             interrupt: heard(SignalKind::interrupt())?,
             user1: heard(SignalKind::user_defined1())?,
-            child: heard(SignalKind::child())?,
+            child: warden_sys::watch::async_child_signals(child)
+                .map_err(|e| RunError::start("cannot handle signals", e))?,
         })
     }
 }
@@ -482,7 +488,7 @@ impl Master {
             mut terminate,
             mut interrupt,
             mut user1,
-            mut child,
+            child,
         } = signals;
         let mut round = tokio::time::interval(ROUND);
         round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -499,7 +505,12 @@ impl Master {
                     Ok(()) => tracing::info!("SIGUSR1 received: log file reopened"),
                     Err(error) => tracing::error!(%error, "cannot reopen the log file"),
                 },
-                _ = child.recv() => self.stops_changed(),
+                Ok(mut ready) = child.readable() => {
+                    ready.clear_ready();
+                    if child.get_ref().take() {
+                        self.stops_changed();
+                    }
+                }
                 _ = round.tick() => self.round(),
             }
             if self.finished() {
