@@ -3,7 +3,8 @@
 //!
 //! The real `warden` serves an inetd service (a process per connection:
 //! the `admission` plugin is asked about each connection, the `dovecot`
-//! plugin about each exit and the scaling of each round) and a login
+//! plugin about the scaling of each round, but not about the processes'
+//! clean exits, as no built-in plugin throttles after one) and a login
 //! service on the native interface (admission again, for each connection
 //! warden hands over), both with per-source limits set so admission is
 //! asked. A client connects at a steady rate for a while; then the
@@ -96,7 +97,7 @@ port = {inetd}
             client.line().expect("read").expect("a greeting");
         }
     }
-    // The last inetd processes exit and their exits are decided on.
+    // The last inetd processes exit.
     std::thread::sleep(Duration::from_millis(500));
     let after = plugin_calls(&warden);
     println!(

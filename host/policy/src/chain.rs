@@ -340,6 +340,18 @@ impl Plugins {
     /// indices from `indices`) is called with `call`; an answer `check`
     /// refuses counts as that plugin's failure, and the question passes on,
     /// as it does after a failed call. `None` when no plugin answered.
+    /// Whether a plugin file (not a built-in plugin) of `service`'s chain
+    /// has what `exports` looks for.
+    fn file_exports(&self, service: &ServiceView<'_>, exports: impl Fn(&Plugin) -> bool) -> bool {
+        self.chain(service.name, service.policies)
+            .iter()
+            .any(|&index| {
+                self.plugins.get(index).is_some_and(|plugin| {
+                    !matches!(plugin.origin(), Origin::Builtin) && exports(plugin)
+                })
+            })
+    }
+
     fn ask<I, T, R>(
         &mut self,
         service: &ServiceView<'_>,
@@ -418,6 +430,14 @@ impl Policy for Plugins {
     }
 
     fn lifecycle(&mut self, service: &ServiceView<'_>, exit: &ExitView) -> Lifecycle {
+        // The built-in plugins throttle only after an exit that failed
+        // (the SDK's `dovecot::throttle`): with no plugin file of the chain
+        // exporting the hook, the service simply goes on after any other,
+        // and the chain is not asked. An inetd service's processes end
+        // cleanly at every connection.
+        if !exit.failed() && !self.file_exports(service, |plugin| plugin.lifecycle().is_some()) {
+            return Lifecycle::Continue;
+        }
         let wit_service = wit_service(service);
         let wit_exit = lifecycle::Exit {
             pid: exit.pid,
@@ -479,15 +499,10 @@ impl Policy for Plugins {
         // The built-in plugins refuse only by the per-source settings: with
         // none set and no plugin file of the chain exporting the hook,
         // every connection is admitted, and the chain is not asked.
-        let from_files = self
-            .chain(service.name, service.policies)
-            .iter()
-            .any(|&index| {
-                self.plugins.get(index).is_some_and(|plugin| {
-                    plugin.admission().is_some() && !matches!(plugin.origin(), Origin::Builtin)
-                })
-            });
-        if !from_files && service.per_source_limit.is_none() && service.per_source_rate.is_none() {
+        if !self.file_exports(service, |plugin| plugin.admission().is_some())
+            && service.per_source_limit.is_none()
+            && service.per_source_rate.is_none()
+        {
             return Admission::Accept;
         }
         let wit_service = wit_service(service);

@@ -23,7 +23,7 @@ fn builtin() -> (&'static str, &'static [u8]) {
         .expect("the built-in dovecot plugin")
 }
 
-/// Asks `plugins` about a clean exit, as the master does.
+/// Asks `plugins` about a failed exit, as the master does.
 fn decide_an_exit(plugins: &mut Plugins) -> Lifecycle {
     let service = ServiceView {
         name: "imap",
@@ -38,9 +38,11 @@ fn decide_an_exit(plugins: &mut Plugins) -> Lifecycle {
         per_source_limit: None,
         per_source_rate: None,
     };
+    // A failure, which the plugin is asked about (a clean exit is not),
+    // of a process that was ready in a proven service: no throttle.
     let exit = ExitView {
         pid: 4242,
-        cause: ExitCause::Code(0),
+        cause: ExitCause::Code(1),
         age_ms: 3,
         was_ready: true,
         was_asked: false,
