@@ -76,6 +76,14 @@ fn drop_in(warden: &Running, plugins: &Path, name: &str, wasm: &Path) {
     );
     let log = warden.log();
     assert!(log.contains(&loaded), "{name} was not loaded:\n{log}");
+    // Logged as the set is loaded, before the master puts it in force:
+    // a connection made in between is decided by the set before.
+    warden.wait_for("the plugin in force", Duration::from_secs(20), || {
+        let listed = warden.cli(&["plugins"]);
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(name))
+    });
 }
 
 /// The admission example: its scenario, then in a master a login-like
