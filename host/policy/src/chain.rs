@@ -336,10 +336,6 @@ fn wit_processes(processes: &[ProcessView]) -> Vec<types::Process> {
 }
 
 impl Plugins {
-    /// Asks `service`'s chain: the first plugin exporting the hook (its
-    /// indices from `indices`) is called with `call`; an answer `check`
-    /// refuses counts as that plugin's failure, and the question passes on,
-    /// as it does after a failed call. `None` when no plugin answered.
     /// Whether a plugin file (not a built-in plugin) of `service`'s chain
     /// has what `exports` looks for.
     fn file_exports(&self, service: &ServiceView<'_>, exports: impl Fn(&Plugin) -> bool) -> bool {
@@ -352,6 +348,10 @@ impl Plugins {
             })
     }
 
+    /// Asks `service`'s chain: the first plugin exporting the hook (its
+    /// indices from `indices`) is called with `call`; an answer `check`
+    /// refuses counts as that plugin's failure, and the question passes on,
+    /// as it does after a failed call. `None` when no plugin answered.
     fn ask<I, T, R>(
         &mut self,
         service: &ServiceView<'_>,

@@ -23,8 +23,8 @@ fn builtin() -> (&'static str, &'static [u8]) {
         .expect("the built-in dovecot plugin")
 }
 
-/// Asks `plugins` about a failed exit, as the master does.
-fn decide_an_exit(plugins: &mut Plugins) -> Lifecycle {
+/// Asks `plugins` about an exit with `cause`, as the master does.
+fn decide_an_exit(plugins: &mut Plugins, cause: ExitCause) -> Lifecycle {
     let service = ServiceView {
         name: "imap",
         kind: ServiceKind::Default,
@@ -38,11 +38,9 @@ fn decide_an_exit(plugins: &mut Plugins) -> Lifecycle {
         per_source_limit: None,
         per_source_rate: None,
     };
-    // A failure, which the plugin is asked about (a clean exit is not),
-    // of a process that was ready in a proven service: no throttle.
     let exit = ExitView {
         pid: 4242,
-        cause: ExitCause::Code(1),
+        cause,
         age_ms: 3,
         was_ready: true,
         was_asked: false,
@@ -104,11 +102,21 @@ fn a_compiled_plugin_is_mapped_from_the_cache_not_compiled_again() {
     let released = warden_sys::memory::release_code(Some(&compiled)).expect("release");
     assert!(released > 0);
     let mut plugins = Plugins::new(vec![plugin]);
-    assert_eq!(decide_an_exit(&mut plugins), Lifecycle::Continue);
+    // A failure, which a built-in plugin is asked about, of a process that
+    // was ready in a proven service: no throttle. A clean exit, which no
+    // built-in plugin throttles after, is not asked about.
+    assert_eq!(
+        decide_an_exit(&mut plugins, ExitCause::Code(1)),
+        Lifecycle::Continue
+    );
+    assert_eq!(
+        decide_an_exit(&mut plugins, ExitCause::Code(0)),
+        Lifecycle::Continue
+    );
     assert_eq!(
         calls_and_failures(&plugins),
         (2, 0),
-        "identity, then the exit"
+        "identity, then the failed exit only"
     );
 }
 
@@ -167,7 +175,10 @@ fn a_plugin_loaded_again_is_started_from_its_linked_component_reading_nothing() 
 
     // A fresh plugin: its own instance, its calls counted from its start.
     let mut plugins = Plugins::new(vec![again]);
-    assert_eq!(decide_an_exit(&mut plugins), Lifecycle::Continue);
+    assert_eq!(
+        decide_an_exit(&mut plugins, ExitCause::Code(1)),
+        Lifecycle::Continue
+    );
     assert_eq!(
         calls_and_failures(&plugins),
         (2, 0),
