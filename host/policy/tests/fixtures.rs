@@ -11,7 +11,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use warden_policy::contract::Problem;
-use warden_policy::runtime::Failure;
+use warden_policy::runtime::{Failure, START_DEADLINE};
 use warden_policy::{
     Budget, ExitCause, ExitView, IdleAction, Lifecycle, LoadError, Origin, Plugins, Policy,
     ProcessView, Runtime, ServiceKind, ServiceView,
@@ -156,6 +156,36 @@ fn an_endless_loop_is_stopped_at_its_deadline_and_the_fallback_answers() {
     assert!(
         log.contains("plugin=\"endless-loop\" hook=\"idle\" service=\"imap-login\""),
         "{log}"
+    );
+}
+
+#[test]
+fn a_start_slower_than_a_decision_loads_and_its_decisions_keep_their_deadline() {
+    let started = Instant::now();
+    let mut plugins =
+        load(fixture("slow-start")).expect("a 200 ms start is within the start's deadline");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(plugins.plugins()[0].identity().name, "slow-start");
+    assert_eq!(plugins.idle(&service(), &idle_processes(), 3, 1_000), []);
+    assert_eq!(
+        failure_of(&plugins),
+        Some(Failure::Deadline),
+        "a decision has the budget's 20 ms, not the start's"
+    );
+}
+
+#[test]
+fn a_start_that_never_ends_is_refused_at_the_start_deadline() {
+    let started = Instant::now();
+    let error = load(fixture("endless-start")).expect_err("it must be refused");
+    let took = started.elapsed();
+    assert!(took >= START_DEADLINE, "refused after {took:?}");
+    assert!(took < START_DEADLINE * 3, "refused only after {took:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("asking its identity failed: it ran past its deadline"),
+        "{error}"
     );
 }
 

@@ -79,6 +79,15 @@ pub const GRANT: &str = "/grant";
 /// tick comes; each tick wakes a thread, so fewer cost the master less.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// How long a plugin's start — its instantiation and its identity, the
+/// first guest code a load runs — may take, unless its budget's deadline
+/// is longer. A start pays once for what no decision pays again (the first
+/// touch of the compiled code, the instance's memory made), and a busy
+/// machine can stretch that past a decision's deadline; a load runs off
+/// the event loop, so a longer wait holds up no decision, and a start that
+/// never ends is still stopped.
+pub const START_DEADLINE: Duration = Duration::from_secs(1);
+
 /// Failures within [`QUARANTINE_WINDOW`] that quarantine a plugin.
 pub const QUARANTINE_FAILURES: usize = 5;
 
@@ -680,7 +689,8 @@ impl Runtime {
         self.start(linked.clone(), origin, budget)
     }
 
-    /// A plugin of `linked`, with a fresh instance asked its identity.
+    /// A plugin of `linked`, with a fresh instance asked its identity
+    /// within [`START_DEADLINE`] (or the budget's deadline, if longer).
     fn start(&self, linked: Linked, origin: Origin, budget: Budget) -> Result<Plugin, LoadError> {
         let source_name = origin.source_name();
         let Some(identity_index) = linked.indices.plugin.clone() else {
@@ -693,7 +703,10 @@ impl Runtime {
             shared: Arc::clone(&self.shared),
             linked,
             instance: None,
-            budget,
+            budget: Budget {
+                deadline: budget.deadline.max(START_DEADLINE),
+                ..budget
+            },
             grant: None,
             origin,
             identity: Identity::default(),
@@ -712,6 +725,7 @@ impl Runtime {
                 source_name: source_name.clone(),
                 reason: format!("asking its identity failed: it {failure}"),
             })?;
+        plugin.budget = budget;
         plugin.identity = Identity {
             name: identity.name,
             version: identity.version,
