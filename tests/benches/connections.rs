@@ -45,7 +45,7 @@ fn main() {
     let (systemd, native, inetd) = (free_port(), free_port(), free_port());
     let users = std::env::temp_dir().join(format!("warden-bench-users-{}", std::process::id()));
     std::fs::write(&users, "alice:secret\n").expect("write the users");
-    let warden = Running::start(&format!(
+    let warden = Running::start_quiet(&format!(
         r#"
 [service.echo]
 executable = "{echo}"

@@ -77,7 +77,7 @@ fn main() {
                 echo().display().to_string()
             );
         }
-        let mut warden = Running::start(&body);
+        let mut warden = Running::start_quiet(&body);
         let pid = warden.pid();
         std::thread::sleep(SETTLE);
         let before = cpu_ticks(pid);

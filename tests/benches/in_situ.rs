@@ -29,7 +29,7 @@ use warden_policy::{
     ConnectionView, ExitCause, ExitView, Fallback, PeerView, Policy, ServiceKind, ServiceView,
     SourceCounts,
 };
-use warden_tests::{Launch, LineClient, Running, free_port, login, whoami};
+use warden_tests::{LineClient, Running, free_port, login, whoami};
 
 /// Connections per second the client keeps to, to each service.
 const RATE: u32 = 100;
@@ -42,9 +42,8 @@ fn main() {
     let (native, inetd) = (free_port(), free_port());
     let users = std::env::temp_dir().join(format!("warden-in-situ-users-{}", std::process::id()));
     std::fs::write(&users, "alice:secret\n").expect("write the users");
-    let warden = Running::start_with(
-        &format!(
-            r#"
+    let warden = Running::start_quiet(&format!(
+        r#"
 [service.login]
 executable = "{login} {users}"
 interface = "warden"
@@ -69,16 +68,10 @@ name = "whoami"
 address = "127.0.0.1"
 port = {inetd}
 "#,
-            login = login().display(),
-            users = users.display(),
-            whoami = whoami().display(),
-        ),
-        // Logging at info, as an operator runs it.
-        Launch {
-            quiet: true,
-            ..Launch::default()
-        },
-    );
+        login = login().display(),
+        users = users.display(),
+        whoami = whoami().display(),
+    ));
     warden.wait_for(
         "the preforked login processes",
         Duration::from_secs(20),

@@ -83,7 +83,7 @@ fn measure(language: &'static str, out: &Path) -> Option<Row> {
     // and accepted, and the list is read each time.
     std::fs::write(grant.join("deny"), "192.0.2.66\n").expect("write the deny list");
     let port = free_port();
-    let warden = Running::start(&format!(
+    let warden = Running::start_quiet(&format!(
         r#"plugins_dir = "{plugins}"
 plugin_cache = "{cache}"
 

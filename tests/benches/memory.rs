@@ -79,7 +79,7 @@ fn accepted_connections() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
     let port = free_port();
-    let warden = Running::start(&format!(
+    let warden = Running::start_quiet(&format!(
         r#"
 [service.whoami]
 executable = "{whoami}"

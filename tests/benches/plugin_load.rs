@@ -64,7 +64,7 @@ fn main() {
     let plugins_dir = work.path().join("plugins");
     std::fs::create_dir(&plugins_dir).expect("mkdir");
     let port = free_port();
-    let warden = Running::start(&format!(
+    let warden = Running::start_quiet(&format!(
         r#"
 plugins_dir = {plugins:?}
 plugin_cache = {cache:?}

@@ -156,7 +156,7 @@ fn main() {
         show("lifecycle", count, plugin, native);
     }
 
-    let warden = Running::start(&format!(
+    let warden = Running::start_quiet(&format!(
         r#"
 [service.echo]
 executable = {:?}

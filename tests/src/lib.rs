@@ -267,6 +267,19 @@ impl Running {
         Running::start_with(body, Launch::default())
     }
 
+    /// Like [`Running::start`], logging at `info` only, as an operator
+    /// runs it: what a benchmark measures (warden's debug lines cost a
+    /// write per connection).
+    pub fn start_quiet(body: &str) -> Running {
+        Running::start_with(
+            body,
+            Launch {
+                quiet: true,
+                ..Launch::default()
+            },
+        )
+    }
+
     /// Like [`Running::start`], started as `launch` says.
     pub fn start_with(body: &str, launch: Launch) -> Running {
         Running::start_in(tempfile::tempdir().expect("tempdir"), body, launch)
