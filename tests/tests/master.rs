@@ -334,6 +334,41 @@ port = {port}
 }
 
 #[test]
+fn an_inetd_service_is_told_both_ends_on_a_bound_and_a_wildcard_listener() {
+    let (bound, wildcard) = (free_port(), free_port());
+    let _warden = Running::start(&format!(
+        r#"
+[service.whoami]
+executable = "{whoami}"
+interface = "inetd"
+
+[[service.whoami.inet_listener]]
+name = "bound"
+address = "127.0.0.1"
+port = {bound}
+
+[[service.whoami.inet_listener]]
+name = "wildcard"
+address = "*"
+port = {wildcard}
+"#,
+        whoami = whoami().display()
+    ));
+    for port in [bound, wildcard] {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let client = stream.local_addr().expect("the client's address");
+        let greeting = LineClient::from_stream(stream)
+            .line()
+            .expect("read")
+            .expect("a greeting");
+        assert!(
+            greeting.starts_with(&format!("you are {client}, talking to 127.0.0.1:{port},")),
+            "{greeting}"
+        );
+    }
+}
+
+#[test]
 fn a_program_replaced_on_disk_is_what_the_next_connection_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let program = dir.path().join("answer");

@@ -3,7 +3,7 @@
 //! listeners, admission, and the inetd interface's dispatch — a process per
 //! connection, queued at `process_limit` up to `process_limit_wait`.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,8 +51,7 @@ pub(super) fn accept_task(
     listener: &Listener,
     proxy: Option<Arc<ProxyRules>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let endpoint = listener.endpoint().to_string();
-    let unix = matches!(listener.endpoint(), Endpoint::Unix(_));
+    let endpoint = listener.endpoint().clone();
     let fd = warden_sys::watch::async_fd(OwnedFd::from(listener.try_clone()?))?;
     let events = events.clone();
     Ok(tokio::spawn(async move {
@@ -60,20 +59,22 @@ pub(super) fn accept_task(
             let Ok(mut ready) = fd.readable().await else {
                 return;
             };
-            let socket = match nix::sys::socket::accept4(
-                fd.get_ref().as_fd(),
-                SockFlag::SOCK_CLOEXEC,
-            ) {
-                Ok(socket) => socket,
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {
+            let (socket, ends) = match accept(fd.get_ref().as_fd(), &endpoint) {
+                Ok(accepted) => accepted,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
                     ready.clear_ready();
                     continue;
                 }
-                Err(errno) => {
+                Err(error) => {
                     ready.clear_ready();
                     tracing::error!(
-                        listener = endpoint,
-                        %errno,
+                        listener = %endpoint,
+                        %error,
                         "cannot accept a connection; retrying in {}ms (raise the descriptor limit, ulimit -n, if it says too many open files)",
                         ACCEPT_BACKOFF.as_millis()
                     );
@@ -81,7 +82,7 @@ pub(super) fn accept_task(
                     continue;
                 }
             };
-            let Some(ends) = ends_of(&socket, unix) else {
+            let Some(ends) = ends else {
                 continue;
             };
             let connection = Connection {
@@ -161,29 +162,44 @@ pub(super) async fn read_proxy_header(
     let _ = events.send(event);
 }
 
-/// What the UCSPI variables say about an accepted connection.
-pub(super) fn ends_of(socket: &OwnedFd, unix: bool) -> Option<Ends> {
-    if unix {
-        let credentials = warden_sys::fdpass::peer_credentials(socket).ok()?;
-        return Some(Ends::Unix {
-            uid: credentials.uid.as_raw(),
-            gid: credentials.gid.as_raw(),
-            pid: credentials.pid.as_raw(),
-        });
-    }
-    let address = |storage: SockaddrStorage| {
-        storage
-            .as_sockaddr_in()
-            .map(|v4| std::net::SocketAddr::V4((*v4).into()))
-            .or_else(|| {
-                storage
-                    .as_sockaddr_in6()
-                    .map(|v6| std::net::SocketAddr::V6((*v6).into()))
-            })
+/// Accepts one connection on `listener` (bound at `endpoint`), with what
+/// the UCSPI variables say of its ends (`None` when they cannot be read,
+/// as when the client is already gone). An inet listener gives the
+/// client's address with the connection, and its own address when it is
+/// bound to one: only a wildcard listener asks each connection's.
+fn accept(
+    listener: BorrowedFd<'_>,
+    endpoint: &Endpoint,
+) -> std::io::Result<(OwnedFd, Option<Ends>)> {
+    let Endpoint::Inet(bound) = endpoint else {
+        let socket = nix::sys::socket::accept4(listener, SockFlag::SOCK_CLOEXEC)?;
+        let ends = warden_sys::fdpass::peer_credentials(&socket)
+            .ok()
+            .map(|credentials| Ends::Unix {
+                uid: credentials.uid.as_raw(),
+                gid: credentials.gid.as_raw(),
+                pid: credentials.pid.as_raw(),
+            });
+        return Ok((socket, ends));
     };
-    let remote = address(nix::sys::socket::getpeername(socket.as_raw_fd()).ok()?)?;
-    let local = address(nix::sys::socket::getsockname(socket.as_raw_fd()).ok()?)?;
-    Some(Ends::Tcp { remote, local })
+    let (socket, remote) = warden_sys::listener::accept_inet(listener)?;
+    let local = if bound.ip().is_unspecified() {
+        nix::sys::socket::getsockname::<SockaddrStorage>(socket.as_raw_fd())
+            .ok()
+            .and_then(|local| {
+                local
+                    .as_sockaddr_in()
+                    .map(|v4| std::net::SocketAddr::V4((*v4).into()))
+                    .or_else(|| {
+                        local
+                            .as_sockaddr_in6()
+                            .map(|v6| std::net::SocketAddr::V6((*v6).into()))
+                    })
+            })
+    } else {
+        Some(*bound)
+    };
+    Ok((socket, local.map(|local| Ends::Tcp { remote, local })))
 }
 
 impl Master {
