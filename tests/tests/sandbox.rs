@@ -290,3 +290,67 @@ port = {whoami_port}
         Response::Status { .. }
     ));
 }
+
+#[test]
+fn a_reload_lifts_a_quarantine_and_the_plugin_is_asked_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins_dir).expect("mkdir plugins");
+    install(&plugins_dir.join("trap.wasm"), fixture("trap"));
+    let port = free_port();
+    let warden = Running::start(&format!(
+        r#"
+plugins_dir = {plugins:?}
+
+[service.whoami]
+executable = {whoami:?}
+interface = "inetd"
+process_limit = 100
+
+[[service.whoami.inet_listener]]
+name = "whoami"
+address = "127.0.0.1"
+port = {port}
+"#,
+        plugins = plugins_dir.display().to_string(),
+        whoami = whoami().display().to_string(),
+    ));
+    // Each connection asks the trap fixture's admission hook, which traps;
+    // the built-in decision serves the client all the same.
+    let serve = || {
+        let greeting = LineClient::connect(port)
+            .and_then(|mut client| client.line())
+            .expect("a connection");
+        assert!(
+            greeting.is_some_and(|line| line.starts_with("you are ")),
+            "a client went unserved; the log:\n{}",
+            warden.log()
+        );
+    };
+    let quarantines = |log: &str| log.matches("quarantined until the next reload").count();
+    warden.wait_for("the trap fixture to be quarantined", WAIT, || {
+        serve();
+        plugin(&warden, "trap").is_some_and(|p| p.quarantined)
+    });
+    let calls = plugin(&warden, "trap").map(|p| p.calls);
+    serve();
+    assert_eq!(
+        plugin(&warden, "trap").map(|p| p.calls),
+        calls,
+        "a quarantined plugin is not asked"
+    );
+    assert_eq!(quarantines(&warden.log()), 1);
+
+    match warden.request(&Request::Reload) {
+        Response::Done { .. } => {}
+        other => panic!("reload answered {other:?}"),
+    }
+    let lifted = plugin(&warden, "trap").expect("still loaded");
+    assert!(!lifted.quarantined, "{lifted:?}");
+    assert_eq!(lifted.failures, 0, "{lifted:?}");
+    // Asked again, it fails again, and is quarantined anew.
+    warden.wait_for("the trap fixture to be quarantined again", WAIT, || {
+        serve();
+        quarantines(&warden.log()) == 2
+    });
+}
