@@ -42,6 +42,13 @@ pub struct Plugins {
     /// Each service's chain, by its name, with the `policies` it was
     /// computed for: fixed for a plugin set, so computed once.
     chains: RefCell<HashMap<String, KnownChain>>,
+    /// The last report of each built-in plugin that has observed nothing
+    /// since, by its index. A built-in's figures are counters and gauges
+    /// tallied from what it observed, so its report is the same until it
+    /// observes more: it is not asked again (about once a second, a
+    /// sandboxed call with cold caches each, for every built-in, most of
+    /// whose services are quiet or not configured at all).
+    unchanged: BTreeMap<usize, PluginMetrics>,
 }
 
 /// A service's chain: indices into the plugins, in order.
@@ -241,14 +248,21 @@ impl Plugins {
                     .call_observe(&mut *store, service, event.wit(), now_ms)
                     .await
             });
+            self.unchanged.remove(&index);
         }
     }
 
     /// Every plugin's metrics with their samples now. A plugin whose report
-    /// fails its check reports nothing this time.
+    /// fails its check reports nothing this time. A built-in plugin that
+    /// has observed nothing since its last report is not asked again: its
+    /// last report stands.
     pub fn report(&mut self, now_ms: Millis) -> Vec<PluginMetrics> {
         let mut reports = Vec::new();
         for (&index, declared) in &self.declared {
+            if let Some(report) = self.unchanged.get(&index) {
+                reports.push(report.clone());
+                continue;
+            }
             let Some(plugin) = self.plugins.get_mut(index) else {
                 continue;
             };
@@ -296,10 +310,18 @@ impl Plugins {
                 };
                 samples.push(Sample { labels, value });
             }
-            reports.push(PluginMetrics {
+            let report = PluginMetrics {
                 plugin: plugin.identity().name.clone(),
                 metrics,
-            });
+            };
+            // A histogram's samples are observations, each counted once:
+            // a plugin declaring one is asked every time.
+            if matches!(plugin.origin(), Origin::Builtin)
+                && declared.iter().all(|m| m.kind != MetricKind::Histogram)
+            {
+                self.unchanged.insert(index, report.clone());
+            }
+            reports.push(report);
         }
         reports
     }

@@ -9,7 +9,7 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
-use warden_policy::stats::{Event, Value};
+use warden_policy::stats::{Event, PluginMetrics, Value};
 use warden_policy::{
     BUILTINS, Budget, ConnectionView, Defaults, ExitCause, ExitView, IdleAction, Lifecycle,
     ListenerKind, ListenerView, Origin, PeerView, Plugins, Policy, ProcessView, Runtime,
@@ -516,6 +516,49 @@ fn stats_is_like_anvil() {
 #[test]
 fn a_service_nobody_documents_gets_no_defaults() {
     assert_eq!(defaults("echo"), Defaults::default());
+}
+
+#[test]
+fn a_builtin_that_observed_nothing_since_its_last_report_is_not_asked_again() {
+    let mut plugins = builtins();
+    // A service no other test tells the shared plugins about.
+    let service = "managesieve-login";
+    let calls = |plugins: &Plugins| {
+        plugins
+            .plugins()
+            .iter()
+            .find(|p| p.identity().name == "login")
+            .map(|p| p.stats().calls)
+            .expect("the login plugin")
+    };
+    let waiting = |report: &[PluginMetrics]| {
+        report
+            .iter()
+            .find(|r| r.plugin == "login")
+            .and_then(|login| {
+                login
+                    .metrics
+                    .iter()
+                    .find(|(m, _)| m.name == "connections_waiting")
+            })
+            .and_then(|(_, samples)| samples.iter().find(|s| s.labels == [service]))
+            .map(|s| s.value)
+    };
+    plugins.observe(service, &[], Event::Accepted(1), 0);
+    let first = plugins.report(0);
+    let before = calls(&plugins);
+    let again = plugins.report(1_000);
+    assert_eq!(calls(&plugins), before, "asked again with nothing new");
+    assert_eq!(waiting(&again), waiting(&first));
+
+    plugins.observe(service, &[], Event::Closed(1), 2_000);
+    let after = plugins.report(3_000);
+    assert_eq!(
+        calls(&plugins),
+        before + 2,
+        "the observation and a fresh report"
+    );
+    assert_ne!(waiting(&after), waiting(&first), "the report is fresh");
 }
 
 #[test]
