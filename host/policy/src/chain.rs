@@ -259,16 +259,17 @@ impl Plugins {
     pub fn report(&mut self, now_ms: Millis) -> Vec<PluginMetrics> {
         let mut reports = Vec::new();
         for (&index, declared) in &self.declared {
+            let Some(plugin) = self.plugins.get_mut(index) else {
+                continue;
+            };
+            // A quarantined plugin reports nothing.
+            let Some(hook) = plugin.stats_hook() else {
+                continue;
+            };
             if let Some(report) = self.unchanged.get(&index) {
                 reports.push(report.clone());
                 continue;
             }
-            let Some(plugin) = self.plugins.get_mut(index) else {
-                continue;
-            };
-            let Some(hook) = plugin.stats_hook() else {
-                continue;
-            };
             let Ok(answer) = plugin.call("stats", "", async |store, live| {
                 live.guest(&mut *store, &hook)?
                     .call_report(&mut *store, now_ms)
