@@ -21,7 +21,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -305,19 +305,6 @@ fn set_owner_and_mode(path: &Path, access: FileAccess) -> Result<(), ListenError
         FchmodatFlags::NoFollowSymlink,
     )
     .map_err(sys(target, "chmod"))
-}
-
-/// Accepts a connection on the inet listening socket `listener`, returning
-/// it (close-on-exec, blocking) with the client's address, which the same
-/// system call gives: no `getpeername` per connection.
-pub fn accept_inet(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
-    // SAFETY: `listener` is an open socket borrowed for this call, and the
-    // ManuallyDrop keeps the TcpListener from closing it when it goes.
-    let listener = std::mem::ManuallyDrop::new(unsafe {
-        std::net::TcpListener::from_raw_fd(listener.as_raw_fd())
-    });
-    let (stream, client) = listener.accept()?;
-    Ok((stream.into(), client))
 }
 
 /// The address a TCP socket is bound to (the real port when 0 was asked).

@@ -163,16 +163,16 @@ pub(super) async fn read_proxy_header(
 }
 
 /// Accepts one connection on `listener` (bound at `endpoint`), with what
-/// the UCSPI variables say of its ends (`None` when they cannot be read,
-/// as when the client is already gone). An inet listener gives the
-/// client's address with the connection, and its own address when it is
-/// bound to one: only a wildcard listener asks each connection's.
+/// the UCSPI variables say of its ends (`None` when they cannot be read:
+/// the client is already gone, and the connection is dropped unserved).
+/// A listener bound to one address is its connections' local address too:
+/// only a wildcard listener asks each connection's.
 fn accept(
     listener: BorrowedFd<'_>,
     endpoint: &Endpoint,
 ) -> std::io::Result<(OwnedFd, Option<Ends>)> {
+    let socket = nix::sys::socket::accept4(listener, SockFlag::SOCK_CLOEXEC)?;
     let Endpoint::Inet(bound) = endpoint else {
-        let socket = nix::sys::socket::accept4(listener, SockFlag::SOCK_CLOEXEC)?;
         let ends = warden_sys::fdpass::peer_credentials(&socket)
             .ok()
             .map(|credentials| Ends::Unix {
@@ -182,20 +182,28 @@ fn accept(
             });
         return Ok((socket, ends));
     };
-    let (socket, remote) = warden_sys::listener::accept_inet(listener)?;
-    let local = if bound.ip().is_unspecified() {
-        nix::sys::socket::getsockname::<SockaddrStorage>(socket.as_raw_fd())
-            .ok()
-            .and_then(|local| {
-                local
-                    .as_sockaddr_in()
-                    .map(|v4| std::net::SocketAddr::V4((*v4).into()))
-                    .or_else(|| {
-                        local
-                            .as_sockaddr_in6()
-                            .map(|v6| std::net::SocketAddr::V6((*v6).into()))
-                    })
+    let address = |storage: SockaddrStorage| {
+        storage
+            .as_sockaddr_in()
+            .map(|v4| std::net::SocketAddr::V4((*v4).into()))
+            .or_else(|| {
+                storage
+                    .as_sockaddr_in6()
+                    .map(|v6| std::net::SocketAddr::V6((*v6).into()))
             })
+    };
+    // The peer's address also tells that the client is still there: a
+    // connection reset before it was accepted has none.
+    let Some(remote) = nix::sys::socket::getpeername(socket.as_raw_fd())
+        .ok()
+        .and_then(address)
+    else {
+        return Ok((socket, None));
+    };
+    let local = if bound.ip().is_unspecified() {
+        nix::sys::socket::getsockname(socket.as_raw_fd())
+            .ok()
+            .and_then(address)
     } else {
         Some(*bound)
     };
