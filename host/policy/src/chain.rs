@@ -43,12 +43,13 @@ pub struct Plugins {
     /// computed for: fixed for a plugin set, so computed once.
     chains: RefCell<HashMap<String, KnownChain>>,
     /// The last report of each built-in plugin that has observed nothing
-    /// since, by its index. A built-in's figures are counters and gauges
-    /// tallied from what it observed, so its report is the same until it
-    /// observes more: it is not asked again (about once a second, a
-    /// sandboxed call with cold caches each, for every built-in, most of
-    /// whose services are quiet or not configured at all).
-    unchanged: BTreeMap<usize, PluginMetrics>,
+    /// since, by its index, with the instance it came from. A built-in's
+    /// figures are counters and gauges tallied in its instance from what
+    /// it observed, so its report is the same until it observes more or
+    /// its instance is made anew: it is not asked again till then (about
+    /// once a second, a sandboxed call with cold caches each, for every
+    /// built-in, most of whose services are quiet or not configured).
+    unchanged: BTreeMap<usize, (u64, PluginMetrics)>,
 }
 
 /// A service's chain: indices into the plugins, in order.
@@ -254,8 +255,8 @@ impl Plugins {
 
     /// Every plugin's metrics with their samples now. A plugin whose report
     /// fails its check reports nothing this time. A built-in plugin that
-    /// has observed nothing since its last report is not asked again: its
-    /// last report stands.
+    /// has observed nothing since its last report, in the same instance, is
+    /// not asked again: its last report stands.
     pub fn report(&mut self, now_ms: Millis) -> Vec<PluginMetrics> {
         let mut reports = Vec::new();
         for (&index, declared) in &self.declared {
@@ -266,7 +267,9 @@ impl Plugins {
             let Some(hook) = plugin.stats_hook() else {
                 continue;
             };
-            if let Some(report) = self.unchanged.get(&index) {
+            if let Some((instance, report)) = self.unchanged.get(&index)
+                && plugin.live_instance() == Some(*instance)
+            {
                 reports.push(report.clone());
                 continue;
             }
@@ -319,8 +322,9 @@ impl Plugins {
             // a plugin declaring one is asked every time.
             if matches!(plugin.origin(), Origin::Builtin)
                 && declared.iter().all(|m| m.kind != MetricKind::Histogram)
+                && let Some(instance) = plugin.live_instance()
             {
-                self.unchanged.insert(index, report.clone());
+                self.unchanged.insert(index, (instance, report.clone()));
             }
             reports.push(report);
         }

@@ -85,7 +85,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// touch of the compiled code, the instance's memory made), and a busy
 /// machine can stretch that past a decision's deadline; a load runs off
 /// the event loop, so a longer wait holds up no decision, and a start that
-/// never ends is still stopped.
+/// never ends is still stopped. It covers the instance a load makes to ask
+/// the identity; one made again later (after a failed call, or to grant a
+/// directory) is held to the decision deadline.
 pub const START_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Failures within [`QUARANTINE_WINDOW`] that quarantine a plugin.
@@ -97,7 +99,8 @@ pub const QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
 /// Deadline and memory cap of a plugin's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// How long one call, or instantiation, may run.
+    /// How long one call, or instantiation, may run (a plugin's start may
+    /// take [`START_DEADLINE`] if that is longer).
     pub deadline: Duration,
     /// How much linear memory (all memories together) an instance may have.
     pub memory: usize,
@@ -643,7 +646,7 @@ impl Runtime {
 
     /// Loads a plugin from `bytes` — compiled, or read from the cache —
     /// checks it against the contract, links it, and asks its identity
-    /// under `budget`.
+    /// under `budget`, within [`START_DEADLINE`] if that is longer.
     pub fn load(&self, bytes: &[u8], origin: Origin, budget: Budget) -> Result<Plugin, LoadError> {
         let source_name = origin.source_name();
         let sha256 = sha256(bytes);
@@ -703,6 +706,7 @@ impl Runtime {
             shared: Arc::clone(&self.shared),
             linked,
             instance: None,
+            instances: 0,
             budget: Budget {
                 deadline: budget.deadline.max(START_DEADLINE),
                 ..budget
@@ -912,6 +916,10 @@ pub struct Plugin {
     shared: Arc<Shared>,
     linked: Linked,
     instance: Option<(Store<State>, Live)>,
+    /// How many instances have been made: a new one starts the guest's
+    /// state afresh (a failed call, or one that outgrew its memory, drops
+    /// the instance it ran in).
+    instances: u64,
     budget: Budget,
     /// A directory granted read-only, seen by the plugin at [`GRANT`].
     grant: Option<PathBuf>,
@@ -1030,6 +1038,13 @@ impl Plugin {
         self.callable()?.stats.clone()
     }
 
+    /// Which instance the guest's state lives in now (see the count of
+    /// instances made), or `None` when there is none: the next call makes
+    /// a new one, whose state starts afresh.
+    pub(crate) fn live_instance(&self) -> Option<u64> {
+        self.instance.as_ref().map(|_| self.instances)
+    }
+
     /// The `idle` hook, if exported and not quarantined.
     pub(crate) fn idle(&self) -> Option<hooks::idle::GuestIndices> {
         self.callable()?.idle.clone()
@@ -1112,7 +1127,11 @@ impl Plugin {
     ) -> Result<T, Failure> {
         let (mut store, mut live) = match self.instance.take() {
             Some(live) => live,
-            None => self.instantiate(hook, service)?,
+            None => {
+                let made = self.instantiate(hook, service)?;
+                self.instances += 1;
+                made
+            }
         };
         self.start_clock(&mut store);
         let result = match self
