@@ -150,8 +150,9 @@ pub(super) fn load(
         .collect();
     let refused = compile(runtime, compiler, &uncompiled);
     // A plugin's name is known only from its identity, which it must give
-    // within a deadline too: the budget of the [plugin.NAME] table named
-    // like its file (`python-admission.wasm`) or built-in, if there is one.
+    // within a deadline too (a second, or its own deadline if longer) and
+    // a memory cap: the budget of the [plugin.NAME] table named like its
+    // file (`python-admission.wasm`) or built-in, if there is one.
     let budget_of = |name: &str| {
         sources
             .settings
@@ -586,7 +587,7 @@ pub fn check_plugin(file: &Path) -> Result<Plugin, String> {
 }
 
 /// Loads one component as [`check_plugin`] does, under `budget` (its
-/// identity is asked within the budget's deadline).
+/// identity is asked within a second, or the budget's deadline if longer).
 pub fn load_plugin(file: &Path, budget: Budget) -> Result<Plugin, String> {
     if let Some(name) = file.to_str().and_then(|f| f.strip_prefix("builtin:")) {
         return builtin_plugin(name, budget);
