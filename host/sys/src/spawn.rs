@@ -1317,11 +1317,22 @@ mod tests {
             std::fs::rename(&aside, &program).expect("rename into place");
         };
         let run = || {
-            SpawnPlan::new("test", [&program])
-                .spawn()
-                .expect("spawned")
-                .wait()
-                .expect("waited")
+            // Other tests spawn on other threads meanwhile; a child of
+            // theirs, between its clone and its exec, holds the copy's
+            // write descriptor, and exec refuses a file open for writing.
+            let mut busy = 0;
+            let child = loop {
+                match SpawnPlan::new("test", [&program]).spawn() {
+                    Err(SpawnError::Child { source, .. })
+                        if source.kind() == io::ErrorKind::ExecutableFileBusy && busy < 100 =>
+                    {
+                        busy += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    spawned => break spawned.expect("spawned"),
+                }
+            };
+            child.wait().expect("waited")
         };
         put("/bin/false");
         assert_eq!(run(), crate::Exit::Code(1));
