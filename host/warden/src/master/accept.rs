@@ -3,7 +3,7 @@
 //! listeners, admission, and the inetd interface's dispatch — a process per
 //! connection, queued at `process_limit` up to `process_limit_wait`.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,8 @@ pub(super) fn accept_task(
     listener: &Listener,
     proxy: Option<Arc<ProxyRules>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let endpoint = listener.endpoint().clone();
+    let bound = listener.endpoint().clone();
+    let endpoint = bound.to_string();
     let fd = warden_sys::watch::async_fd(OwnedFd::from(listener.try_clone()?))?;
     let events = events.clone();
     Ok(tokio::spawn(async move {
@@ -59,22 +60,20 @@ pub(super) fn accept_task(
             let Ok(mut ready) = fd.readable().await else {
                 return;
             };
-            let (socket, ends) = match accept(fd.get_ref().as_fd(), &endpoint) {
-                Ok(accepted) => accepted,
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
+            let socket = match nix::sys::socket::accept4(
+                fd.get_ref().as_fd(),
+                SockFlag::SOCK_CLOEXEC,
+            ) {
+                Ok(socket) => socket,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {
                     ready.clear_ready();
                     continue;
                 }
-                Err(error) => {
+                Err(errno) => {
                     ready.clear_ready();
                     tracing::error!(
-                        listener = %endpoint,
-                        %error,
+                        listener = endpoint,
+                        %errno,
                         "cannot accept a connection; retrying in {}ms (raise the descriptor limit, ulimit -n, if it says too many open files)",
                         ACCEPT_BACKOFF.as_millis()
                     );
@@ -82,7 +81,7 @@ pub(super) fn accept_task(
                     continue;
                 }
             };
-            let Some(ends) = ends else {
+            let Some(ends) = ends_of(&socket, &bound) else {
                 continue;
             };
             let connection = Connection {
@@ -162,25 +161,18 @@ pub(super) async fn read_proxy_header(
     let _ = events.send(event);
 }
 
-/// Accepts one connection on `listener` (bound at `endpoint`), with what
-/// the UCSPI variables say of its ends (`None` when they cannot be read:
-/// the client is already gone, and the connection is dropped unserved).
-/// A listener bound to one address is its connections' local address too:
-/// only a wildcard listener asks each connection's.
-fn accept(
-    listener: BorrowedFd<'_>,
-    endpoint: &Endpoint,
-) -> std::io::Result<(OwnedFd, Option<Ends>)> {
-    let socket = nix::sys::socket::accept4(listener, SockFlag::SOCK_CLOEXEC)?;
-    let Endpoint::Inet(bound) = endpoint else {
-        let ends = warden_sys::fdpass::peer_credentials(&socket)
-            .ok()
-            .map(|credentials| Ends::Unix {
-                uid: credentials.uid.as_raw(),
-                gid: credentials.gid.as_raw(),
-                pid: credentials.pid.as_raw(),
-            });
-        return Ok((socket, ends));
+/// What the UCSPI variables say about a connection accepted on a listener
+/// bound at `bound`; `None` when they cannot be read (the client is
+/// already gone). A listener bound to one address is its connections'
+/// local address too: only a wildcard listener asks each connection's.
+fn ends_of(socket: &OwnedFd, bound: &Endpoint) -> Option<Ends> {
+    let Endpoint::Inet(bound) = bound else {
+        let credentials = warden_sys::fdpass::peer_credentials(socket).ok()?;
+        return Some(Ends::Unix {
+            uid: credentials.uid.as_raw(),
+            gid: credentials.gid.as_raw(),
+            pid: credentials.pid.as_raw(),
+        });
     };
     let address = |storage: SockaddrStorage| {
         storage
@@ -192,22 +184,13 @@ fn accept(
                     .map(|v6| std::net::SocketAddr::V6((*v6).into()))
             })
     };
-    // The peer's address also tells that the client is still there: a
-    // connection reset before it was accepted has none.
-    let Some(remote) = nix::sys::socket::getpeername(socket.as_raw_fd())
-        .ok()
-        .and_then(address)
-    else {
-        return Ok((socket, None));
-    };
+    let remote = address(nix::sys::socket::getpeername(socket.as_raw_fd()).ok()?)?;
     let local = if bound.ip().is_unspecified() {
-        nix::sys::socket::getsockname(socket.as_raw_fd())
-            .ok()
-            .and_then(address)
+        address(nix::sys::socket::getsockname(socket.as_raw_fd()).ok()?)?
     } else {
-        Some(*bound)
+        *bound
     };
-    Ok((socket, local.map(|local| Ends::Tcp { remote, local })))
+    Some(Ends::Tcp { remote, local })
 }
 
 impl Master {
