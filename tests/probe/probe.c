@@ -144,6 +144,11 @@ static void report(void)
 		if (sigismember(&mask, i) == 1)
 			count++;
 	printf("blocked_signals=%d\n", count);
+	count = 0;
+	for (i = 1; i < NSIG; i++)
+		if (sigaction(i, NULL, &pipe_action) == 0 && pipe_action.sa_handler == SIG_IGN)
+			count++;
+	printf("ignored_signals=%d\n", count);
 	sigaction(SIGPIPE, NULL, &pipe_action);
 	printf("sigpipe=%s\n", pipe_action.sa_handler == SIG_IGN ? "ignored" :
 	       pipe_action.sa_handler == SIG_DFL ? "default" : "handled");

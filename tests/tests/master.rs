@@ -969,3 +969,46 @@ fn one_service_is_restarted_stopped_and_started_while_the_others_keep_their_proc
     let unknown = warden.cli(&["restart", "ehco"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+/// A process's `Sig<kind>` mask from its /proc status.
+fn signal_mask(pid: i32, kind: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("Sig{kind}:")))
+        .expect("the mask")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn children_start_with_default_signals_and_the_master_catches_no_new_one() {
+    // The master notes the signals it catches or ignores once it is set
+    // up, and its children reset only those: a handler it installed later
+    // would reach its children.
+    let sleeper = |name: &str| {
+        format!("[service.{name}]\nexecutable = \"/bin/sleep 600\"\nprocess_min_avail = 1\n")
+    };
+    let warden = Running::start(&sleeper("first"));
+    warden.wait_for("the first process", WAIT, || {
+        warden.pids("first").len() == 1
+    });
+    let caught = signal_mask(warden.pid(), "Cgt");
+    let ignored = signal_mask(warden.pid(), "Ign");
+    assert_ne!(ignored, "0000000000000000", "the master ignores SIGPIPE");
+    let first = warden.pids("first")[0];
+    // sleep itself ignores nothing (its C library catches a signal of
+    // its own, which is why only the ignored are compared).
+    assert_eq!(signal_mask(first, "Ign"), "0000000000000000");
+
+    // A reload loads the plugins again and starts a service.
+    warden.reload_with(&format!("{}{}", sleeper("first"), sleeper("second")));
+    warden.wait_for("the second process", WAIT, || {
+        matches!(warden.request(&Request::Ps { service: Some("second".to_owned()) }),
+            Response::Ps { processes } if processes.len() == 1)
+    });
+    assert_eq!(signal_mask(warden.pid(), "Cgt"), caught);
+    assert_eq!(signal_mask(warden.pid(), "Ign"), ignored);
+    let second = warden.pids("second")[0];
+    assert_eq!(signal_mask(second, "Ign"), "0000000000000000");
+}

@@ -115,12 +115,25 @@ fn signals_start_clean_and_no_new_privileges_is_the_default() {
     let report = run_probe(probe_plan(&[])).expect("spawn the probe");
     assert_eq!(report.value("sigpipe"), "default");
     assert_eq!(report.value("blocked_signals"), "0");
+    assert_eq!(report.value("ignored_signals"), "0");
     assert_eq!(report.value("no_new_privs"), "1");
 
     let mut plan = probe_plan(&[]);
     plan.allow_new_privileges();
     let report = run_probe(plan).expect("spawn the probe");
     assert_eq!(report.value("no_new_privs"), "0");
+}
+
+#[test]
+fn children_reset_the_signals_noted_as_caught_or_ignored() {
+    // The test harness ignores SIGPIPE, as every Rust program does, and
+    // catches SIGSEGV and SIGBUS to report stack overflows.
+    let noted = warden_sys::spawn::note_signal_dispositions();
+    assert!(noted >= 3, "SIGPIPE, SIGSEGV and SIGBUS, but {noted} noted");
+    let report = run_probe(probe_plan(&[])).expect("spawn the probe");
+    assert_eq!(report.value("ignored_signals"), "0");
+    assert_eq!(report.value("sigpipe"), "default");
+    assert_eq!(report.value("blocked_signals"), "0");
 }
 
 // seed: limits.vsz_limit

@@ -9,7 +9,8 @@
 //! else: it does not allocate, lock or log, and it makes raw system calls
 //! only, because it shares the parent's memory:
 //!
-//! 1. signal dispositions back to default, signal mask emptied;
+//! 1. signal dispositions back to default (see [`note_signal_dispositions`]),
+//!    signal mask emptied;
 //! 2. descriptors into place (`dup3` onto their target numbers);
 //! 3. every other descriptor closed;
 //! 4. `RLIMIT_DATA` and `RLIMIT_AS` (soft and hard) set, if asked;
@@ -83,7 +84,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, pthread_sigmask};
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::process::Child;
@@ -567,8 +568,7 @@ impl SpawnPlan {
             envp: env_ptrs.as_ptr(),
             report: &report,
             own_pid,
-            default_action: SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty())
-                .into(),
+            to_reset: TO_RESET.load(Ordering::Acquire),
             empty_mask: *SigSet::empty().as_ref(),
         };
 
@@ -835,10 +835,73 @@ struct ChildPlan<'a> {
     /// Where to write the child's pid in decimal, NUL-terminated, in the
     /// environment entry the parent reserved ([`PID_DIGITS`] + 1 bytes).
     own_pid: Option<*mut u8>,
-    /// SIG_DFL with no flags, for every signal.
-    default_action: libc::sigaction,
+    /// The signals to set back to their default action: [`TO_RESET`] when
+    /// the plan was made.
+    to_reset: u64,
     /// The child's signal mask: empty.
     empty_mask: libc::sigset_t,
+}
+
+/// The signals each child sets back to their default action before
+/// anything else, one bit per signal ([`signal_bit`]): every signal until
+/// [`note_signal_dispositions`] narrows them to those this process
+/// catches or ignores.
+static TO_RESET: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The kernel's `struct sigaction`, as the `rt_sigaction` system call
+/// reads and writes it: room for its handler, flags, restorer and mask on
+/// every architecture. The C library's differs, and its wrapper refuses the
+/// two signals it keeps for itself, which a service must not inherit
+/// ignored either.
+type KernelAction = [u64; 4];
+
+/// SIG_DFL, with no flags and an empty mask: all zeroes.
+static DEFAULT_ACTION: KernelAction = [0; 4];
+
+/// The size of the kernel's signal set, which `rt_sigaction` checks.
+const KERNEL_SIGSET_SIZE: usize = 8;
+
+/// The bit of `signal` (1 to 64) in [`TO_RESET`].
+const fn signal_bit(signal: libc::c_int) -> u64 {
+    1 << (signal - 1)
+}
+
+/// Notes which signals this process catches or ignores, so that the
+/// children spawned from now on set only those back to their default
+/// action, not all 62 (a system call each, in the child, before its exec:
+/// a good part of what a spawn costs). Returns how many it noted.
+///
+/// Call it once the process has installed every handler it will. A
+/// signal caught or ignored only after the call is not reset: an ignored
+/// one would stay ignored in the service, and a handler would stay in the
+/// child until its exec (which resets it), where such a signal arriving
+/// after the child empties its mask would run it in this process's
+/// memory. Until the first call, children reset every signal.
+pub fn note_signal_dispositions() -> u32 {
+    let mut noted = 0;
+    for signal in 1..=64 {
+        let mut action = DEFAULT_ACTION;
+        // SAFETY: with a null new action, `rt_sigaction` only writes the
+        // current one into `action`, which has room for it and lives for
+        // the call.
+        let read = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                std::ptr::null::<KernelAction>(),
+                &raw mut action,
+                KERNEL_SIGSET_SIZE,
+            )
+        };
+        // Whatever the layout, SIG_DFL with no flags reads as all zeroes;
+        // anything else (a handler, SIG_IGN) is reset, as is a signal
+        // whose action cannot be read.
+        if read != 0 || action != DEFAULT_ACTION {
+            noted |= signal_bit(signal);
+        }
+    }
+    TO_RESET.store(noted, Ordering::Release);
+    noted.count_ones()
 }
 
 /// Starts the child with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`.
@@ -1007,13 +1070,22 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
     // 1. Signals: default dispositions (a service must not inherit the
     //    master's handlers or its ignored SIGPIPE), then an empty mask.
     for signal in 1..=64 {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+        if plan.to_reset & signal_bit(signal) == 0
+            || signal == libc::SIGKILL
+            || signal == libc::SIGSTOP
+        {
             continue;
         }
-        // SAFETY: `default_action` is a valid SIG_DFL sigaction prepared by
-        // the parent; signals the kernel or libc refuse simply fail.
+        // SAFETY: `DEFAULT_ACTION` is a valid kernel sigaction (SIG_DFL)
+        // that outlives the call, and no old action is asked for.
         unsafe {
-            libc::sigaction(signal, &raw const plan.default_action, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &raw const DEFAULT_ACTION,
+                std::ptr::null_mut::<KernelAction>(),
+                KERNEL_SIGSET_SIZE,
+            );
         }
     }
     // SAFETY: `empty_mask` is a valid empty signal set prepared by the parent.
