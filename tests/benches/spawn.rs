@@ -7,6 +7,8 @@
 //! as [`SpawnPlan::spawn`] is, and through a [`Spawner`] of one and of two
 //! threads, as the master spawns (the caller only hands plans over and
 //! reaps), with `std::process::Command` on the same program beside them.
+//! Like the master, it first notes the signals it catches or ignores, so
+//! that each child resets those and no others.
 //!
 //!     cargo bench -p warden-tests --bench spawn
 
@@ -72,6 +74,7 @@ fn std_spawns() -> f64 {
 }
 
 fn main() {
+    warden_sys::spawn::note_signal_dispositions();
     println!("spawn, exec and reap of a static program, {SPAWNS} times per row");
     println!(
         "{:>18}  {:>16}  {:>18}  {:>18}  {:>16}",
