@@ -996,9 +996,22 @@ fn children_start_with_default_signals_and_the_master_catches_no_new_one() {
     let caught = signal_mask(warden.pid(), "Cgt");
     let ignored = signal_mask(warden.pid(), "Ign");
     assert_ne!(ignored, "0000000000000000", "the master ignores SIGPIPE");
+    // Noted once every handler was in place.
+    let log = warden.log();
+    let noted = log
+        .lines()
+        .find_map(|line| line.split("catches or ignores: ").nth(1))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no noted signals in the log:\n{log}"));
+    let mask = |hex: &str| u64::from_str_radix(hex, 16).expect("a mask");
+    let held = mask(&caught) | mask(&ignored);
+    assert_eq!(
+        noted & held,
+        held,
+        "noted {noted:016x}, caught or ignored {held:016x}"
+    );
+    // Only an ignored signal outlives the exec: sleep ignores nothing.
     let first = warden.pids("first")[0];
-    // sleep itself ignores nothing (its C library catches a signal of
-    // its own, which is why only the ignored are compared).
     assert_eq!(signal_mask(first, "Ign"), "0000000000000000");
 
     // A reload loads the plugins again and starts a service.

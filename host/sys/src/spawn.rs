@@ -849,11 +849,22 @@ struct ChildPlan<'a> {
 static TO_RESET: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// The kernel's `struct sigaction`, as the `rt_sigaction` system call
-/// reads and writes it: room for its handler, flags, restorer and mask on
-/// every architecture. The C library's differs, and its wrapper refuses the
+/// reads and writes it: room for its handler, flags, restorer (where there
+/// is one) and mask. The C library's differs, and its wrapper refuses the
 /// two signals it keeps for itself, which a service must not inherit
 /// ignored either.
 type KernelAction = [u64; 4];
+
+// Where the kernel's sigaction is laid out as above, with an 8-byte
+// signal set; MIPS, SPARC and Alpha differ.
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+compile_error!(
+    "warden-sys resets signals with the kernel's sigaction of x86_64, aarch64 and riscv64 only"
+);
 
 /// SIG_DFL, with no flags and an empty mask: all zeroes.
 static DEFAULT_ACTION: KernelAction = [0; 4];
@@ -869,7 +880,8 @@ const fn signal_bit(signal: libc::c_int) -> u64 {
 /// Notes which signals this process catches or ignores, so that the
 /// children spawned from now on set only those back to their default
 /// action, not all 62 (a system call each, in the child, before its exec:
-/// a good part of what a spawn costs). Returns how many it noted.
+/// a good part of what a spawn costs). Returns them, bit `n - 1` for
+/// signal `n`, as `/proc/PID/status` shows its signal masks.
 ///
 /// Call it once the process has installed every handler it will. A
 /// signal caught or ignored only after the call is not reset: an ignored
@@ -877,7 +889,7 @@ const fn signal_bit(signal: libc::c_int) -> u64 {
 /// child until its exec (which resets it), where such a signal arriving
 /// after the child empties its mask would run it in this process's
 /// memory. Until the first call, children reset every signal.
-pub fn note_signal_dispositions() -> u32 {
+pub fn note_signal_dispositions() -> u64 {
     let mut noted = 0;
     for signal in 1..=64 {
         let mut action = DEFAULT_ACTION;
@@ -901,7 +913,7 @@ pub fn note_signal_dispositions() -> u32 {
         }
     }
     TO_RESET.store(noted, Ordering::Release);
-    noted.count_ones()
+    noted
 }
 
 /// Starts the child with `clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)`.
@@ -1078,15 +1090,15 @@ fn run_child(plan: &ChildPlan<'_>) -> Result<std::convert::Infallible, Failed> {
         }
         // SAFETY: `DEFAULT_ACTION` is a valid kernel sigaction (SIG_DFL)
         // that outlives the call, and no old action is asked for.
-        unsafe {
+        check(Step::Signals, unsafe {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 signal,
                 &raw const DEFAULT_ACTION,
                 std::ptr::null_mut::<KernelAction>(),
                 KERNEL_SIGSET_SIZE,
-            );
-        }
+            )
+        })?;
     }
     // SAFETY: `empty_mask` is a valid empty signal set prepared by the parent.
     let emptied = unsafe {

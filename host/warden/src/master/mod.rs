@@ -345,9 +345,10 @@ pub fn run(options: &Options) -> Result<(), RunError> {
         let signals = Signals::listen(child_signals)?;
         let mut master = Master::start(options.config.clone(), parsed).await?;
         // Every handler is in place: the signals' above, the plugin
-        // runtime's (its traps), the standard library's.
+        // runtime's (its traps), the C library's (its threads) and the
+        // standard library's.
         let noted = warden_sys::spawn::note_signal_dispositions();
-        tracing::debug!("children reset the {noted} signals the master catches or ignores");
+        tracing::debug!("children reset the signals the master catches or ignores: {noted:016x}");
         master.release_unused_memory();
         master.serve(signals).await
     })
