@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use warden::control::{Request, Response};
-use warden_tests::{LineClient, Running, fixture, free_port, login};
+use warden_tests::{LineClient, Running, echo_service, fixture, free_port, login};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -524,4 +524,33 @@ fn many_bad_proxy_headers_are_logged_as_one_summary() {
         ),
         other => panic!("stats answered {other:?}"),
     }
+}
+
+#[test]
+fn the_echo_example_serves_on_the_native_interface_too() {
+    // The program of the systemd interface's tests, handed its clients.
+    let port = free_port();
+    let warden = Running::start(&echo_service(
+        "echo",
+        port,
+        "interface = \"warden\"\nservice_count = 2",
+    ));
+    let mut client = LineClient::connect(port).expect("connect");
+    let pid = client.echo_pid();
+    assert_eq!(warden.pids("echo"), [pid]);
+    client.send("ping").expect("send");
+    assert_eq!(client.line().expect("read").as_deref(), Some("ping"));
+    client.send("quit").expect("send");
+    assert!(client.closed(), "quit ends the connection");
+    warden.wait_for("the connection reported closed", WAIT, || {
+        matches!(warden.request(&Request::Who { service: None }),
+            Response::Connections { connections } if connections.is_empty())
+    });
+    // The second connection uses up its service_count: it exits with it.
+    let mut second = LineClient::connect(port).expect("connect");
+    assert_eq!(second.echo_pid(), pid);
+    drop(second);
+    warden.wait_for("the retired process gone", WAIT, || {
+        !warden_tests::running(pid)
+    });
 }

@@ -1,17 +1,27 @@
-//! warden-echo: an echo service for warden's `systemd` interface.
+//! warden-echo: an echo service for warden's `systemd` interface, or its
+//! native one.
 //!
-//! It takes its listeners from warden (socket activation), serves each
-//! client on a thread of its own — greeting it with `hello from <pid>`, then
-//! echoing every line until `quit` or end of input — and keeps warden told
-//! how many clients it has (`X_WARDEN_CLIENTS`), so warden starts another
-//! process when this one is full. It honours `WARDEN_CLIENT_LIMIT` (stops
-//! accepting while full) and `WARDEN_SERVICE_COUNT` (after that many
-//! connections it says `STOPPING=1`, takes no more and exits when its
-//! clients are done). SIGINT, warden's "exit if you are idle", ends it only
-//! when it has no client; SIGTERM ends it.
+//! It serves each client on a thread of its own, greeting it with `hello
+//! from <pid>`, then echoing every line until `quit` or end of input.
+//!
+//! On the `systemd` interface it takes its listeners from warden (socket
+//! activation), accepts its clients itself and keeps warden told how many
+//! it has (`X_WARDEN_CLIENTS`), so warden starts another process when this
+//! one is full. It honours `WARDEN_CLIENT_LIMIT` (stops accepting while
+//! full) and `WARDEN_SERVICE_COUNT` (after that many connections it says
+//! `STOPPING=1`, takes no more and exits when its clients are done).
+//! SIGINT, warden's "exit if you are idle", ends it only when it has no
+//! client; SIGTERM ends it.
+//!
+//! On the native interface (`interface = "warden"`) warden accepts each
+//! client and hands it over; warden keeps the client limit and the service
+//! count itself, and hears of each connection's end when the process drops
+//! it. The same program either way, so the two interfaces can be compared
+//! on one service (`bench/compare`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 
@@ -19,6 +29,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{AddressFamily, SockFlag, SockaddrLike, SockaddrStorage, accept4};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use warden_child::native::{self, Event};
 use warden_child::{Activation, notify};
 
 /// What the accepting thread and the client threads share.
@@ -60,6 +71,14 @@ fn report(clients: u32) {
 }
 
 fn main() {
+    match native::Service::start() {
+        Ok(Some(service)) => serve_handed(&service),
+        Ok(None) => {}
+        Err(error) => {
+            eprintln!("warden-echo: cannot start on the native interface: {error}");
+            std::process::exit(1);
+        }
+    }
     let activation = match Activation::take() {
         Ok(activation) => activation,
         Err(error) => {
@@ -69,7 +88,7 @@ fn main() {
     };
     if activation.listeners.is_empty() {
         eprintln!(
-            "warden-echo: no listeners were passed; run it under warden with interface = \"systemd\""
+            "warden-echo: no listeners were passed; run it under warden with interface = \"systemd\" or \"warden\""
         );
         std::process::exit(1);
     }
@@ -149,48 +168,79 @@ fn accept(service: &Service, listener: &OwnedFd) -> Option<OwnedFd> {
     Some(client)
 }
 
-/// Greets the client, then echoes its lines.
+/// Greets a client it accepted, then echoes its lines.
 fn serve(client: OwnedFd) {
     let unix =
         nix::sys::socket::getsockname::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&client))
             .ok()
             .and_then(|address| address.family())
             == Some(AddressFamily::Unix);
-    let stream: Box<dyn ReadWrite> = if unix {
-        Box::new(std::os::unix::net::UnixStream::from(client))
+    let _ = if unix {
+        talk(std::os::unix::net::UnixStream::from(client))
     } else {
-        Box::new(std::net::TcpStream::from(client))
+        talk(std::net::TcpStream::from(client))
     };
-    let _ = talk(stream);
 }
 
-trait ReadWrite: std::io::Read + Write + Send {
-    fn try_clone_reader(&self) -> std::io::Result<Box<dyn std::io::Read + Send>>;
-}
-
-impl ReadWrite for std::net::TcpStream {
-    fn try_clone_reader(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-}
-
-impl ReadWrite for std::os::unix::net::UnixStream {
-    fn try_clone_reader(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-}
-
-fn talk(mut stream: Box<dyn ReadWrite>) -> std::io::Result<()> {
-    writeln!(stream, "hello from {}", std::process::id())?;
-    let reader = BufReader::new(stream.try_clone_reader()?);
-    for line in reader.lines() {
-        let line = line?;
-        if line.trim() == "quit" {
-            break;
+/// Greets the client at the other end of `stream`, then echoes its lines.
+fn talk(stream: impl Read + Write) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    writeln!(reader.get_mut(), "hello from {}", std::process::id())?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
         }
-        writeln!(stream, "{line}")?;
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.trim() == "quit" {
+            return Ok(());
+        }
+        writeln!(reader.get_mut(), "{line}")?;
     }
-    Ok(())
+}
+
+/// Serves the connections warden hands over on the native interface,
+/// until warden asks the process to stop (then it exits with its last
+/// client) or to exit while idle. Each connection reports itself closed
+/// when its thread drops it.
+fn serve_handed(service: &native::Service) -> ! {
+    let open = Arc::new(AtomicUsize::new(0));
+    let stopping = Arc::new(AtomicBool::new(false));
+    loop {
+        match service.next() {
+            Ok(Event::Connection(connection)) => {
+                open.fetch_add(1, Ordering::SeqCst);
+                let (open, stopping) = (Arc::clone(&open), Arc::clone(&stopping));
+                thread::spawn(move || {
+                    let _ = talk(connection);
+                    let left = open.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+                    if left == 0 && stopping.load(Ordering::SeqCst) {
+                        std::process::exit(0);
+                    }
+                });
+            }
+            Ok(Event::ExitIfIdle) if open.load(Ordering::SeqCst) == 0 => {
+                let _ = service.exiting();
+                std::process::exit(0);
+            }
+            Ok(Event::ExitIfIdle) => {
+                let _ = service.busy();
+            }
+            Ok(Event::StopAccepting) => {
+                stopping.store(true, Ordering::SeqCst);
+                if open.load(Ordering::SeqCst) == 0 {
+                    std::process::exit(0);
+                }
+            }
+            // warden shut the socket down: its thread's read ends.
+            Ok(Event::Closed { .. }) => {}
+            Err(error) => {
+                eprintln!("warden-echo: the channel to warden failed: {error}");
+                std::process::exit(1);
+            }
+        }
+    }
 }
 
 /// SIGINT: exit if idle, else say how many clients are kept; SIGTERM: exit.
