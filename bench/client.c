@@ -7,6 +7,10 @@
  *     client PORT COUNT THREADS
  *     => 2143.2 412 1130
  *
+ * With `line` after THREADS, each connection is closed once its first
+ * line has come (a service that greets and waits for its client), and
+ * the latency is connect-to-greeting.
+ *
  * A connection that fails, or ends without the greeting, is counted and
  * reported on stderr; the run exits 1 if any did.
  */
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 static struct sockaddr_in server;
+static int first_line_only;
 static long count;
 static atomic_long next;
 static atomic_long failed;
@@ -47,9 +52,14 @@ static int one_connection(void)
 		close(fd);
 		return -1;
 	}
-	while ((got = read(fd, buffer, sizeof buffer)) > 0)
+	while ((got = read(fd, buffer, sizeof buffer)) > 0) {
 		total += got;
+		if (first_line_only && memchr(buffer, '\n', (size_t)got))
+			break;
+	}
 	close(fd);
+	if (first_line_only)
+		return got > 0 ? 0 : -1;
 	return got == 0 && total > 0 ? 0 : -1;
 }
 
@@ -81,8 +91,10 @@ int main(int argc, char **argv)
 	pthread_t *ids;
 	double start, elapsed;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: client PORT COUNT THREADS\n");
+	if (argc == 5 && strcmp(argv[4], "line") == 0)
+		first_line_only = 1;
+	else if (argc != 4) {
+		fprintf(stderr, "usage: client PORT COUNT THREADS [line]\n");
 		return 2;
 	}
 	memset(&server, 0, sizeof server);
