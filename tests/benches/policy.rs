@@ -1,7 +1,9 @@
 //! What asking a plugin costs: the built-in `dovecot` plugin through the
 //! real runtime, next to the same rule in native Rust (its SDK), with
-//! realistic inputs of 8 and 1000 processes; then the resident memory of a
-//! running master with the plugins loaded.
+//! realistic inputs of 8 and 1000 processes; the built-in `admission`
+//! plugin's call with the caches as cold as the time between connections
+//! leaves them (asleep, or after other work went through memory); then
+//! the resident memory of a running master with the plugins loaded.
 //!
 //!     cargo bench -p warden-tests --bench policy
 
@@ -16,12 +18,16 @@ use std::time::{Duration, Instant};
 
 use warden_plugin_sdk::dovecot;
 use warden_policy::{
-    Budget, ExitCause, ExitView, Origin, Plugins, Policy, ProcessView, Runtime, ServiceKind,
-    ServiceView,
+    Budget, ConnectionView, ExitCause, ExitView, Origin, PeerView, Plugins, Policy, ProcessView,
+    Runtime, ServiceKind, ServiceView, SourceCounts,
 };
 use warden_tests::{Running, echo, free_port};
 
 const CALLS: usize = 2000;
+/// Calls timed per way of leaving the caches cold.
+const COLD_CALLS: usize = 400;
+/// What a call after other work finds: this much memory walked through.
+const WALKED: usize = 64 << 20;
 
 fn service(processes: u32) -> ServiceView<'static> {
     ServiceView {
@@ -156,6 +162,8 @@ fn main() {
         show("lifecycle", count, plugin, native);
     }
 
+    cold_calls(&runtime);
+
     let warden = Running::start_quiet(&format!(
         r#"
 [service.echo]
@@ -180,4 +188,100 @@ port = {}
         .find(|line| line.starts_with("VmRSS:"))
         .unwrap_or("VmRSS: unknown");
     println!("\nmaster with the built-in plugins loaded and one service running: {rss}");
+}
+
+/// What happens before each timed call.
+#[derive(Clone, Copy)]
+enum Before {
+    Nothing,
+    Sleep,
+    Walk,
+    SleepAndWalk,
+}
+
+/// The built-in `admission` plugin's call, as an inetd service with
+/// `per_source_rate` asks it at each connection: back to back, and after
+/// each way of leaving the caches cold that traffic has between
+/// connections.
+fn cold_calls(runtime: &Runtime) {
+    let (_, bytes) = warden_policy::BUILTINS
+        .iter()
+        .find(|(name, _)| *name == "admission")
+        .expect("the admission built-in");
+    let plugin = runtime
+        .load(bytes, Origin::Builtin, Budget::default())
+        .expect("it loads");
+    let mut plugins = Plugins::new(vec![plugin]);
+    let service = ServiceView {
+        name: "whoami",
+        kind: ServiceKind::Default,
+        protocol: "",
+        policies: &[],
+        service_count: Some(1),
+        client_limit: 1,
+        process_limit: 100,
+        process_min_avail: 0,
+        idle_kill_ms: None,
+        per_source_limit: None,
+        per_source_rate: Some(100_000),
+    };
+    let connection = ConnectionView {
+        id: 0,
+        listener: "whoami".to_owned(),
+        peer: PeerView {
+            address: Some("127.0.0.1".to_owned()),
+            port: Some(40_000),
+            ..PeerView::default()
+        },
+        accepted_ms: 1_000,
+        authenticated: false,
+        pid: 0,
+    };
+    let counts = SourceCounts {
+        concurrent: 1,
+        last_second: 1,
+    };
+    let mut memory = vec![0u8; WALKED];
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("\nthe admission plugin's call, {COLD_CALLS} calls each, microseconds");
+    println!(
+        "{:<34} {:>8} {:>8} {:>8}",
+        "before each call", "mean", "p50", "p99"
+    );
+    for (what, before) in [
+        ("nothing (back to back)", Before::Nothing),
+        ("10 ms asleep", Before::Sleep),
+        ("64 MiB walked through", Before::Walk),
+        ("10 ms asleep and 64 MiB walked", Before::SleepAndWalk),
+    ] {
+        let mut took: Vec<Duration> = (0..COLD_CALLS)
+            .map(|n| {
+                if matches!(before, Before::Walk | Before::SleepAndWalk) {
+                    for line in memory.chunks_mut(64) {
+                        if let Some(byte) = line.first_mut() {
+                            *byte = byte.wrapping_add(1);
+                        }
+                    }
+                    black_box(&memory);
+                }
+                if matches!(before, Before::Sleep | Before::SleepAndWalk) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let now_ms = 1_000 + u64::try_from(n).unwrap_or(0);
+                let started = Instant::now();
+                black_box(plugins.admit(&service, &connection, counts, now_ms));
+                started.elapsed()
+            })
+            .collect();
+        took.sort();
+        let mean = took.iter().sum::<Duration>() / u32::try_from(COLD_CALLS).unwrap_or(1);
+        let p50 = took.get(COLD_CALLS / 2).copied().unwrap_or_default();
+        let p99 = took.get(COLD_CALLS * 99 / 100).copied().unwrap_or_default();
+        println!(
+            "{what:<34} {:>8.2} {:>8.2} {:>8.2}",
+            us(mean),
+            us(p50),
+            us(p99)
+        );
+    }
 }
