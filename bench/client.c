@@ -9,7 +9,8 @@
  *
  * With `line` after THREADS, each connection is closed once its first
  * line has come (a service that greets and waits for its client), and
- * the latency is connect-to-greeting.
+ * the latency is connect-to-greeting; what the server does once the
+ * client has gone only shows in the rate.
  *
  * A connection that fails, or ends without the greeting, is counted and
  * reported on stderr; the run exits 1 if any did.

@@ -192,7 +192,8 @@ fn talk(stream: impl Read + Write) -> std::io::Result<()> {
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
-        let line = line.trim_end_matches(['\n', '\r']);
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim() == "quit" {
             return Ok(());
         }
@@ -202,19 +203,20 @@ fn talk(stream: impl Read + Write) -> std::io::Result<()> {
 
 /// Serves the connections warden hands over on the native interface,
 /// until warden asks the process to stop (then it exits with its last
-/// client) or to exit while idle. Each connection reports itself closed
-/// when its thread drops it.
+/// client) or to exit while idle. Each connection is counted out, then
+/// reports itself closed as its thread drops it.
 fn serve_handed(service: &native::Service) -> ! {
     let open = Arc::new(AtomicUsize::new(0));
     let stopping = Arc::new(AtomicBool::new(false));
     loop {
         match service.next() {
-            Ok(Event::Connection(connection)) => {
+            Ok(Event::Connection(mut connection)) => {
                 open.fetch_add(1, Ordering::SeqCst);
                 let (open, stopping) = (Arc::clone(&open), Arc::clone(&stopping));
                 thread::spawn(move || {
-                    let _ = talk(connection);
+                    let _ = talk(&mut connection);
                     let left = open.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+                    drop(connection);
                     if left == 0 && stopping.load(Ordering::SeqCst) {
                         std::process::exit(0);
                     }
