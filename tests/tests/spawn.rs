@@ -127,14 +127,35 @@ fn signals_start_clean_and_no_new_privileges_is_the_default() {
 #[test]
 fn children_reset_the_signals_noted_as_caught_or_ignored() {
     // The test harness ignores SIGPIPE, as every Rust program does, and
-    // catches SIGSEGV and SIGBUS to report stack overflows; nothing here
-    // handles SIGUSR2.
+    // catches SIGSEGV and SIGBUS to report stack overflows.
     let noted = warden_sys::spawn::note_signal_dispositions();
-    let bit = |signal: Signal| 1u64 << (signal as i32 - 1);
+    let bit = |signal: i32| 1u64 << (signal - 1);
     for signal in [Signal::SIGPIPE, Signal::SIGSEGV, Signal::SIGBUS] {
-        assert_ne!(noted & bit(signal), 0, "{signal} not noted in {noted:016x}");
+        assert_ne!(
+            noted & bit(signal as i32),
+            0,
+            "{signal} not noted in {noted:016x}"
+        );
     }
-    assert_eq!(noted & bit(Signal::SIGUSR2), 0, "{noted:016x}");
+    // Whatever else this process inherited: every signal the kernel shows
+    // caught or ignored is noted, and one left alone is not.
+    let status = fs::read_to_string("/proc/self/status").expect("our status");
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .expect("a signal mask")
+    };
+    let held = mask("SigCgt:") | mask("SigIgn:");
+    assert_eq!(noted & held, held, "noted {noted:016x}, held {held:016x}");
+    if let Some(left_alone) = (1..=64)
+        .filter(|&signal| signal != libc::SIGKILL && signal != libc::SIGSTOP)
+        .map(bit)
+        .find(|&signal| held & signal == 0)
+    {
+        assert_eq!(noted & left_alone, 0, "noted {noted:016x}");
+    }
     let report = run_probe(probe_plan(&[])).expect("spawn the probe");
     assert_eq!(report.value("ignored_signals"), "0");
     assert_eq!(report.value("sigpipe"), "default");
