@@ -610,6 +610,9 @@ fn hint(step: Step, errno: i32, chrooted: bool) -> &'static str {
             " (it must be a regular file with execute permission for the service's user, on a file system not mounted noexec)"
         }
         (Step::Verify, 0) => " (the process could become root again)",
+        (Step::Signals, libc::EINVAL) => {
+            " (the kernel refused the signal action warden writes for this architecture: report it to warden's developers with `uname -mr`)"
+        }
         (Step::Rlimits, libc::EPERM) => " (only root can raise a hard limit)",
         (Step::SetUid | Step::SetGid | Step::SetGroups, libc::EPERM) => {
             " (changing identity needs root)"
