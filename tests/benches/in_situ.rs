@@ -25,11 +25,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use warden::control::{Request, Response};
-use warden_policy::{
-    ConnectionView, ExitCause, ExitView, Fallback, PeerView, Policy, ServiceKind, ServiceView,
-    SourceCounts,
-};
-use warden_tests::{LineClient, Running, free_port, login, whoami};
+use warden_policy::{ExitCause, ExitView, Fallback, Policy};
+use warden_tests::{LineClient, Running, free_port, inetd_admission, login, whoami_service};
 
 /// Connections per second the client keeps to, to each service.
 const RATE: u32 = 100;
@@ -56,21 +53,10 @@ per_source_limit = 1000
 name = "login"
 address = "127.0.0.1"
 port = {native}
-
-[service.whoami]
-executable = "{whoami}"
-interface = "inetd"
-process_limit = 100
-per_source_rate = 100000
-
-[[service.whoami.inet_listener]]
-name = "whoami"
-address = "127.0.0.1"
-port = {inetd}
-"#,
+{whoami}"#,
         login = login().display(),
         users = users.display(),
-        whoami = whoami().display(),
+        whoami = whoami_service(inetd, "per_source_rate = 100000"),
     ));
     warden.wait_for(
         "the preforked login processes",
@@ -155,31 +141,7 @@ fn plugin_calls(warden: &Running) -> std::collections::BTreeMap<String, (f64, f6
 /// The mean time, in microseconds, of the admission and lifecycle
 /// decisions of the fallback (the built-in rules, native).
 fn native_decisions() -> (f64, f64) {
-    let service = ServiceView {
-        name: "whoami",
-        kind: ServiceKind::Default,
-        protocol: "",
-        policies: &[],
-        service_count: Some(1),
-        client_limit: 1,
-        process_limit: 100,
-        process_min_avail: 0,
-        idle_kill_ms: None,
-        per_source_limit: None,
-        per_source_rate: Some(100_000),
-    };
-    let connection = ConnectionView {
-        id: 0,
-        listener: "whoami".to_owned(),
-        peer: PeerView {
-            address: Some("127.0.0.1".to_owned()),
-            port: Some(40_000),
-            ..PeerView::default()
-        },
-        accepted_ms: 1_000,
-        authenticated: false,
-        pid: 0,
-    };
+    let (service, connection, counts) = inetd_admission();
     let exit = ExitView {
         pid: 4242,
         cause: ExitCause::Code(0),
@@ -191,10 +153,6 @@ fn native_decisions() -> (f64, f64) {
         last_throttle_ms: 0,
     };
     let mut fallback = Fallback;
-    let counts = SourceCounts {
-        concurrent: 1,
-        last_second: 1,
-    };
     let admit = mean_us(|| {
         black_box(fallback.admit(&service, &connection, counts, 1_000));
     });

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use warden_tests::{LineClient, Running, free_port, resident_mb, warden, whoami};
+use warden_tests::{LineClient, Running, free_port, resident_mb, warden, whoami_service};
 
 /// Batches of sessions between readings.
 const BATCHES: usize = 4;
@@ -79,20 +79,7 @@ fn accepted_connections() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
     let port = free_port();
-    let warden = Running::start_quiet(&format!(
-        r#"
-[service.whoami]
-executable = "{whoami}"
-interface = "inetd"
-process_limit = 100
-
-[[service.whoami.inet_listener]]
-name = "whoami"
-address = "127.0.0.1"
-port = {port}
-"#,
-        whoami = whoami().display(),
-    ));
+    let warden = Running::start_quiet(&whoami_service(port, ""));
     println!("{connections} connections to an inetd service, eight at a time:\n");
     println!("| {:>11} | {:>10} |", "connections", "master RSS");
     println!("|{:->13}|{:->12}|", "", "");

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use warden_tests::{ExamplePlugin, LineClient, Running, free_port, resident_mb, whoami};
+use warden_tests::{ExamplePlugin, LineClient, Running, free_port, resident_mb, whoami_service};
 
 const WAIT: Duration = Duration::from_secs(600);
 
@@ -68,20 +68,10 @@ fn main() {
         r#"
 plugins_dir = {plugins:?}
 plugin_cache = {cache:?}
-
-[service.whoami]
-executable = {whoami:?}
-interface = "inetd"
-process_limit = 100
-
-[[service.whoami.inet_listener]]
-name = "whoami"
-address = "127.0.0.1"
-port = {port}
-"#,
+{whoami}"#,
         plugins = plugins_dir.display().to_string(),
         cache = work.path().join("cache").display().to_string(),
-        whoami = whoami().display().to_string(),
+        whoami = whoami_service(port, ""),
     ));
     let samples: Samples = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use warden_plugin_sdk::dovecot;
 use warden_policy::{
-    Budget, ConnectionView, ExitCause, ExitView, Origin, PeerView, Plugins, Policy, ProcessView,
-    Runtime, ServiceKind, ServiceView, SourceCounts,
+    Budget, ExitCause, ExitView, Origin, Plugins, Policy, ProcessView, Runtime, ServiceKind,
+    ServiceView,
 };
-use warden_tests::{Running, echo, free_port};
+use warden_tests::{Running, echo, free_port, inetd_admission};
 
 const CALLS: usize = 2000;
 /// Calls timed per way of leaving the caches cold.
@@ -212,35 +212,7 @@ fn cold_calls(runtime: &Runtime) {
         .load(bytes, Origin::Builtin, Budget::default())
         .expect("it loads");
     let mut plugins = Plugins::new(vec![plugin]);
-    let service = ServiceView {
-        name: "whoami",
-        kind: ServiceKind::Default,
-        protocol: "",
-        policies: &[],
-        service_count: Some(1),
-        client_limit: 1,
-        process_limit: 100,
-        process_min_avail: 0,
-        idle_kill_ms: None,
-        per_source_limit: None,
-        per_source_rate: Some(100_000),
-    };
-    let connection = ConnectionView {
-        id: 0,
-        listener: "whoami".to_owned(),
-        peer: PeerView {
-            address: Some("127.0.0.1".to_owned()),
-            port: Some(40_000),
-            ..PeerView::default()
-        },
-        accepted_ms: 1_000,
-        authenticated: false,
-        pid: 0,
-    };
-    let counts = SourceCounts {
-        concurrent: 1,
-        last_second: 1,
-    };
+    let (service, connection, counts) = inetd_admission();
     let mut memory = vec![0u8; WALKED];
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("\nthe admission plugin's call, {COLD_CALLS} calls each, microseconds");

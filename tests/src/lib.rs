@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use warden::control::{ProcessStatus, Request, Response, ServiceStatus};
+use warden_policy::{ConnectionView, PeerView, ServiceKind, ServiceView, SourceCounts};
 use warden_sys::{Exit, SpawnError, SpawnPlan};
 
 /// The path of the `warden` binary, built once per test process with the
@@ -130,6 +131,27 @@ address = "127.0.0.1"
 port = {port}
 "#,
         executable = echo().display().to_string()
+    )
+}
+
+/// The configuration of the example whoami service on the inetd
+/// interface (`process_limit = 100`), with `settings` written under it and
+/// an inet listener on 127.0.0.1:`port`.
+pub fn whoami_service(port: u16, settings: &str) -> String {
+    format!(
+        r#"
+[service.whoami]
+executable = {executable:?}
+interface = "inetd"
+process_limit = 100
+{settings}
+
+[[service.whoami.inet_listener]]
+name = "whoami"
+address = "127.0.0.1"
+port = {port}
+"#,
+        executable = whoami().display().to_string()
     )
 }
 
@@ -586,6 +608,56 @@ pub fn proc_stat(pid: i32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, after_name) = stat.rsplit_once(')')?;
     Some(after_name.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The signals process `pid` catches and those it ignores, as its
+/// `/proc/PID/status` shows them: bit `n - 1` for signal `n`.
+pub fn signal_masks(pid: impl std::fmt::Display) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .expect("a signal mask")
+    };
+    (mask("SigCgt:"), mask("SigIgn:"))
+}
+
+/// What an inetd service with `per_source_rate` set asks its admission
+/// hook at each connection: the service, a connection from 127.0.0.1,
+/// and that source's counts.
+pub fn inetd_admission() -> (ServiceView<'static>, ConnectionView, SourceCounts) {
+    let service = ServiceView {
+        name: "whoami",
+        kind: ServiceKind::Default,
+        protocol: "",
+        policies: &[],
+        service_count: Some(1),
+        client_limit: 1,
+        process_limit: 100,
+        process_min_avail: 0,
+        idle_kill_ms: None,
+        per_source_limit: None,
+        per_source_rate: Some(100_000),
+    };
+    let connection = ConnectionView {
+        id: 0,
+        listener: "whoami".to_owned(),
+        peer: PeerView {
+            address: Some("127.0.0.1".to_owned()),
+            port: Some(40_000),
+            ..PeerView::default()
+        },
+        accepted_ms: 1_000,
+        authenticated: false,
+        pid: 0,
+    };
+    let counts = SourceCounts {
+        concurrent: 1,
+        last_second: 1,
+    };
+    (service, connection, counts)
 }
 
 /// Whether process `pid` still runs: it exists and is not a zombie.

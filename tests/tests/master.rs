@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use warden::control::{Request, Response};
-use warden_tests::{LineClient, Running, echo_service, free_port, probe, running, whoami};
+use warden_tests::{
+    LineClient, Running, echo_service, free_port, probe, running, signal_masks, whoami,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -970,17 +972,6 @@ fn one_service_is_restarted_stopped_and_started_while_the_others_keep_their_proc
     assert_eq!(unknown.status.code(), Some(2));
 }
 
-/// A process's `Sig<kind>` mask from its /proc status.
-fn signal_mask(pid: i32, kind: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("Sig{kind}:")))
-        .expect("the mask")
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn children_start_with_default_signals_and_the_master_catches_no_new_one() {
     // The master notes the signals it catches or ignores once it is set
@@ -993,9 +984,8 @@ fn children_start_with_default_signals_and_the_master_catches_no_new_one() {
     warden.wait_for("the first process", WAIT, || {
         warden.pids("first").len() == 1
     });
-    let caught = signal_mask(warden.pid(), "Cgt");
-    let ignored = signal_mask(warden.pid(), "Ign");
-    assert_ne!(ignored, "0000000000000000", "the master ignores SIGPIPE");
+    let (caught, ignored) = signal_masks(warden.pid());
+    assert_ne!(ignored, 0, "the master ignores SIGPIPE");
     // Noted once every handler was in place.
     let log = warden.log();
     let noted = log
@@ -1003,8 +993,7 @@ fn children_start_with_default_signals_and_the_master_catches_no_new_one() {
         .find_map(|line| line.split("catches or ignores: ").nth(1))
         .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
         .unwrap_or_else(|| panic!("no noted signals in the log:\n{log}"));
-    let mask = |hex: &str| u64::from_str_radix(hex, 16).expect("a mask");
-    let held = mask(&caught) | mask(&ignored);
+    let held = caught | ignored;
     assert_eq!(
         noted & held,
         held,
@@ -1012,7 +1001,7 @@ fn children_start_with_default_signals_and_the_master_catches_no_new_one() {
     );
     // Only an ignored signal outlives the exec: sleep ignores nothing.
     let first = warden.pids("first")[0];
-    assert_eq!(signal_mask(first, "Ign"), "0000000000000000");
+    assert_eq!(signal_masks(first).1, 0);
 
     // A reload loads the plugins again and starts a service.
     warden.reload_with(&format!("{}{}", sleeper("first"), sleeper("second")));
@@ -1020,8 +1009,7 @@ fn children_start_with_default_signals_and_the_master_catches_no_new_one() {
         matches!(warden.request(&Request::Ps { service: Some("second".to_owned()) }),
             Response::Ps { processes } if processes.len() == 1)
     });
-    assert_eq!(signal_mask(warden.pid(), "Cgt"), caught);
-    assert_eq!(signal_mask(warden.pid(), "Ign"), ignored);
+    assert_eq!(signal_masks(warden.pid()), (caught, ignored));
     let second = warden.pids("second")[0];
-    assert_eq!(signal_mask(second, "Ign"), "0000000000000000");
+    assert_eq!(signal_masks(second).1, 0);
 }

@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use warden::control::{PluginStatus, Request, Response};
-use warden_tests::{LineClient, Running, echo, fixture, free_port, whoami};
+use warden_tests::{LineClient, Running, echo, fixture, free_port, whoami_service};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -211,21 +211,11 @@ idle_kill = "1s"
 name = "echo"
 address = "127.0.0.1"
 port = {echo_port}
-
-[service.whoami]
-executable = {whoami:?}
-interface = "inetd"
-process_limit = 100
-
-[[service.whoami.inet_listener]]
-name = "whoami"
-address = "127.0.0.1"
-port = {whoami_port}
-"#,
+{whoami}"#,
         plugins = plugins_dir.display().to_string(),
         grant = grant.display().to_string(),
         echo = echo().display().to_string(),
-        whoami = whoami().display().to_string(),
+        whoami = whoami_service(whoami_port, ""),
     ));
     let load = Load::start(echo_port, whoami_port);
     warden.wait_for("clients to be served", WAIT, || load.served() > 20);
@@ -301,19 +291,9 @@ fn a_reload_lifts_a_quarantine_and_the_plugin_is_asked_again() {
     let warden = Running::start(&format!(
         r#"
 plugins_dir = {plugins:?}
-
-[service.whoami]
-executable = {whoami:?}
-interface = "inetd"
-process_limit = 100
-
-[[service.whoami.inet_listener]]
-name = "whoami"
-address = "127.0.0.1"
-port = {port}
-"#,
+{whoami}"#,
         plugins = plugins_dir.display().to_string(),
-        whoami = whoami().display().to_string(),
+        whoami = whoami_service(port, ""),
     ));
     // Each connection asks the trap fixture's admission hook, which traps;
     // the built-in decision serves the client all the same.

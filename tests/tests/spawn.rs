@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid};
 use warden_sys::{Exit, Identity, SpawnError, Step};
-use warden_tests::{probe_plan, root_or_skip, run_probe};
+use warden_tests::{probe_plan, root_or_skip, run_probe, signal_masks};
 
 const NOBODY: u32 = 65534;
 const NOGROUP: u32 = 65534;
@@ -139,15 +139,8 @@ fn children_reset_the_signals_noted_as_caught_or_ignored() {
     }
     // Whatever else this process inherited: every signal the kernel shows
     // caught or ignored is noted, and one left alone is not.
-    let status = fs::read_to_string("/proc/self/status").expect("our status");
-    let mask = |key: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(key))
-            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-            .expect("a signal mask")
-    };
-    let held = mask("SigCgt:") | mask("SigIgn:");
+    let (caught, ignored) = signal_masks(std::process::id());
+    let held = caught | ignored;
     assert_eq!(noted & held, held, "noted {noted:016x}, held {held:016x}");
     if let Some(left_alone) = (1..=64)
         .filter(|&signal| signal != libc::SIGKILL && signal != libc::SIGSTOP)
